@@ -1,0 +1,117 @@
+/*
+ * net.h — the server and connection structures, shared by the net layer (server.c: libuv,
+ * accept, reads, the corked write path, the sweep timer) and the ws layer (conn.c: the
+ * WebSocket protocol on top of it). Internal: nothing here is public.
+ */
+#ifndef SB_NET_NET_H
+#define SB_NET_NET_H
+
+#include <uv.h>
+
+#include "common/common.h"
+#include "net/outq.h"
+#include "ws/frame.h"
+#include "ws/handshake.h"
+#include "ws/utf8.h"
+
+/* Connection states. */
+enum {
+  SB_CONN_HANDSHAKE = 0, /* reading the upgrade request */
+  SB_CONN_OPEN,          /* WebSocket open */
+  SB_CONN_CLOSING,       /* we sent a close frame and wait for the peer's */
+  SB_CONN_DRAINING,      /* done: flush what is queued, half-close, wait for EOF, close */
+  SB_CONN_CLOSED         /* uv_close called; memory goes in the close callback */
+};
+
+/* Connection flags. */
+enum {
+  SB_F_DIRTY = 1 << 0,         /* on the server's dirty list: flush in this turn's check */
+  SB_F_OPENED = 1 << 1,        /* on_open fired, so on_close must fire exactly once */
+  SB_F_CLOSE_REPORTED = 1 << 2,
+  SB_F_PING_SENT = 1 << 3,     /* idle ping outstanding */
+  SB_F_BACKPRESSURE = 1 << 4,  /* a send returned BACKPRESSURE: fire on_drain when flushed */
+  SB_F_SHUTDOWN_SENT = 1 << 5, /* uv_shutdown issued while draining */
+  SB_F_IO_TOUCHED = 1 << 6     /* the io block was used since the last sweep */
+};
+
+/* State a connection needs only while it is busy: its write queue, the message being put
+ * together from fragments, a control frame that arrived in pieces. Allocated on first use and
+ * freed by the sweep when idle, so that an idle connection costs little memory. */
+typedef struct sb_conn_io {
+  sb_outq out;
+  uint8_t *msg;          /* fragments (or a frame split across reads) of the current message */
+  size_t msg_len, msg_cap;
+  uint8_t ctl[SB_CONTROL_MAX_PAYLOAD];
+  uint8_t ctl_len;
+} sb_conn_io;
+
+/* A write libuv holds because the kernel refused part of a flush: it owns the queue it
+ * writes (moved out of the connection, so later sends cannot move its buffers). */
+typedef struct sb_wreq {
+  uv_write_t req;
+  sb_outq out;
+} sb_wreq;
+
+struct sb_conn {
+  uv_tcp_t tcp;          /* first: a uv_stream_t* is an sb_conn* */
+  sb_server *srv;
+  sb_conn *prev, *next;  /* all connections of the server */
+  sb_conn *dirty_next;
+  void *user;
+  sb_conn_io *io;
+  sb_wreq *wreq;
+  sb_handshake *hs;      /* during the handshake only */
+  char *subprotocol;
+  sb_frame_parser fp;
+  sb_utf8_state utf8;    /* of the text message being received */
+  uint32_t t0;           /* ms: state start (handshake, closing, draining) or last read (open) */
+  uint16_t close_code;   /* what we report if the TCP side ends first */
+  uint8_t state;
+  uint8_t flags;
+  uint8_t msg_op;        /* opcode of the message being received */
+};
+
+struct sb_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  uv_check_t check;
+  uv_timer_t sweep;
+  sb_server_options opts;
+  sb_allocator alloc;
+  uint8_t *readbuf;
+  size_t readbuf_len;
+  sb_conn *conns;        /* every accepted connection not yet freed */
+  sb_conn *dirty;
+  size_t nopen;          /* connections with SB_F_OPENED and no close reported */
+  size_t nconns;
+  int port;
+  int listening;
+  int shutting_down;
+  int handles_open;      /* listener/check/timer handles not yet closed */
+  int handles_started;
+  unsigned sweep_ms;
+  sb_shutdown_cb shutdown_cb;
+  void *shutdown_user;
+  char last_error[160];
+};
+
+/* net layer (server.c), used by conn.c */
+uint32_t sb_net_now(const sb_server *s);
+int sb_net_io(sb_conn *c);                  /* ensure c->io */
+void sb_net_mark_dirty(sb_conn *c);
+size_t sb_net_queued(const sb_conn *c);
+void sb_net_close(sb_conn *c);              /* uv_close now; reads stop */
+void sb_net_shutdown(sb_conn *c);           /* half-close (FIN) once the queue is written */
+void sb_net_conn_gone(sb_conn *c);          /* bookkeeping when a conn's memory is freed */
+
+/* ws layer (conn.c), called by server.c */
+void sb_ws_on_accept(sb_conn *c);
+void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len);
+void sb_ws_on_eof(sb_conn *c, int status);
+void sb_ws_on_flushed(sb_conn *c);          /* the queue became empty */
+void sb_ws_on_write_error(sb_conn *c, int status);
+void sb_ws_sweep(sb_conn *c, uint32_t now);
+void sb_ws_shutdown(sb_conn *c);
+void sb_ws_free(sb_conn *c);                /* release protocol state before the memory goes */
+
+#endif

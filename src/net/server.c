@@ -1,0 +1,427 @@
+/*
+ * server.c — the net layer: libuv loop glue, accept, the loop-wide read buffer, the corked
+ * write path and the sweep timer.
+ *
+ * The write path, in full:
+ *   1. A send frames its message into the connection's queue (owned bytes, copied; or a
+ *      reference to a prepared message) and puts the connection on the server's dirty list.
+ *      Nothing is written yet, so everything a loop turn produces for one socket is corked.
+ *   2. Once per loop turn, after I/O callbacks (a uv_check_t), every dirty connection is
+ *      flushed with uv_try_write: one writev of all its queued items.
+ *   3. Whatever the kernel refuses is handed to one uv_write() together with the queue that
+ *      holds it: the queue moves into an sb_wreq, so later sends start a fresh queue and can
+ *      never move memory libuv is writing from. No data is copied for that, and there is at
+ *      most one uv_write_t per connection, and only while the socket is backed up.
+ *   4. When that write completes, anything queued meanwhile is flushed the same way and, if a
+ *      send had reported BACKPRESSURE, the drain callback fires.
+ *
+ * Reads: every connection's alloc callback hands out the same server-wide buffer; libuv calls
+ * the read callback synchronously after each read, and the ws layer parses (and unmasks) frames
+ * in place before returning, so the buffer is free again for the next socket.
+ *
+ * Timers: one coarse timer walks all connections (handshake, idle-ping and close deadlines),
+ * so that no connection owns a timer handle.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net/net.h"
+
+#define SB_READBUF (256 * 1024)
+#define SB_IOV_BATCH 64
+
+uint32_t sb_net_now(const sb_server *s) { return (uint32_t)uv_now(s->loop); }
+
+static void set_error(sb_server *s, const char *what, int uverr) {
+  snprintf(s->last_error, sizeof(s->last_error), "%s: %s", what, uv_strerror(uverr));
+}
+
+static int map_uv_error(int uverr) {
+  switch (uverr) {
+    case UV_ENOMEM: return SB_ENOMEM;
+    case UV_EADDRINUSE: return SB_EADDRINUSE;
+    case UV_EINVAL: return SB_EINVAL;
+    default: return SB_EIO;
+  }
+}
+
+void sb_server_options_init(sb_server_options *o) {
+  memset(o, 0, sizeof(*o));
+  o->max_header_bytes = 16 * 1024;
+  o->max_message_bytes = 16 * 1024 * 1024;
+  o->max_queued_bytes = 16 * 1024 * 1024 + 64 * 1024;
+  o->handshake_timeout_ms = 10000;
+  o->idle_timeout_ms = 60000;
+  o->close_timeout_ms = 5000;
+  o->backlog = 1024;
+}
+
+int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opts) {
+  *out = NULL;
+  if (!loop || !opts) return SB_EINVAL;
+  const sb_allocator *a = opts->allocator ? opts->allocator : &sb_default_allocator;
+  if (!a->malloc || !a->realloc || !a->free) return SB_EINVAL;
+  sb_server *s = sb_malloc(a, sizeof(*s));
+  if (!s) return SB_ENOMEM;
+  memset(s, 0, sizeof(*s));
+  s->alloc = *a;
+  s->loop = loop;
+  s->opts = *opts;
+  sb_server_options def;
+  sb_server_options_init(&def);
+  /* A zero limit means "the default". */
+  if (!s->opts.max_header_bytes) s->opts.max_header_bytes = def.max_header_bytes;
+  if (!s->opts.max_message_bytes) s->opts.max_message_bytes = def.max_message_bytes;
+  if (!s->opts.max_queued_bytes) s->opts.max_queued_bytes = def.max_queued_bytes;
+  if (!s->opts.handshake_timeout_ms) s->opts.handshake_timeout_ms = def.handshake_timeout_ms;
+  if (!s->opts.idle_timeout_ms) s->opts.idle_timeout_ms = def.idle_timeout_ms;
+  if (!s->opts.close_timeout_ms) s->opts.close_timeout_ms = def.close_timeout_ms;
+  if (s->opts.backlog <= 0) s->opts.backlog = def.backlog;
+  s->opts.allocator = &s->alloc;
+  /* The sweep runs often enough to honour the shortest timeout within a quarter of it. */
+  unsigned shortest = SB_MIN(s->opts.handshake_timeout_ms,
+                             SB_MIN(s->opts.idle_timeout_ms, s->opts.close_timeout_ms));
+  s->sweep_ms = SB_MAX(10u, SB_MIN(1000u, shortest / 4));
+  s->readbuf_len = SB_READBUF;
+  s->readbuf = sb_malloc(a, s->readbuf_len);
+  if (!s->readbuf) {
+    sb_free(a, s);
+    return SB_ENOMEM;
+  }
+  /* A write to a socket the peer has reset raises SIGPIPE, whose default action kills the
+   * process. libuv leaves that to the application; a server library must not die of a client
+   * hanging up, so an untouched SIGPIPE is set to be ignored (documented in the header). */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+  *out = s;
+  return 0;
+}
+
+static void handle_closed(uv_handle_t *h) {
+  sb_server *s = h->data;
+  if (--s->handles_open == 0 && s->shutdown_cb) s->shutdown_cb(s, s->shutdown_user);
+}
+
+static void maybe_finish(sb_server *s) {
+  if (!s->shutting_down || s->nconns > 0 || !s->handles_started) return;
+  s->handles_started = 0;
+  uv_close((uv_handle_t *)&s->check, handle_closed);
+  uv_close((uv_handle_t *)&s->sweep, handle_closed);
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+int sb_net_io(sb_conn *c) {
+  if (!c->io) {
+    c->io = sb_malloc(&c->srv->alloc, sizeof(*c->io));
+    if (!c->io) return SB_ENOMEM;
+    memset(c->io, 0, sizeof(*c->io));
+  }
+  c->flags |= SB_F_IO_TOUCHED;
+  return 0;
+}
+
+void sb_net_mark_dirty(sb_conn *c) {
+  if (c->flags & SB_F_DIRTY) return;
+  c->flags |= SB_F_DIRTY;
+  c->dirty_next = c->srv->dirty;
+  c->srv->dirty = c;
+}
+
+size_t sb_net_queued(const sb_conn *c) {
+  return (c->io ? c->io->out.bytes : 0) + c->tcp.write_queue_size;
+}
+
+static void conn_closed(uv_handle_t *h) {
+  sb_conn *c = (sb_conn *)h;
+  sb_server *s = c->srv;
+  if (c->flags & SB_F_DIRTY) { /* rare: unlink from the dirty list */
+    for (sb_conn **p = &s->dirty; *p; p = &(*p)->dirty_next) {
+      if (*p == c) {
+        *p = c->dirty_next;
+        break;
+      }
+    }
+  }
+  sb_ws_free(c);
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  s->nconns--;
+  sb_free(&s->alloc, c);
+  maybe_finish(s);
+}
+
+void sb_net_close(sb_conn *c) {
+  if (c->state == SB_CONN_CLOSED) return;
+  c->state = SB_CONN_CLOSED;
+  uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  sb_conn *c = (sb_conn *)req->handle;
+  sb_free(&c->srv->alloc, req);
+  if (status < 0 && status != UV_ECANCELED) sb_net_close(c);
+}
+
+void sb_net_shutdown(sb_conn *c) {
+  if (c->flags & SB_F_SHUTDOWN_SENT || c->state == SB_CONN_CLOSED) return;
+  c->flags |= SB_F_SHUTDOWN_SENT;
+  uv_shutdown_t *req = sb_malloc(&c->srv->alloc, sizeof(*req));
+  if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    sb_free(&c->srv->alloc, req);
+    sb_net_close(c);
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  sb_conn *c = (sb_conn *)h;
+  buf->base = (char *)c->srv->readbuf;
+  buf->len = c->srv->readbuf_len;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  sb_conn *c = (sb_conn *)st;
+  if (nread > 0) sb_ws_on_data(c, (uint8_t *)buf->base, (size_t)nread);
+  else if (nread < 0) sb_ws_on_eof(c, (int)nread);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  sb_wreq *w = SB_CONTAINER_OF(req, sb_wreq, req);
+  sb_conn *c = (sb_conn *)req->handle;
+  sb_outq_free(&w->out, &c->srv->alloc);
+  sb_free(&c->srv->alloc, w);
+  c->wreq = NULL;
+  if (status == UV_ECANCELED || c->state == SB_CONN_CLOSED) return;
+  if (status < 0) {
+    sb_ws_on_write_error(c, status);
+    return;
+  }
+  /* Flush what was queued meanwhile in this turn's check, or report the drain now. */
+  if (c->io && c->io->out.bytes) sb_net_mark_dirty(c);
+  else sb_ws_on_flushed(c);
+}
+
+/* Hands the unwritten rest of the queue to libuv (step 3 above). */
+static void write_rest(sb_conn *c) {
+  sb_server *s = c->srv;
+  sb_wreq *w = sb_malloc(&s->alloc, sizeof(*w));
+  if (!w) {
+    sb_ws_on_write_error(c, UV_ENOMEM);
+    return;
+  }
+  w->out = c->io->out;
+  memset(&c->io->out, 0, sizeof(c->io->out));
+  unsigned count = w->out.n - w->out.head;
+  uv_buf_t small[SB_IOV_BATCH], *bufs = small;
+  if (count > SB_IOV_BATCH) {
+    bufs = sb_malloc(&s->alloc, count * sizeof(*bufs));
+    if (!bufs) {
+      sb_outq_free(&w->out, &s->alloc);
+      sb_free(&s->alloc, w);
+      sb_ws_on_write_error(c, UV_ENOMEM);
+      return;
+    }
+  }
+  sb_iov iov[SB_IOV_BATCH];
+  unsigned done = 0;
+  sb_outq view = w->out;
+  while (done < count) { /* libuv copies the buffer array, so a temporary one is enough */
+    unsigned k = sb_outq_iov(&view, iov, SB_IOV_BATCH);
+    for (unsigned i = 0; i < k; i++) bufs[done + i] = uv_buf_init(iov[i].base, (unsigned)iov[i].len);
+    done += k;
+    size_t bytes = 0;
+    for (unsigned i = 0; i < k; i++) bytes += iov[i].len;
+    /* advance the view without releasing anything: it is only a cursor */
+    for (unsigned i = 0; i < k; i++) {
+      if (!view.items[view.head].msg) view.own_off += view.items[view.head].len;
+      view.head++;
+      view.head_off = 0;
+    }
+    (void)bytes;
+  }
+  c->wreq = w;
+  int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, count, on_write);
+  if (bufs != small) sb_free(&s->alloc, bufs);
+  if (r < 0) {
+    c->wreq = NULL;
+    sb_outq_free(&w->out, &s->alloc);
+    sb_free(&s->alloc, w);
+    sb_ws_on_write_error(c, r);
+  }
+}
+
+/* Step 2: one corked writev per dirty connection. */
+static void flush(sb_conn *c) {
+  if (c->state == SB_CONN_CLOSED || c->wreq) return;
+  if (c->io) {
+    sb_outq *q = &c->io->out;
+    while (q->bytes) {
+      sb_iov iov[SB_IOV_BATCH];
+      uv_buf_t bufs[SB_IOV_BATCH];
+      unsigned k = sb_outq_iov(q, iov, SB_IOV_BATCH);
+      size_t want = 0;
+      for (unsigned i = 0; i < k; i++) {
+        bufs[i] = uv_buf_init(iov[i].base, (unsigned)iov[i].len);
+        want += iov[i].len;
+      }
+      int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, k);
+      if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+      if (r < 0) {
+        sb_ws_on_write_error(c, r);
+        return;
+      }
+      sb_outq_consume(q, (size_t)r);
+      if ((size_t)r < want) break; /* the kernel is full */
+    }
+    if (q->bytes) {
+      write_rest(c);
+      return;
+    }
+  }
+  sb_ws_on_flushed(c);
+}
+
+static void on_check(uv_check_t *h) {
+  sb_server *s = h->data;
+  sb_conn *c;
+  while ((c = s->dirty) != NULL) {
+    s->dirty = c->dirty_next;
+    c->flags &= ~SB_F_DIRTY;
+    flush(c);
+  }
+}
+
+static void on_sweep(uv_timer_t *t) {
+  sb_server *s = t->data;
+  uint32_t now = sb_net_now(s);
+  for (sb_conn *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->state != SB_CONN_CLOSED) sb_ws_sweep(c, now);
+  }
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  sb_server *s = ls->data;
+  if (status < 0 || s->shutting_down) return;
+  sb_conn *c = sb_malloc(&s->alloc, sizeof(*c));
+  if (!c) return; /* the connection stays in the backlog; libuv retries */
+  memset(c, 0, sizeof(*c));
+  c->srv = s;
+  if (uv_tcp_init(s->loop, &c->tcp) != 0) {
+    sb_free(&s->alloc, c);
+    return;
+  }
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  c->state = SB_CONN_HANDSHAKE;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    sb_net_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    sb_net_close(c);
+    return;
+  }
+  sb_ws_on_accept(c);
+}
+
+/* ---- server --------------------------------------------------------------------------- */
+
+int sb_server_listen(sb_server *s, const char *host, int port) {
+  if (!s || !host || port < 0 || port > 65535) return SB_EINVAL;
+  if (s->listening || s->shutting_down || s->handles_open) return SB_ESTATE;
+  struct sockaddr_storage addr;
+  socklen_t alen = sizeof(struct sockaddr_in);
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0) {
+    alen = sizeof(struct sockaddr_in6);
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0) {
+      snprintf(s->last_error, sizeof(s->last_error), "not an IP address: %s", host);
+      return SB_EINVAL;
+    }
+  }
+  /* Bind a plain socket first, so that the usual failures (address in use, no permission)
+   * happen before any libuv handle exists and leave nothing to close. */
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    set_error(s, "socket", uv_translate_sys_error(errno));
+    return SB_EIO;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&addr, alen) != 0) {
+    int err = uv_translate_sys_error(errno);
+    close(fd);
+    set_error(s, "bind", err);
+    return map_uv_error(err);
+  }
+  struct sockaddr_storage bound;
+  socklen_t blen = sizeof(bound);
+  getsockname(fd, (struct sockaddr *)&bound, &blen);
+  s->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                        : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  uv_tcp_init(s->loop, &s->listener);
+  s->listener.data = s;
+  s->handles_open = 1;
+  int r = uv_tcp_open(&s->listener, fd);
+  if (r == 0) r = uv_listen((uv_stream_t *)&s->listener, s->opts.backlog, on_connection);
+  if (r != 0) {
+    /* Rare (listen(2) itself failed). The handle closes on the next loop turn; until then
+     * sb_server_free() answers SB_EBUSY. */
+    if (r != 0 && uv_fileno((uv_handle_t *)&s->listener, &(uv_os_fd_t){0}) != 0) close(fd);
+    set_error(s, "listen", r);
+    s->port = 0;
+    uv_close((uv_handle_t *)&s->listener, handle_closed);
+    return map_uv_error(r);
+  }
+  uv_check_init(s->loop, &s->check);
+  s->check.data = s;
+  uv_check_start(&s->check, on_check);
+  uv_timer_init(s->loop, &s->sweep);
+  s->sweep.data = s;
+  uv_timer_start(&s->sweep, on_sweep, s->sweep_ms, s->sweep_ms);
+  s->handles_open = 3;
+  s->handles_started = 1;
+  s->listening = 1;
+  return 0;
+}
+
+int sb_server_port(const sb_server *s) { return s ? s->port : 0; }
+
+size_t sb_server_conn_count(const sb_server *s) { return s ? s->nopen : 0; }
+
+const char *sb_server_last_error(const sb_server *s) { return s ? s->last_error : ""; }
+
+int sb_server_shutdown(sb_server *s, sb_shutdown_cb cb, void *user) {
+  if (!s) return SB_EINVAL;
+  if (!s->listening) return SB_ESTATE;
+  if (s->shutting_down) return 0;
+  s->shutting_down = 1;
+  s->shutdown_cb = cb;
+  s->shutdown_user = user;
+  uv_close((uv_handle_t *)&s->listener, handle_closed);
+  for (sb_conn *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->state != SB_CONN_CLOSED) sb_ws_shutdown(c);
+  }
+  maybe_finish(s);
+  return 0;
+}
+
+int sb_server_free(sb_server *s) {
+  if (!s) return 0;
+  if (s->nconns > 0 || s->handles_open > 0) return SB_EBUSY;
+  sb_allocator a = s->alloc;
+  sb_free(&a, s->readbuf);
+  sb_free(&a, s);
+  return 0;
+}

@@ -1,0 +1,455 @@
+/*
+ * conn.c — the WebSocket protocol on a connection: the upgrade, message assembly, control
+ * frames, the close handshake, timeouts, and the public send/close API.
+ *
+ * Life of a connection:
+ *   HANDSHAKE → (101) → OPEN → CLOSING (we sent close) → DRAINING → CLOSED
+ *                          └──────── (peer's close, or a protocol error) ──┘
+ * DRAINING means "nothing more to say": flush what is queued, half-close (FIN), and close once
+ * the peer closes too or close_timeout_ms passes. Closing only after the peer's FIN (rather than
+ * at once) keeps the kernel from answering the peer's late bytes with a reset that could
+ * destroy our close frame in flight.
+ *
+ * Messages: a frame whose whole payload is in the read buffer and that is a complete message
+ * is handed to the application where it lies (unmasked in place). Only fragmented messages, or
+ * a frame split across reads, are copied into the connection's message buffer, which is sized
+ * from the frame header at once (the parser has already checked the size limit).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "net/net.h"
+
+static void send_close_frame(sb_conn *c, uint16_t code, const char *reason, size_t len);
+
+static const sb_allocator *A(const sb_conn *c) { return &c->srv->alloc; }
+
+/* ---- closing -------------------------------------------------------------------------- */
+
+static void report_close(sb_conn *c, int code, const char *reason, size_t len) {
+  if (!(c->flags & SB_F_OPENED) || (c->flags & SB_F_CLOSE_REPORTED)) return;
+  c->flags |= SB_F_CLOSE_REPORTED;
+  c->srv->nopen--;
+  if (c->srv->opts.on_close) c->srv->opts.on_close(c, code, reason, len, c->srv->opts.user);
+}
+
+static void start_drain(sb_conn *c) {
+  c->state = SB_CONN_DRAINING;
+  c->t0 = sb_net_now(c->srv);
+  sb_net_mark_dirty(c); /* the flush half-closes once the queue is empty */
+}
+
+/* _Fail the WebSocket Connection_ (§7.1.7): say why with a close frame, then drain. */
+static void fail(sb_conn *c, uint16_t code, const char *why) {
+  if (c->state == SB_CONN_OPEN) send_close_frame(c, code, why, strlen(why));
+  report_close(c, code, why, strlen(why));
+  start_drain(c);
+}
+
+static void abort_conn(sb_conn *c, const char *why) {
+  report_close(c, SB_CLOSE_ABNORMAL, why, strlen(why));
+  sb_net_close(c);
+}
+
+/* ---- sending -------------------------------------------------------------------------- */
+
+/* Queues one unfragmented frame. `limited` applies max_queued_bytes. */
+static int queue_frame(sb_conn *c, unsigned op, const void *data, size_t len, int limited) {
+  uint8_t hdr[10];
+  size_t hl = sb_frame_header(hdr, op, 1, len, NULL);
+  if (limited && sb_net_queued(c) + hl + len > c->srv->opts.max_queued_bytes)
+    return SB_SEND_DROPPED;
+  if (sb_net_io(c) || sb_outq_push_frame(&c->io->out, A(c), hdr, hl, data, len))
+    return SB_ENOMEM;
+  sb_net_mark_dirty(c);
+  return SB_SEND_OK;
+}
+
+static void send_close_frame(sb_conn *c, uint16_t code, const char *reason, size_t len) {
+  uint8_t payload[SB_CONTROL_MAX_PAYLOAD];
+  size_t n = 0;
+  if (code != 0) {
+    if (len > SB_CONTROL_MAX_PAYLOAD - 2) len = SB_CONTROL_MAX_PAYLOAD - 2;
+    /* Never cut a reason inside a UTF-8 sequence. */
+    while (len > 0 && !sb_utf8_valid((const uint8_t *)reason, len)) len--;
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    if (len) memcpy(payload + 2, reason, len);
+    n = 2 + len;
+  }
+  if (queue_frame(c, SB_OP_CLOSE, payload, n, 0) < 0) sb_net_close(c);
+}
+
+static int send_result(sb_conn *c, int r) {
+  if (r == SB_SEND_DROPPED) {
+    c->flags |= SB_F_BACKPRESSURE;
+  } else if (r == SB_SEND_OK && c->wreq) {
+    c->flags |= SB_F_BACKPRESSURE;
+    r = SB_SEND_BACKPRESSURE;
+  }
+  return r;
+}
+
+int sb_conn_send(sb_conn *c, sb_opcode op, const void *data, size_t len) {
+  if (!c || (op != SB_TEXT && op != SB_BINARY) || (!data && len)) return SB_EINVAL;
+  if (c->state != SB_CONN_OPEN) return SB_SEND_DROPPED;
+  return send_result(c, queue_frame(c, (unsigned)op, data, len, 1));
+}
+
+int sb_conn_send_msg(sb_conn *c, sb_msg *m) {
+  if (!c || !m) return SB_EINVAL;
+  if (c->state != SB_CONN_OPEN) return SB_SEND_DROPPED;
+  if (sb_net_queued(c) + m->len > c->srv->opts.max_queued_bytes)
+    return send_result(c, SB_SEND_DROPPED);
+  if (sb_net_io(c) || sb_outq_push_msg(&c->io->out, A(c), m)) return SB_ENOMEM;
+  sb_net_mark_dirty(c);
+  return send_result(c, SB_SEND_OK);
+}
+
+int sb_conn_close(sb_conn *c, int code, const char *reason, size_t len) {
+  if (!c) return SB_EINVAL;
+  if (c->state != SB_CONN_OPEN) return SB_ECLOSED;
+  if (code < 0 || !sb_close_code_valid((unsigned)code) || len > SB_CONTROL_MAX_PAYLOAD - 2 ||
+      (len && (!reason || !sb_utf8_valid((const uint8_t *)reason, len))))
+    return SB_EINVAL;
+  send_close_frame(c, (uint16_t)code, reason, len);
+  if (c->state == SB_CONN_CLOSED) return SB_ENOMEM;
+  c->state = SB_CONN_CLOSING;
+  c->close_code = (uint16_t)code;
+  c->t0 = sb_net_now(c->srv);
+  return 0;
+}
+
+void sb_conn_set_user(sb_conn *c, void *user) { c->user = user; }
+void *sb_conn_user(const sb_conn *c) { return c->user; }
+sb_server *sb_conn_server(const sb_conn *c) { return c->srv; }
+const char *sb_conn_subprotocol(const sb_conn *c) { return c->subprotocol; }
+size_t sb_conn_queued_bytes(const sb_conn *c) { return sb_net_queued(c); }
+
+int sb_msg_new(sb_msg **out, sb_server *s, sb_opcode op, const void *data, size_t len) {
+  *out = NULL;
+  if (!s || (op != SB_TEXT && op != SB_BINARY) || (!data && len)) return SB_EINVAL;
+  uint8_t hdr[10];
+  size_t hl = sb_frame_header(hdr, (unsigned)op, 1, len, NULL);
+  sb_msg *m = sb_malloc(&s->alloc, sizeof(*m) + hl + len);
+  if (!m) return SB_ENOMEM;
+  m->refs = 1;
+  m->hdr_len = (uint32_t)hl;
+  m->len = hl + len;
+  m->alloc = &s->alloc;
+  memcpy(m->data, hdr, hl);
+  if (len) memcpy(m->data + hl, data, len);
+  *out = m;
+  return 0;
+}
+
+sb_msg *sb_msg_ref(sb_msg *m) {
+  if (m) m->refs++;
+  return m;
+}
+
+void sb_msg_unref(sb_msg *m) {
+  if (m && --m->refs == 0) sb_free(m->alloc, m);
+}
+
+const void *sb_msg_data(const sb_msg *m) { return m->data + m->hdr_len; }
+size_t sb_msg_len(const sb_msg *m) { return m->len - m->hdr_len; }
+
+/* ---- handshake ------------------------------------------------------------------------ */
+
+static void drop_handshake(sb_conn *c) {
+  if (c->hs) {
+    sb_handshake_free(c->hs);
+    sb_free(A(c), c->hs);
+    c->hs = NULL;
+  }
+}
+
+static const char *reason_phrase(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    default: return "Internal Server Error";
+  }
+}
+
+/* Answers with a plain HTTP status and closes (after the answer is written). */
+static void http_reject(sb_conn *c, int status, const char *why) {
+  char buf[512];
+  int n = snprintf(buf, sizeof(buf),
+                   "HTTP/1.1 %d %s\r\n"
+                   "Content-Type: text/plain; charset=utf-8\r\n"
+                   "Content-Length: %zu\r\n"
+                   "%s"
+                   "Connection: close\r\n\r\n%s\n",
+                   status, reason_phrase(status), strlen(why) + 1,
+                   status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", why);
+  drop_handshake(c);
+  if (n < 0 || (size_t)n >= sizeof(buf) || sb_net_io(c) ||
+      sb_outq_push_bytes(&c->io->out, A(c), buf, (size_t)n)) {
+    sb_net_close(c);
+    return;
+  }
+  start_drain(c);
+}
+
+static void accept_upgrade(sb_conn *c) {
+  sb_server *s = c->srv;
+  const char *chosen = NULL;
+  const char *offered[16];
+  char scratch[1024];
+  if (s->opts.on_subprotocol) {
+    size_t n = sb_handshake_subprotocols(c->hs, offered, 16, scratch, sizeof(scratch));
+    if (n > 0) {
+      int i = s->opts.on_subprotocol(offered, n, s->opts.user);
+      if (i >= 0 && (size_t)i < n) chosen = offered[i];
+    }
+  }
+  char buf[512];
+  int len = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n"
+                     "%s%s%s\r\n",
+                     c->hs->accept, chosen ? "Sec-WebSocket-Protocol: " : "",
+                     chosen ? chosen : "", chosen ? "\r\n" : "");
+  if (chosen) {
+    size_t n = strlen(chosen) + 1;
+    c->subprotocol = sb_malloc(A(c), n);
+    if (c->subprotocol) memcpy(c->subprotocol, chosen, n);
+  }
+  drop_handshake(c);
+  if (len < 0 || (size_t)len >= sizeof(buf) || (chosen && !c->subprotocol) || sb_net_io(c) ||
+      sb_outq_push_bytes(&c->io->out, A(c), buf, (size_t)len)) {
+    sb_net_close(c);
+    return;
+  }
+  sb_frame_parser_init(&c->fp, s->opts.max_message_bytes, 1);
+  c->state = SB_CONN_OPEN;
+  c->t0 = sb_net_now(s);
+  c->flags |= SB_F_OPENED;
+  s->nopen++;
+  sb_net_mark_dirty(c);
+  if (s->opts.on_open) s->opts.on_open(c, s->opts.user);
+}
+
+void sb_ws_on_accept(sb_conn *c) {
+  c->t0 = sb_net_now(c->srv);
+  c->hs = sb_malloc(A(c), sizeof(*c->hs));
+  if (!c->hs) {
+    sb_net_close(c);
+    return;
+  }
+  sb_handshake_init(c->hs, c->srv->opts.max_header_bytes, sb_allocator_realloc_fn,
+                    (void *)A(c));
+}
+
+/* ---- frames --------------------------------------------------------------------------- */
+
+static void deliver(sb_conn *c, const uint8_t *data, size_t len) {
+  sb_server *s = c->srv;
+  if (s->opts.on_message) s->opts.on_message(c, (sb_opcode)c->msg_op, data, len, s->opts.user);
+}
+
+static void on_close_frame(sb_conn *c, const uint8_t *p, size_t n) {
+  uint16_t code = SB_CLOSE_NO_STATUS;
+  const char *reason = "";
+  size_t rlen = 0;
+  if (n == 1) return fail(c, SB_CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload");
+  if (n >= 2) {
+    code = (uint16_t)((p[0] << 8) | p[1]);
+    if (!sb_close_code_valid(code)) return fail(c, SB_CLOSE_PROTOCOL_ERROR, "invalid close code");
+    reason = (const char *)p + 2;
+    rlen = n - 2;
+    if (!sb_utf8_valid(p + 2, rlen))
+      return fail(c, SB_CLOSE_INVALID_DATA, "close reason is not UTF-8");
+  }
+  /* The peer started the handshake: answer with its code (§5.5.1), or with no code when it
+   * sent none. When we started it, this frame is the answer and we are done. */
+  if (c->state == SB_CONN_OPEN) send_close_frame(c, n >= 2 ? code : 0, NULL, 0);
+  report_close(c, code, reason, rlen);
+  if (c->state != SB_CONN_CLOSED) start_drain(c);
+}
+
+static int append_msg(sb_conn *c, const sb_frame_event *ev) {
+  if (sb_net_io(c)) return SB_ENOMEM;
+  sb_conn_io *io = c->io;
+  if (ev->first && io->msg_len + ev->frame_len > io->msg_cap) {
+    /* The parser checked frame_len against the message limit: reserve the frame at once. */
+    size_t cap = io->msg_len + (size_t)ev->frame_len;
+    if (cap < 256) cap = 256;
+    uint8_t *p = sb_realloc(A(c), io->msg, cap);
+    if (!p) return SB_ENOMEM;
+    io->msg = p;
+    io->msg_cap = cap;
+  }
+  memcpy(io->msg + io->msg_len, ev->data, ev->len);
+  io->msg_len += ev->len;
+  return 0;
+}
+
+static void on_data_chunk(sb_conn *c, const sb_frame_event *ev) {
+  if (c->state != SB_CONN_OPEN) return; /* after our close frame, data is discarded (§5.5.1) */
+  if (ev->first && ev->opcode != SB_OP_CONT) {
+    c->msg_op = ev->opcode;
+    c->utf8 = SB_UTF8_ACCEPT;
+  }
+  if (c->msg_op == SB_OP_TEXT) {
+    /* Fail fast: the first byte that cannot be UTF-8 ends the connection, even in the middle
+     * of a fragment. */
+    c->utf8 = sb_utf8_feed(c->utf8, ev->data, ev->len);
+    if (c->utf8 == SB_UTF8_REJECT)
+      return fail(c, SB_CLOSE_INVALID_DATA, "text message is not valid UTF-8");
+  }
+  int complete = ev->last && ev->fin;
+  if (complete && c->msg_op == SB_OP_TEXT && c->utf8 != SB_UTF8_ACCEPT)
+    return fail(c, SB_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
+  if (complete && ev->first && ev->opcode != SB_OP_CONT) {
+    deliver(c, ev->data, ev->len); /* the common case: zero copy */
+    return;
+  }
+  if (append_msg(c, ev) != 0) return abort_conn(c, "out of memory");
+  if (complete) {
+    sb_conn_io *io = c->io;
+    size_t n = io->msg_len;
+    io->msg_len = 0; /* before the callback: it may send, close, or receive nothing more */
+    deliver(c, io->msg, n);
+    if (c->io && io->msg_cap > 64 * 1024) { /* do not keep a large buffer for the next one */
+      sb_free(A(c), io->msg);
+      io->msg = NULL;
+      io->msg_cap = 0;
+    }
+  }
+}
+
+static void on_control_chunk(sb_conn *c, const sb_frame_event *ev) {
+  const uint8_t *p = ev->data;
+  size_t n = ev->len;
+  if (!(ev->first && ev->last)) { /* a control frame split across reads: collect it */
+    if (sb_net_io(c)) return abort_conn(c, "out of memory");
+    if (ev->first) c->io->ctl_len = 0;
+    memcpy(c->io->ctl + c->io->ctl_len, ev->data, ev->len);
+    c->io->ctl_len = (uint8_t)(c->io->ctl_len + ev->len);
+    if (!ev->last) return;
+    p = c->io->ctl;
+    n = c->io->ctl_len;
+  }
+  switch (ev->opcode) {
+    case SB_OP_PING:
+      /* Answer while open; a pong that would pass the queue limit is dropped (a peer that
+       * pings without reading must not make us buffer without bound). */
+      if (c->state == SB_CONN_OPEN && queue_frame(c, SB_OP_PONG, p, n, 1) < 0)
+        abort_conn(c, "out of memory");
+      break;
+    case SB_OP_PONG:
+      break; /* any read already counts as liveness */
+    case SB_OP_CLOSE:
+      on_close_frame(c, p, n);
+      break;
+  }
+}
+
+static void on_frames(sb_conn *c, uint8_t *data, size_t len) {
+  size_t off = 0;
+  while (off < len && (c->state == SB_CONN_OPEN || c->state == SB_CONN_CLOSING)) {
+    sb_frame_event ev;
+    sb_frame_status st;
+    off += sb_frame_parse(&c->fp, data + off, len - off, &ev, &st);
+    if (st == SB_FRAME_NEED_MORE) break;
+    if (st == SB_FRAME_ERROR) return fail(c, ev.close_code, ev.error);
+    if (ev.opcode & 0x8) on_control_chunk(c, &ev);
+    else on_data_chunk(c, &ev);
+  }
+}
+
+void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
+  switch (c->state) {
+    case SB_CONN_HANDSHAKE: {
+      size_t used = 0;
+      sb_hs_result r = sb_handshake_feed(c->hs, data, len, &used);
+      if (r == SB_HS_NEED_MORE) return;
+      if (r == SB_HS_REJECT) return http_reject(c, c->hs->status, c->hs->error);
+      if (r == SB_HS_HTTP) return http_reject(c, 404, "Not Found");
+      accept_upgrade(c);
+      if (used < len && c->state == SB_CONN_OPEN) on_frames(c, data + used, len - used);
+      return;
+    }
+    case SB_CONN_OPEN:
+      c->t0 = sb_net_now(c->srv);
+      c->flags &= (uint8_t)~SB_F_PING_SENT;
+      on_frames(c, data, len);
+      return;
+    case SB_CONN_CLOSING:
+      on_frames(c, data, len);
+      return;
+    default:
+      return; /* draining: the conversation is over, bytes are discarded */
+  }
+}
+
+void sb_ws_on_eof(sb_conn *c, int status) {
+  abort_conn(c, "connection ended without a close frame");
+}
+
+void sb_ws_on_write_error(sb_conn *c, int status) { abort_conn(c, "write failed"); }
+
+void sb_ws_on_flushed(sb_conn *c) {
+  if (c->state == SB_CONN_DRAINING) {
+    sb_net_shutdown(c);
+  } else if ((c->flags & SB_F_BACKPRESSURE) && c->state == SB_CONN_OPEN) {
+    c->flags &= (uint8_t)~SB_F_BACKPRESSURE;
+    if (c->srv->opts.on_drain) c->srv->opts.on_drain(c, c->srv->opts.user);
+  }
+}
+
+void sb_ws_sweep(sb_conn *c, uint32_t now) {
+  const sb_server_options *o = &c->srv->opts;
+  uint32_t age = now - c->t0;
+  switch (c->state) {
+    case SB_CONN_HANDSHAKE:
+      if (age >= o->handshake_timeout_ms) return http_reject(c, 408, "request timeout");
+      break;
+    case SB_CONN_OPEN:
+      if (age >= 2 * o->idle_timeout_ms) return abort_conn(c, "idle timeout");
+      if (age >= o->idle_timeout_ms && !(c->flags & SB_F_PING_SENT)) {
+        c->flags |= SB_F_PING_SENT;
+        if (queue_frame(c, SB_OP_PING, NULL, 0, 1) < 0) return abort_conn(c, "out of memory");
+      }
+      break;
+    case SB_CONN_CLOSING:
+    case SB_CONN_DRAINING:
+      if (age >= o->close_timeout_ms) return abort_conn(c, "close timeout");
+      break;
+  }
+  /* Give back the busy-state block of a connection that has been quiet for a whole sweep. */
+  sb_conn_io *io = c->io;
+  if (io && !(c->flags & SB_F_IO_TOUCHED) && io->out.bytes == 0 && io->msg_len == 0 &&
+      c->fp.hdr_len == 0 && !c->fp.in_payload && !c->fp.fragmented) {
+    sb_outq_free(&io->out, A(c));
+    sb_free(A(c), io->msg);
+    sb_free(A(c), io);
+    c->io = NULL;
+  }
+  c->flags &= (uint8_t)~SB_F_IO_TOUCHED;
+}
+
+void sb_ws_shutdown(sb_conn *c) {
+  if (c->state == SB_CONN_HANDSHAKE) sb_net_close(c);
+  else if (c->state == SB_CONN_OPEN) sb_conn_close(c, SB_CLOSE_GOING_AWAY, "server shutting down", 20);
+}
+
+void sb_ws_free(sb_conn *c) {
+  drop_handshake(c);
+  if (c->io) {
+    sb_outq_free(&c->io->out, A(c));
+    sb_free(A(c), c->io->msg);
+    sb_free(A(c), c->io);
+    c->io = NULL;
+  }
+  sb_free(A(c), c->subprotocol);
+  c->subprotocol = NULL;
+}
