@@ -11,10 +11,10 @@ src=$(dirname "$0")/consumer.c
 export PKG_CONFIG_PATH="$stage/lib/pkgconfig:$stage/lib/x86_64-linux-gnu/pkgconfig:$stage/lib64/pkgconfig"
 CC=${CC:-cc}
 # Shared library
-$CC -std=c11 -Wall -Werror -o "$build/consumer/shared" "$src" $(pkg-config --cflags --libs switchboard)
-LD_LIBRARY_PATH="$(pkg-config --variable=libdir switchboard)" "$build/consumer/shared"
+$CC -Wall -Werror -o "$build/consumer/shared" "$src" $(pkg-config --define-prefix --cflags --libs switchboard)
+LD_LIBRARY_PATH="$(pkg-config --define-prefix --variable=libdir switchboard)" "$build/consumer/shared"
 # Static library
-$CC -std=c11 -Wall -Werror -o "$build/consumer/static" "$src" $(pkg-config --cflags switchboard) \
-   "$(pkg-config --variable=libdir switchboard)/libswitchboard.a" $(pkg-config --libs --static switchboard | sed 's/-lswitchboard//')
+$CC -Wall -Werror -o "$build/consumer/static" "$src" $(pkg-config --define-prefix --cflags switchboard) \
+   "$(pkg-config --define-prefix --variable=libdir switchboard)/libswitchboard.a" $(pkg-config --define-prefix --libs --static switchboard | sed 's/-lswitchboard//')
 "$build/consumer/static"
 echo "install_consumer: ok"
