@@ -212,7 +212,14 @@ sb_hs_result sb_handshake_feed(sb_handshake *h, const uint8_t *data, size_t len,
   *consumed = parsed;
   h->seen += parsed;
   enum http_errno err = HTTP_PARSER_ERRNO(&h->parser);
-  if (h->done) return validate(h);
+  if (h->done) {
+    /* The system's http-parser may be built lenient, and then takes CR followed by any byte
+     * as the end of the head (swallowing that byte). HTTP requires CRLF (a bare LF is
+     * tolerated, RFC 7230 §3.5); the byte that completed the head is in this feed. */
+    if (parsed == 0 || data[parsed - 1] != '\n')
+      return reject(h, 400, "header section does not end with CRLF");
+    return validate(h);
+  }
   if (err != HPE_OK) {
     if (h->status == 431) return SB_HS_REJECT;
     if (err == HPE_HEADER_OVERFLOW) return reject(h, 431, "request headers too large");
