@@ -111,14 +111,14 @@ int main(int argc, char **argv) {
             a.server ? sb_server_last_error(a.server) : "");
     return 1;
   }
-  printf("listening on %s:%d\n", host, sb_server_port(a.server));
-  fflush(stdout);
-
   uv_signal_init(loop, &a.sigint);
   uv_signal_init(loop, &a.sigterm);
   a.sigint.data = a.sigterm.data = &a;
   uv_signal_start(&a.sigint, on_signal, SIGINT);
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+  /* Only now say we are ready: a signal that arrives after this line is handled. */
+  printf("listening on %s:%d\n", host, sb_server_port(a.server));
+  fflush(stdout);
 
   uv_run(loop, UV_RUN_DEFAULT);
   r = sb_server_free(a.server);

@@ -278,16 +278,19 @@ static void on_close_frame(sb_conn *c, const uint8_t *p, size_t n) {
 static int append_msg(sb_conn *c, const sb_frame_event *ev) {
   if (sb_net_io(c)) return SB_ENOMEM;
   sb_conn_io *io = c->io;
-  if (ev->first && io->msg_len + ev->frame_len > io->msg_cap) {
-    /* The parser checked frame_len against the message limit: reserve the frame at once. */
-    size_t cap = io->msg_len + (size_t)ev->frame_len;
-    if (cap < 256) cap = 256;
+  /* Grow with what has arrived, not with what a header announces (a peer could announce 16 MiB
+   * on many connections and trickle it), and geometrically, so that a message sent as many
+   * small fragments costs linear, not quadratic, copying. */
+  size_t need = io->msg_len + ev->len;
+  if (need > io->msg_cap) {
+    size_t cap = SB_MAX(need, SB_MAX((size_t)256, io->msg_cap * 2));
+    cap = SB_MIN(cap, SB_MAX(need, (size_t)c->srv->opts.max_message_bytes));
     uint8_t *p = sb_realloc(A(c), io->msg, cap);
     if (!p) return SB_ENOMEM;
     io->msg = p;
     io->msg_cap = cap;
   }
-  memcpy(io->msg + io->msg_len, ev->data, ev->len);
+  if (ev->len) memcpy(io->msg + io->msg_len, ev->data, ev->len);
   io->msg_len += ev->len;
   return 0;
 }
