@@ -89,6 +89,8 @@ struct sb_server {
   int shutting_down;
   int handles_open;      /* listener/check/timer handles not yet closed */
   int handles_started;
+  sb_handshake *hs_pool; /* free handshake states (linked through parser.data), reused */
+  unsigned hs_pooled;
   unsigned sweep_ms;
   sb_shutdown_cb shutdown_cb;
   void *shutdown_user;
@@ -102,6 +104,7 @@ void sb_net_mark_dirty(sb_conn *c);
 size_t sb_net_queued(const sb_conn *c);
 void sb_net_close(sb_conn *c);              /* uv_close now; reads stop */
 void sb_net_shutdown(sb_conn *c);           /* half-close (FIN) once the queue is written */
+int sb_net_write_now(sb_conn *c, const void *data, size_t len); /* write, queue the rest */
 void sb_net_conn_gone(sb_conn *c);          /* bookkeeping when a conn's memory is freed */
 
 /* ws layer (conn.c), called by server.c */

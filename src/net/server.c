@@ -180,6 +180,22 @@ void sb_net_shutdown(sb_conn *c) {
   }
 }
 
+int sb_net_write_now(sb_conn *c, const void *data, size_t len) {
+  /* Only when nothing is queued: bytes must leave in the order they were sent. */
+  if (!c->wreq && (!c->io || c->io->out.bytes == 0)) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r > 0) {
+      data = (const char *)data + r;
+      len -= (size_t)r;
+    }
+  }
+  if (len == 0) return 0;
+  if (sb_net_io(c) || sb_outq_push_bytes(&c->io->out, &c->srv->alloc, data, len)) return SB_ENOMEM;
+  sb_net_mark_dirty(c);
+  return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   sb_conn *c = (sb_conn *)h;
   buf->base = (char *)c->srv->readbuf;
@@ -421,6 +437,12 @@ int sb_server_free(sb_server *s) {
   if (!s) return 0;
   if (s->nconns > 0 || s->handles_open > 0) return SB_EBUSY;
   sb_allocator a = s->alloc;
+  while (s->hs_pool) {
+    sb_handshake *h = s->hs_pool;
+    s->hs_pool = h->parser.data;
+    sb_handshake_free(h);
+    sb_free(&a, h);
+  }
   sb_free(&a, s->readbuf);
   sb_free(&a, s);
   return 0;

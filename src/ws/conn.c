@@ -157,12 +157,47 @@ size_t sb_msg_len(const sb_msg *m) { return m->len - m->hdr_len; }
 
 /* ---- handshake ------------------------------------------------------------------------ */
 
+/* Handshake states are big (the header table) and short-lived: a server keeps up to
+ * SB_HS_POOL of them, with their header buffers, for the next connections, so that accepting
+ * does not leave a hole in the heap for every connection (that would show as resident memory
+ * per idle connection). */
+#define SB_HS_POOL 256
+#define SB_HS_KEEP_BUF 4096
+
 static void drop_handshake(sb_conn *c) {
-  if (c->hs) {
-    sb_handshake_free(c->hs);
-    sb_free(A(c), c->hs);
-    c->hs = NULL;
+  sb_handshake *h = c->hs;
+  if (!h) return;
+  c->hs = NULL;
+  sb_server *s = c->srv;
+  if (s->hs_pooled >= SB_HS_POOL) {
+    sb_handshake_free(h);
+    sb_free(A(c), h);
+    return;
   }
+  if (h->buf_cap > SB_HS_KEEP_BUF) sb_handshake_free(h);
+  h->parser.data = s->hs_pool;
+  s->hs_pool = h;
+  s->hs_pooled++;
+}
+
+static sb_handshake *take_handshake(sb_conn *c) {
+  sb_server *s = c->srv;
+  sb_handshake *h = s->hs_pool;
+  char *buf = NULL;
+  size_t cap = 0;
+  if (h) {
+    s->hs_pool = h->parser.data;
+    s->hs_pooled--;
+    buf = h->buf;
+    cap = h->buf_cap;
+  } else {
+    h = sb_malloc(A(c), sizeof(*h));
+    if (!h) return NULL;
+  }
+  sb_handshake_init(h, s->opts.max_header_bytes, sb_allocator_realloc_fn, (void *)A(c));
+  h->buf = buf; /* keep the pooled buffer */
+  h->buf_cap = cap;
+  return h;
 }
 
 static const char *reason_phrase(int status) {
@@ -223,8 +258,10 @@ static void accept_upgrade(sb_conn *c) {
     if (c->subprotocol) memcpy(c->subprotocol, chosen, n);
   }
   drop_handshake(c);
-  if (len < 0 || (size_t)len >= sizeof(buf) || (chosen && !c->subprotocol) || sb_net_io(c) ||
-      sb_outq_push_bytes(&c->io->out, A(c), buf, (size_t)len)) {
+  /* The 101 is written at once rather than queued: an idle connection then never needs its
+   * busy-state block at all. Whatever on_open sends is queued behind it as usual. */
+  if (len < 0 || (size_t)len >= sizeof(buf) || (chosen && !c->subprotocol) ||
+      sb_net_write_now(c, buf, (size_t)len) != 0) {
     sb_net_close(c);
     return;
   }
@@ -233,19 +270,13 @@ static void accept_upgrade(sb_conn *c) {
   c->t0 = sb_net_now(s);
   c->flags |= SB_F_OPENED;
   s->nopen++;
-  sb_net_mark_dirty(c);
   if (s->opts.on_open) s->opts.on_open(c, s->opts.user);
 }
 
 void sb_ws_on_accept(sb_conn *c) {
   c->t0 = sb_net_now(c->srv);
-  c->hs = sb_malloc(A(c), sizeof(*c->hs));
-  if (!c->hs) {
-    sb_net_close(c);
-    return;
-  }
-  sb_handshake_init(c->hs, c->srv->opts.max_header_bytes, sb_allocator_realloc_fn,
-                    (void *)A(c));
+  c->hs = take_handshake(c);
+  if (!c->hs) sb_net_close(c);
 }
 
 /* ---- frames --------------------------------------------------------------------------- */

@@ -1,0 +1,461 @@
+#!/usr/bin/env bash
+# bench/run.sh — Switchboard's echo benchmark against Node's `ws`. `make bench` runs it as
+#
+#   bench/run.sh PATH/TO/examples/echo PATH/TO/bench/loadgen
+#
+# Environment (all optional):
+#   BENCH_DURATION    measured seconds per run (default 5)
+#   BENCH_ROUNDS      runs per server and configuration (default 3)
+#   BENCH_WARMUP      seconds of load before each measurement (default 1)
+#   BENCH_FRAME       binary or text (default binary)
+#   BENCH_IDLE_CONNS  idle connections for the memory test (default 10000)
+#   BENCH_OUT         JSON results (default: results.json beside loadgen, i.e. build/bench/)
+#   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  cores for server and loadgen (default 0 and 1)
+#   NODE              node binary (default: node on PATH)
+#
+# What it does (bench/README.md explains the numbers):
+#   1. Echo throughput and latency: for 100 and 1000 connections x 32 and 16384-byte messages,
+#      one message in flight per connection, our echo and the Node echo run alternately
+#      (A B A B ...), a fresh server process per run, the server pinned to one core and
+#      loadgen to the other. loadgen also reads the server's utime+stime over the measured
+#      window (--server-pid), giving server CPU microseconds per echoed message.
+#   2. Memory: VmRSS of each server before and after BENCH_IDLE_CONNS idle connections.
+#   3. Syscalls: strace -c -f on our server during a short 100 x 32 B echo run.
+# Every process it starts is killed by PID when it ends (or is interrupted).
+set -uo pipefail
+
+if [ $# -ne 2 ]; then
+  echo "usage: $0 PATH/TO/echo PATH/TO/loadgen" >&2
+  exit 2
+fi
+ECHO_BIN=$(readlink -f "$1")
+LOADGEN=$(readlink -f "$2")
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+NODE_ECHO=$HERE/node-echo.mjs
+NODE=${NODE:-node}
+
+DURATION=${BENCH_DURATION:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-1}
+FRAME=${BENCH_FRAME:-binary}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+OUT=${BENCH_OUT:-$(dirname "$LOADGEN")/results.json}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
+CONFIGS=("100 32" "100 16384" "1000 32" "1000 16384") # conns size
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+
+[ -x "$ECHO_BIN" ] || die "not an executable: $1"
+[ -x "$LOADGEN" ] || die "not an executable: $2"
+[ -f "$NODE_ECHO" ] || die "missing $NODE_ECHO"
+command -v "$NODE" >/dev/null || die "node not found (NODE=$NODE)"
+case "$FRAME" in binary|text) ;; *) die "BENCH_FRAME is binary or text" ;; esac
+[[ "$DURATION" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BENCH_DURATION must be a number of seconds"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+(cd "$HERE" && "$NODE" -e "require.resolve('ws')" >/dev/null 2>&1) ||
+  die "the npm package ws is missing: run scripts/setup.sh bench (npm ci)"
+
+TMP=$(mktemp -d /tmp/sb-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Cores: server on one, loadgen on the other.
+PIN_SERVER=()
+PIN_CLIENT=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  PIN_SERVER=(taskset -c "$SERVER_CPU")
+  PIN_CLIENT=(taskset -c "$CLIENT_CPU")
+else
+  note "taskset missing or fewer than 2 cores: server and loadgen are not pinned"
+fi
+# Line-buffer the servers' stdout so that the `listening on` line reaches its file at once.
+LINEBUF=()
+command -v stdbuf >/dev/null && LINEBUF=(stdbuf -oL)
+
+# Descriptors for the idle test (loadgen and server each hold one per connection).
+need_fd=$((IDLE_CONNS + 1024))
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+cur_fd=$(ulimit -n)
+if [ "$cur_fd" != unlimited ] && [ "$cur_fd" -lt "$need_fd" ]; then
+  IDLE_CONNS=$((cur_fd - 1024))
+  note "ulimit -n is $cur_fd: the memory test opens only $IDLE_CONNS connections"
+fi
+# Ephemeral ports: all connections go from 127.0.0.1 to one port.
+read -r port_lo port_hi < /proc/sys/net/ipv4/ip_local_port_range
+if [ $((port_hi - port_lo + 1)) -lt $((IDLE_CONNS + 1000)) ]; then
+  IDLE_CONNS=$((port_hi - port_lo + 1 - 1000))
+  note "only $((port_hi - port_lo + 1)) ephemeral ports: the memory test opens $IDLE_CONNS"
+fi
+
+NSTART=0
+SRV_PID=
+SRV_PORT=
+SRV_LOG=
+
+# start_server ours|node: sets SRV_PID and SRV_PORT; returns non-zero if it did not come up.
+start_server() {
+  local cmd
+  NSTART=$((NSTART + 1))
+  SRV_LOG=$TMP/server-$NSTART-$1
+  if [ "$1" = ours ]; then
+    cmd=("$ECHO_BIN" --port 0 --host 127.0.0.1)
+  else
+    cmd=("$NODE" "$NODE_ECHO" --port 0 --host 127.0.0.1)
+  fi
+  "${PIN_SERVER[@]}" "${LINEBUF[@]}" "${cmd[@]}" >"$SRV_LOG.out" 2>"$SRV_LOG.err" </dev/null &
+  SRV_PID=$!
+  PIDS+=("$SRV_PID")
+  SRV_PORT=
+  for _ in $(seq 200); do # 10 s
+    SRV_PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)[[:space:]]*$/\1/p' "$SRV_LOG.out" | head -n1)
+    [ -n "$SRV_PORT" ] && return 0
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  note "$1 server did not print 'listening on' (stderr: $(head -c 300 "$SRV_LOG.err"))"
+  stop_server "$1"
+  return 1
+}
+
+# stop_server NAME: SIGTERM, then SIGKILL after 5 s. Notes an exit that needed SIGKILL.
+GRACE_FAILS=()
+stop_server() {
+  local pid=$SRV_PID
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null
+    GRACE_FAILS+=("$1")
+    note "$1 server (pid $pid) ignored SIGTERM for 5 s: killed"
+  fi
+  wait "$pid" 2>/dev/null
+  SRV_PID=
+}
+
+# run_bg TIMEOUT CMD...: runs CMD in the background (so that traps fire), waits, returns its code.
+run_bg() {
+  local t=$1 pid rc
+  shift
+  timeout -k 5 "$t" "$@" &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid"
+  rc=$?
+  return $rc
+}
+
+vmrss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+
+RESULTS=$TMP/results.jsonl
+: >"$RESULTS"
+
+echo "Switchboard echo benchmark: ${DURATION}s measured (+${WARMUP}s warm-up), $ROUNDS rounds," \
+     "$FRAME frames, 1 message in flight per connection"
+echo "server pinned to core $SERVER_CPU, loadgen to core $CLIENT_CPU; $(nproc) cores;" \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+
+# ---------------------------------------------------------------------------------------------
+# 1. Echo throughput and latency
+# ---------------------------------------------------------------------------------------------
+lg_timeout=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 60 }')
+for cfg in "${CONFIGS[@]}"; do
+  read -r conns size <<<"$cfg"
+  for round in $(seq "$ROUNDS"); do
+    for kind in ours node; do
+      result=null
+      if start_server "$kind"; then
+        lg_out=$TMP/lg-$kind-$conns-$size-$round
+        run_bg "$lg_timeout" "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" \
+          --conns "$conns" --size "$size" --inflight 1 --duration "$DURATION" \
+          --warmup "$WARMUP" --"$FRAME" --connect-timeout 30 --server-pid "$SRV_PID" \
+          >"$lg_out.out" 2>"$lg_out.err"
+        rc=$?
+        alive=1
+        kill -0 "$SRV_PID" 2>/dev/null || alive=0
+        stop_server "$kind"
+        line=$(grep -m1 '^{' "$lg_out.out")
+        if [ -n "$line" ]; then
+          result=$line
+        fi
+        if [ $rc -ne 0 ] || [ $alive -eq 0 ]; then
+          note "$kind ${conns}x${size} round $round: loadgen exit $rc, server alive=$alive;" \
+               "loadgen stderr: $(head -c 400 "$lg_out.err" | tr '\n' ' ')"
+        fi
+      fi
+      echo "{\"section\":\"echo\",\"server\":\"$kind\",\"conns\":$conns,\"size\":$size,\"round\":$round,\"result\":$result}" >>"$RESULTS"
+      if [ "$result" != null ]; then
+        printf '%-4s %4s conns x %5s B  round %s: %s\n' "$kind" "$conns" "$size" "$round" \
+          "$("$NODE" -e '
+            const r = JSON.parse(process.argv[1]);
+            const f = (x) => x === undefined ? "?" : x;
+            console.log(`${r.msgs_per_s} msg/s  p50 ${r.p50_us} us  p99 ${r.p99_us} us  ` +
+              `errors ${r.errors}  server ${f(r.server_cpu_pct)}% CPU  ` +
+              `loadgen ${r.client_cpu_pct}% CPU  other ${f(r.other_cpu_pct)}%`);' "$result")"
+      else
+        printf '%-4s %4s conns x %5s B  round %s: FAILED\n' "$kind" "$conns" "$size" "$round"
+      fi
+    done
+  done
+done
+echo
+
+# ---------------------------------------------------------------------------------------------
+# 2. Memory per idle connection
+# ---------------------------------------------------------------------------------------------
+for kind in ours node; do
+  result=null
+  if start_server "$kind"; then
+    # Warm up first (100 connections echoing for a second, then closed), so that the baseline
+    # already holds what any server pays once: code paged in on the first handshake (OpenSSL's
+    # SHA-1 setup, Node's JIT), buffers sized on first use. What remains is per connection.
+    timeout 30 "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" --conns 100 \
+      --size 32 --duration 1 --warmup 0 >/dev/null 2>&1 </dev/null
+    sleep 1
+    rss0=$(vmrss_kib "$SRV_PID")
+    idle_out=$TMP/idle-$kind
+    "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" --mode idle \
+      --conns "$IDLE_CONNS" --connect-timeout 90 >"$idle_out.out" 2>"$idle_out.err" </dev/null &
+    lg_pid=$!
+    PIDS+=("$lg_pid")
+    line=
+    for _ in $(seq 1200); do # 120 s
+      line=$(grep -m1 '^{' "$idle_out.out")
+      [ -n "$line" ] && break
+      kill -0 "$lg_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ -n "$line" ]; then
+      sleep 2 # let the server finish whatever the last handshakes left behind
+      rss1=$(vmrss_kib "$SRV_PID")
+      open=$(sed -n 's/.*"open":\([0-9]*\).*/\1/p' <<<"$line")
+      if [ -n "$rss0" ] && [ -n "$rss1" ] && [ "${open:-0}" -gt 0 ]; then
+        result="{\"rss_before_kib\":$rss0,\"rss_after_kib\":$rss1,\"open\":$open,\"kib_per_conn\":$(awk -v a="$rss0" -v b="$rss1" -v n="$open" 'BEGIN { printf "%.2f", (b - a) / n }')}"
+        printf '%-4s memory: VmRSS %s KiB -> %s KiB with %s idle connections\n' "$kind" "$rss0" "$rss1" "$open"
+      else
+        note "$kind memory test: no usable numbers (rss $rss0 -> $rss1, open $open)"
+      fi
+    else
+      note "$kind memory test: loadgen printed nothing (stderr: $(head -c 300 "$idle_out.err" | tr '\n' ' '))"
+    fi
+    kill -TERM "$lg_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$lg_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$lg_pid" 2>/dev/null
+    wait "$lg_pid" 2>/dev/null
+    stop_server "$kind"
+  fi
+  echo "{\"section\":\"memory\",\"server\":\"$kind\",\"idle_conns\":$IDLE_CONNS,\"result\":$result}" >>"$RESULTS"
+done
+echo
+
+# ---------------------------------------------------------------------------------------------
+# 3. Syscalls per echoed message (our server, under strace -c)
+# ---------------------------------------------------------------------------------------------
+if command -v strace >/dev/null; then
+  result=null
+  if start_server ours; then
+    st_out=$TMP/strace.txt
+    strace -c -f -p "$SRV_PID" -o "$st_out" 2>"$TMP/strace.err" &
+    st_pid=$!
+    PIDS+=("$st_pid")
+    sleep 1 # attach
+    run_bg 60 "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" --conns 100 \
+      --size 32 --inflight 1 --duration 3 --warmup 0 --"$FRAME" --connect-timeout 30 \
+      >"$TMP/strace-lg.out" 2>"$TMP/strace-lg.err"
+    line=$(grep -m1 '^{' "$TMP/strace-lg.out")
+    sleep 0.5
+    kill -INT "$st_pid" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$st_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$st_pid" 2>/dev/null
+    wait "$st_pid" 2>/dev/null
+    stop_server ours
+    msgs=$(sed -n 's/.*"total_msgs":\([0-9]*\).*/\1/p' <<<"$line")
+    if [ -n "$msgs" ] && [ "$msgs" -gt 0 ] && [ -s "$st_out" ]; then
+      counts=$(awk '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
+                      printf "%s\"%s\":%s", (n++ ? "," : ""), $NF, $4 }' "$st_out")
+      result="{\"msgs\":$msgs,\"counts\":{$counts}}"
+    else
+      note "syscall test: no usable numbers (loadgen: $(head -c 300 "$TMP/strace-lg.err" | tr '\n' ' ') strace: $(head -c 300 "$TMP/strace.err" | tr '\n' ' '))"
+    fi
+  fi
+  echo "{\"section\":\"syscalls\",\"server\":\"ours\",\"result\":$result}" >>"$RESULTS"
+else
+  note "strace not installed: no syscall count (scripts/setup.sh bench installs it)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Report: tables on stdout, everything as JSON in $OUT
+# ---------------------------------------------------------------------------------------------
+mkdir -p "$(dirname "$OUT")"
+ws_version=$(cd "$HERE" && "$NODE" -p "require('ws/package.json').version" 2>/dev/null || echo unknown)
+"$NODE" - "$RESULTS" "$OUT" "$DURATION" "$ROUNDS" "$WARMUP" "$FRAME" "$ECHO_BIN" \
+  "$ws_version" "$SERVER_CPU" "$CLIENT_CPU" "${GRACE_FAILS[*]:-}" <<'EOF'
+const fs = require('fs');
+const os = require('os');
+const [resultsFile, outFile, duration, rounds, warmup, frame, echoBin, wsVersion, srvCpu,
+       cliCpu, graceFails] = process.argv.slice(2);
+const rows = fs.readFileSync(resultsFile, 'utf8').trim().split('\n').filter(Boolean)
+  .map((l) => {
+    try {
+      return JSON.parse(l);
+    } catch {
+      console.error(`bench: unreadable result line: ${l.slice(0, 200)}`);
+      return {};
+    }
+  });
+
+const median = (xs) => {
+  xs = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!xs.length) return null;
+  const m = xs.length >> 1;
+  return xs.length % 2 ? xs[m] : (xs[m - 1] + xs[m]) / 2;
+};
+const max = (xs) => {
+  xs = xs.filter((x) => typeof x === 'number');
+  return xs.length ? Math.max(...xs) : null;
+};
+const fmt = (x, d = 0) => (x === null || x === undefined ? '-' : Number(x).toFixed(d));
+const pad = (s, n) => String(s).padStart(n);
+const padr = (s, n) => String(s).padEnd(n);
+
+const echo = [];
+for (const conns of [100, 1000]) {
+  for (const size of [32, 16384]) {
+    const entry = { conns, size, inflight: 1 };
+    for (const server of ['ours', 'node']) {
+      const runs = rows.filter((r) => r.section === 'echo' && r.server === server &&
+                                      r.conns === conns && r.size === size);
+      const ok = runs.map((r) => r.result).filter(Boolean);
+      const pick = (k) => ok.map((r) => r[k]);
+      entry[server] = {
+        runs: runs.map((r) => r.result),
+        failed_runs: runs.length - ok.length,
+        median: {
+          msgs_per_s: median(pick('msgs_per_s')),
+          p50_us: median(pick('p50_us')),
+          p99_us: median(pick('p99_us')),
+          server_cpu_us_per_msg: median(pick('server_cpu_us_per_msg')),
+          server_cpu_pct: median(pick('server_cpu_pct')),
+          client_cpu_pct: median(pick('client_cpu_pct')),
+        },
+        max_client_cpu_pct: max(pick('client_cpu_pct')),
+        max_other_cpu_pct: max(pick('other_cpu_pct')),
+        errors: pick('errors').reduce((a, b) => a + b, 0),
+      };
+    }
+    const a = entry.ours.median.msgs_per_s, b = entry.node.median.msgs_per_s;
+    entry.ratio = a && b ? a / b : null;
+    echo.push(entry);
+  }
+}
+
+console.log(`Echo, 1 message in flight per connection: medians of ${rounds} runs of ${duration} s`);
+const head = [padr('config', 18), pad('ours msg/s', 11), pad('node msg/s', 11), pad('ratio', 6),
+  pad('ours p50/p99 us', 17), pad('node p50/p99 us', 17), pad('ours CPU us/msg', 16),
+  pad('node CPU us/msg', 16), pad('srv CPU% o/n', 13), pad('loadgen CPU%', 13),
+  pad('other CPU%', 11), pad('errors', 7)];
+console.log(head.join(' '));
+for (const e of echo) {
+  const o = e.ours.median, n = e.node.median;
+  console.log([
+    padr(`${e.conns} x ${e.size} B`, 18), pad(fmt(o.msgs_per_s), 11), pad(fmt(n.msgs_per_s), 11),
+    pad(e.ratio ? e.ratio.toFixed(2) + 'x' : '-', 6),
+    pad(`${fmt(o.p50_us)}/${fmt(o.p99_us)}`, 17), pad(`${fmt(n.p50_us)}/${fmt(n.p99_us)}`, 17),
+    pad(fmt(o.server_cpu_us_per_msg, 2), 16), pad(fmt(n.server_cpu_us_per_msg, 2), 16),
+    pad(`${fmt(o.server_cpu_pct)}/${fmt(n.server_cpu_pct)}`, 13),
+    pad(`${fmt(e.ours.max_client_cpu_pct)}/${fmt(e.node.max_client_cpu_pct)}`, 13),
+    pad(`${fmt(e.ours.max_other_cpu_pct)}/${fmt(e.node.max_other_cpu_pct)}`, 11),
+    pad(`${e.ours.errors}/${e.node.errors}`, 7),
+  ].join(' '));
+}
+console.log('(srv CPU%: median server CPU time over wall time, 100 = one core busy; loadgen ' +
+            'CPU% and other CPU%: highest of the runs against ours/node, other = anything but ' +
+            'server and loadgen on their two cores; errors: ours/node, all runs)');
+const noisy = echo.filter((e) => Math.max(e.ours.max_other_cpu_pct || 0,
+                                          e.node.max_other_cpu_pct || 0) > 10);
+if (noisy.length) {
+  console.log(`warning: other processes used more than 10% of a core during runs of ` +
+              `${noisy.map((e) => `${e.conns} x ${e.size} B`).join(', ')}: those numbers are noisy`);
+}
+const lgBound = echo.filter((e) => Math.max(e.ours.max_client_cpu_pct || 0,
+                                            e.node.max_client_cpu_pct || 0) > 90);
+if (lgBound.length) {
+  console.log(`warning: loadgen used more than 90% of its core during runs of ` +
+              `${lgBound.map((e) => `${e.conns} x ${e.size} B`).join(', ')}: it may be the limit there`);
+}
+
+const memory = { idle_conns: null };
+for (const r of rows.filter((x) => x.section === 'memory')) {
+  memory.idle_conns = r.idle_conns;
+  memory[r.server] = r.result;
+}
+console.log('');
+console.log(`Memory per idle connection (${memory.idle_conns} idle WebSocket connections, VmRSS):`);
+for (const s of ['ours', 'node']) {
+  const m = memory[s];
+  console.log(`  ${padr(s, 5)} ${m ? `${m.kib_per_conn} KiB/conn  (${m.rss_before_kib} -> ` +
+    `${m.rss_after_kib} KiB, ${m.open} open)` : 'n/a'}`);
+}
+
+let syscalls = null;
+const sc = rows.find((x) => x.section === 'syscalls');
+if (sc && sc.result) {
+  const c = sc.result.counts, m = sc.result.msgs;
+  const sum = (names) => names.reduce((a, k) => a + (c[k] || 0), 0);
+  const groups = {
+    read: ['read', 'readv', 'recvfrom', 'recvmsg', 'recvmmsg'],
+    write: ['write', 'writev', 'sendto', 'sendmsg', 'sendmmsg'],
+    epoll: ['epoll_wait', 'epoll_pwait', 'epoll_pwait2', 'epoll_ctl'],
+  };
+  const total = Object.values(c).reduce((a, b) => a + b, 0);
+  syscalls = { server: 'ours', conns: 100, size: 32, msgs: m, counts: c, per_msg: {} };
+  for (const [k, names] of Object.entries(groups)) syscalls.per_msg[k] = sum(names) / m;
+  syscalls.per_msg.all = total / m;
+  console.log('');
+  console.log(`Syscalls per echoed message, our server (strace -c -f, 100 conns x 32 B, ${m} messages):`);
+  const detail = (names) => names.filter((k) => c[k]).map((k) => `${k} ${c[k]}`).join(', ') || 'none';
+  for (const [k, names] of Object.entries(groups)) {
+    console.log(`  ${padr(k, 6)} ${syscalls.per_msg[k].toFixed(3)}   (${detail(names)})`);
+  }
+  console.log(`  ${padr('all', 6)} ${syscalls.per_msg.all.toFixed(3)}   (${total} syscalls)`);
+  const others = Object.entries(c).filter(([k]) => !Object.values(groups).flat().includes(k))
+    .sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, v]) => `${k} ${v}`).join(', ');
+  if (others) console.log(`  other: ${others}`);
+} else if (sc) {
+  console.log('\nSyscalls: the strace run failed');
+}
+
+if (graceFails) console.log(`\nnote: needed SIGKILL after SIGTERM: ${graceFails}`);
+
+const out = {
+  meta: {
+    date: new Date().toISOString(), duration_s: Number(duration), rounds: Number(rounds),
+    warmup_s: Number(warmup), frame, inflight: 1, echo_binary: echoBin,
+    node: process.version, ws: wsVersion, kernel: os.release(),
+    cpu: os.cpus()[0] ? os.cpus()[0].model : null, cores: os.cpus().length,
+    server_core: Number(srvCpu), loadgen_core: Number(cliCpu), loadavg: os.loadavg(),
+    sigkill_needed: graceFails ? graceFails.split(' ') : [],
+  },
+  echo, memory, syscalls,
+};
+fs.writeFileSync(outFile, JSON.stringify(out, null, 2) + '\n');
+console.log(`\nresults: ${outFile}`);
+EOF
