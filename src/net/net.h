@@ -105,6 +105,8 @@ size_t sb_net_queued(const sb_conn *c);
 void sb_net_close(sb_conn *c);              /* uv_close now; reads stop */
 void sb_net_shutdown(sb_conn *c);           /* half-close (FIN) once the queue is written */
 int sb_net_write_now(sb_conn *c, const void *data, size_t len); /* write, queue the rest */
+int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *payload,
+                      size_t plen);                             /* queue (or write) a frame */
 void sb_net_conn_gone(sb_conn *c);          /* bookkeeping when a conn's memory is freed */
 
 /* ws layer (conn.c), called by server.c */

@@ -196,6 +196,50 @@ int sb_net_write_now(sb_conn *c, const void *data, size_t len) {
   return 0;
 }
 
+/* Payloads from this size on are written at once, straight from the caller's buffer, together
+ * with whatever is queued before them: copying a large payload into the queue costs more than
+ * the extra write(2) that giving up corking for it costs, and the caller's buffer (often the
+ * read buffer, still in cache) is the cheapest place to write it from. Smaller frames are
+ * corked. Only what the kernel refuses is copied. */
+#define SB_DIRECT_MIN 4096
+
+static int push_tail(sb_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
+                     size_t plen, size_t skip) {
+  if (skip < hlen) {
+    if (sb_outq_push_frame(&c->io->out, &c->srv->alloc, hdr + skip, hlen - skip, payload, plen))
+      return SB_ENOMEM;
+  } else if (sb_outq_push_bytes(&c->io->out, &c->srv->alloc, payload + (skip - hlen),
+                                plen - (skip - hlen))) {
+    return SB_ENOMEM;
+  }
+  return 0;
+}
+
+int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *payload,
+                      size_t plen) {
+  if (sb_net_io(c)) return SB_ENOMEM;
+  sb_outq *q = &c->io->out;
+  size_t skip = 0;
+  if (plen >= SB_DIRECT_MIN && !c->wreq && q->n - q->head <= SB_IOV_BATCH - 2) {
+    sb_iov iov[SB_IOV_BATCH];
+    uv_buf_t bufs[SB_IOV_BATCH];
+    unsigned k = sb_outq_iov(q, iov, SB_IOV_BATCH - 2);
+    for (unsigned i = 0; i < k; i++) bufs[i] = uv_buf_init(iov[i].base, (unsigned)iov[i].len);
+    bufs[k++] = uv_buf_init((char *)hdr, (unsigned)hlen);
+    bufs[k++] = uv_buf_init((char *)payload, (unsigned)plen);
+    /* An error is not reported here (a callback must not fire inside the caller's send): the
+     * frame is queued and the flush in this turn's check meets the error again. */
+    int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, k);
+    size_t written = r > 0 ? (size_t)r : 0, queued = q->bytes;
+    sb_outq_consume(q, SB_MIN(written, queued));
+    if (written >= queued) skip = written - queued;
+  }
+  if (skip == hlen + plen) return 0;
+  if (push_tail(c, hdr, hlen, payload, plen, skip)) return SB_ENOMEM;
+  sb_net_mark_dirty(c);
+  return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   sb_conn *c = (sb_conn *)h;
   buf->base = (char *)c->srv->readbuf;

@@ -59,9 +59,7 @@ static int queue_frame(sb_conn *c, unsigned op, const void *data, size_t len, in
   size_t hl = sb_frame_header(hdr, op, 1, len, NULL);
   if (limited && sb_net_queued(c) + hl + len > c->srv->opts.max_queued_bytes)
     return SB_SEND_DROPPED;
-  if (sb_net_io(c) || sb_outq_push_frame(&c->io->out, A(c), hdr, hl, data, len))
-    return SB_ENOMEM;
-  sb_net_mark_dirty(c);
+  if (sb_net_send_frame(c, hdr, hl, data, len)) return SB_ENOMEM;
   return SB_SEND_OK;
 }
 
