@@ -48,7 +48,9 @@ enum {
   SB_EBUSY = -4,    /* the object is still in use (for example a server with live connections) */
   SB_ESTATE = -5,   /* the call is not valid in the object's current state */
   SB_EIO = -6,      /* an operating-system or libuv call failed; see sb_server_last_error() */
-  SB_EADDRINUSE = -7 /* listen: the address is taken */
+  SB_EADDRINUSE = -7, /* listen: the address is taken */
+  SB_EPROTO = -8,     /* malformed input (a message that does not fit its schema, ...) */
+  SB_ENOTFOUND = -9   /* no such connection, group, stream, ... */
 };
 
 /* Text for an SB_E* code. Never NULL; the string is static. */
@@ -246,6 +248,246 @@ SB_EXPORT void sb_msg_unref(sb_msg *msg);
 /* The payload (without the frame header) and its length. */
 SB_EXPORT const void *sb_msg_data(const sb_msg *msg);
 SB_EXPORT size_t sb_msg_len(const sb_msg *msg);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Schema codec: named binary fields, encoded and decoded with strict bounds checks           */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * A schema is an ordered list of named fields. Encoded, a message is the fields back to back,
+ * with no tags: integers big-endian (network order), fixed-length bytes as they are,
+ * variable-length bytes and text as an unsigned LEB128 varint length followed by the bytes,
+ * and an optional last "rest" field that takes every remaining byte. docs/PROTOCOL.md gives
+ * the exact rules; spec/vectors/codec.json holds the test vectors that the C and the
+ * JavaScript codecs both pass.
+ *
+ * A schema serializes itself (sb_schema_serialize), which is how a server tells its clients
+ * the format of its messages.
+ */
+typedef struct sb_schema sb_schema;
+
+typedef enum {
+  SB_FIELD_U8 = 1,    /* unsigned integer, 1 byte */
+  SB_FIELD_U16 = 2,   /* unsigned integer, 2 bytes, big-endian */
+  SB_FIELD_U32 = 3,   /* unsigned integer, 4 bytes, big-endian */
+  SB_FIELD_U64 = 4,   /* unsigned integer, 8 bytes, big-endian */
+  SB_FIELD_FIXED = 5, /* exactly `size` bytes (1..65535) */
+  SB_FIELD_BYTES = 6, /* varint length, then that many bytes */
+  SB_FIELD_TEXT = 7,  /* varint length, then that many bytes of valid UTF-8 */
+  SB_FIELD_REST = 8   /* every remaining byte; only as the last field */
+} sb_field_type;
+
+/* One field of a schema. `name`: 1..63 characters of [A-Za-z0-9_], unique in the schema.
+ * `size`: the length of an SB_FIELD_FIXED field; ignored (use 0) for the others. */
+typedef struct sb_field {
+  const char *name;
+  sb_field_type type;
+  uint32_t size;
+} sb_field;
+
+/* A field's value. Integer fields use `u`; byte and text fields use `data`/`len`. For
+ * decoding, `data` points into the decoded buffer (no copy): it is valid as long as that
+ * buffer is. */
+typedef struct sb_value {
+  uint64_t u;
+  const void *data;
+  size_t len;
+} sb_value;
+
+#define SB_SCHEMA_MAX_FIELDS 64
+#define SB_FIELD_MAX_NAME 63
+
+/*
+ * Creates a schema from `count` field definitions (copied, names included). `allocator` may
+ * be NULL (malloc). On failure returns SB_EINVAL (or SB_ENOMEM) and, when `err` is not NULL,
+ * writes a NUL-terminated message naming the offending field into err[0..errlen).
+ */
+SB_EXPORT int sb_schema_new(sb_schema **out, const sb_field *fields, size_t count,
+                            const sb_allocator *allocator, char *err, size_t errlen);
+
+/* Frees a schema. sb_schema_free(NULL) does nothing. */
+SB_EXPORT void sb_schema_free(sb_schema *schema);
+
+/* Number of fields, a field by index (NULL past the end; borrowed), the index of a field by
+ * name (-1 if there is none). */
+SB_EXPORT size_t sb_schema_count(const sb_schema *schema);
+SB_EXPORT const sb_field *sb_schema_field(const sb_schema *schema, size_t index);
+SB_EXPORT int sb_schema_index(const sb_schema *schema, const char *name);
+
+/* The encoded size of `values` (one per field, in schema order), or a negative code with a
+ * message naming the field that cannot be encoded (an integer too large for its width, fixed
+ * bytes of the wrong length, text that is not UTF-8). */
+SB_EXPORT int sb_schema_encoded_size(const sb_schema *schema, const sb_value *values,
+                                     size_t *size, char *err, size_t errlen);
+
+/* Encodes `values` into out[0..cap). On success *written holds the length. Fails with
+ * SB_EINVAL (bad value, with a message naming the field) or SB_ENOMEM if cap is too small;
+ * nothing is guaranteed about out[] on failure. */
+SB_EXPORT int sb_schema_encode(const sb_schema *schema, const sb_value *values, uint8_t *out,
+                               size_t cap, size_t *written, char *err, size_t errlen);
+
+/* Decodes in[0..len) into values[] (one per field). Byte and text values point into `in`.
+ * Fails with SB_EPROTO and a message naming the field: truncated input, a malformed or
+ * non-minimal varint, a length past the end, text that is not UTF-8, or trailing bytes when
+ * the schema has no rest field. */
+SB_EXPORT int sb_schema_decode(const sb_schema *schema, const uint8_t *in, size_t len,
+                               sb_value *values, char *err, size_t errlen);
+
+/* Decodes one record from the front of in[0..len) and sets *consumed to its length, so that
+ * records can be read back to back (a schema without a rest field). Otherwise as
+ * sb_schema_decode; a rest field takes everything, as there. */
+SB_EXPORT int sb_schema_decode_prefix(const sb_schema *schema, const uint8_t *in, size_t len,
+                                      sb_value *values, size_t *consumed, char *err,
+                                      size_t errlen);
+
+/* The schema's own wire form (docs/PROTOCOL.md, "Schemas on the wire"). With out == NULL
+ * only *written is set (the size needed). SB_ENOMEM if cap is too small. */
+SB_EXPORT int sb_schema_serialize(const sb_schema *schema, uint8_t *out, size_t cap,
+                                  size_t *written);
+
+/* Reads a schema from its wire form; the same checks as sb_schema_new. */
+SB_EXPORT int sb_schema_deserialize(sb_schema **out, const uint8_t *in, size_t len,
+                                    const sb_allocator *allocator, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Hub: connections by id, groups, pushes to one or many, redelivery after a reconnect        */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * A hub runs the messaging protocol of docs/PROTOCOL.md on top of a server it creates: every
+ * WebSocket message is an envelope (binary, encoded with the envelope schema); on open each
+ * connection gets a HELLO (its id, a resume token, limits, the schemas); pushes to a group or
+ * to one connection are recorded in per-stream history, with contiguous offsets and an epoch,
+ * so that a client that reconnects (to this node, or with the redis engine to any node) sends
+ * RESUME and gets exactly what it missed. See docs/ARCHITECTURE.md, "Redelivery".
+ */
+typedef struct sb_hub sb_hub;
+
+/* Envelope kinds and methods (docs/PROTOCOL.md). */
+typedef enum {
+  SB_KIND_REQUEST = 1,  /* client → server: method, id, url, body */
+  SB_KIND_RESPONSE = 2, /* server → client: id, status, body */
+  SB_KIND_PUSH = 3,     /* server → client: stream, offset, epoch, method, url, body */
+  SB_KIND_SEND = 4,     /* client → server, one-way: method, url, body */
+  SB_KIND_HELLO = 5,    /* server → client, first message: fixed layout, not an envelope */
+  SB_KIND_RESUME = 6,   /* client → server: token and positions */
+  SB_KIND_RESUMED = 7,  /* server → client: per stream, recovered or not */
+  SB_KIND_ACK = 8,      /* client → server: positions */
+  SB_KIND_ERROR = 9     /* server → client: status, id (when about a request), text */
+} sb_kind;
+
+typedef enum {
+  SB_METHOD_NONE = 0,
+  SB_METHOD_GET = 1,
+  SB_METHOD_POST = 2,
+  SB_METHOD_PUT = 3,
+  SB_METHOD_PATCH = 4,
+  SB_METHOD_DELETE = 5
+} sb_method;
+
+/* A decoded envelope. Strings are not NUL-terminated; everything is borrowed from the message
+ * and valid during the callback only. */
+typedef struct sb_envelope {
+  uint8_t kind;
+  uint8_t method;
+  uint16_t status;
+  uint32_t id;
+  const char *stream;
+  size_t stream_len;
+  uint64_t offset;
+  uint64_t epoch;
+  const char *url;
+  size_t url_len;
+  const void *body;
+  size_t body_len;
+} sb_envelope;
+
+/* An application message (REQUEST or SEND) arrived on a hub connection. */
+typedef void (*sb_hub_message_cb)(sb_conn *conn, const sb_envelope *env, void *user);
+/* A connection resumed an earlier session: its id is now the earlier one, its groups are
+ * restored and what it missed was replayed. */
+typedef void (*sb_hub_resume_cb)(sb_conn *conn, void *user);
+
+typedef struct sb_hub_options {
+  size_t history_max;          /* messages kept per stream. 1000 */
+  unsigned history_age_ms;     /* and for at most this long. 5 min */
+  unsigned session_ttl_ms;     /* a closed connection can be resumed this long. 5 min */
+  size_t max_replay;           /* a resume replays at most this many messages per stream;
+                                  beyond it the stream is reported recovered:false. 10000 */
+  size_t replay_batch;         /* history is read in batches of this many. 256 */
+  sb_open_cb on_open;          /* after the HELLO is queued */
+  sb_hub_message_cb on_message;
+  sb_close_cb on_close;        /* the connection left every group before this fires */
+  sb_hub_resume_cb on_resume;
+  void *user;
+} sb_hub_options;
+
+SB_EXPORT void sb_hub_options_init(sb_hub_options *opts);
+
+/* Creates a hub and the server it runs on. The server's own message, open and close
+ * callbacks in `server_opts` are ignored (the hub's take their place); limits, timeouts and
+ * the allocator apply. Listen with sb_server_listen(sb_hub_server(hub), ...). */
+SB_EXPORT int sb_hub_new(sb_hub **out, struct uv_loop_s *loop,
+                         const sb_server_options *server_opts, const sb_hub_options *opts);
+
+/* The hub's server (for listen, shutdown, counts). */
+SB_EXPORT sb_server *sb_hub_server(sb_hub *hub);
+
+/* Frees the hub and its server; the same rules as sb_server_free (SB_EBUSY while running). */
+SB_EXPORT int sb_hub_free(sb_hub *hub);
+
+/* The hub a connection belongs to (NULL for a plain server's connection). */
+SB_EXPORT sb_hub *sb_conn_hub(const sb_conn *conn);
+
+/* The connection's id: 22 characters of URL-safe base64 from 16 CSPRNG bytes, NUL-terminated.
+ * After a resume it is the resumed session's id. Borrowed; valid while the connection is. */
+SB_EXPORT const char *sb_conn_id(const sb_conn *conn);
+
+/* The open connection with this id on this node, or NULL. */
+SB_EXPORT sb_conn *sb_hub_find(sb_hub *hub, const char *conn_id);
+
+/* Joins / leaves a group (1..200 bytes of UTF-8 name). Joining twice, or leaving a group the
+ * connection is not in, does nothing and returns 0. Membership is part of the session: a
+ * resumed connection is in the same groups. */
+SB_EXPORT int sb_conn_join(sb_conn *conn, const char *group);
+SB_EXPORT int sb_conn_leave(sb_conn *conn, const char *group);
+
+/* The connection's groups: fills out[0..max) with borrowed names, returns the count. */
+SB_EXPORT size_t sb_conn_groups(const sb_conn *conn, const char **out, size_t max);
+
+/* Local members of a group on this node. */
+SB_EXPORT size_t sb_hub_group_size(sb_hub *hub, const char *group);
+
+/* Pushes a message to every member of a group: recorded in the group's stream (next offset),
+ * framed once, and the same bytes queued on every member. `url` may be NULL. Members whose
+ * queue is full are closed with 1013 (they resume later and lose nothing). Returns 0 or a
+ * negative code. */
+SB_EXPORT int sb_hub_publish(sb_hub *hub, const char *group, sb_method method, const char *url,
+                             const void *body, size_t len);
+
+/* Pushes a message to one connection by id (recorded in its direct stream, so that it is
+ * replayed if the connection resumes). SB_ENOTFOUND when no session has this id. */
+SB_EXPORT int sb_hub_send_to(sb_hub *hub, const char *conn_id, sb_method method,
+                             const char *url, const void *body, size_t len);
+
+/* Pushes to every open connection of this node, unrecorded (no stream, no redelivery). */
+SB_EXPORT int sb_hub_broadcast(sb_hub *hub, sb_method method, const char *url, const void *body,
+                               size_t len);
+
+/* Answers a REQUEST envelope (`id` from the request). */
+SB_EXPORT int sb_hub_respond(sb_conn *conn, uint32_t id, uint16_t status, const void *body,
+                             size_t len);
+
+/* Registers a named application schema (for bodies, say); it is announced to every client in
+ * HELLO. The hub keeps a reference to `schema` until sb_hub_free; up to 16 schemas. */
+SB_EXPORT int sb_hub_add_schema(sb_hub *hub, const char *name, const sb_schema *schema);
+
+/* The current position of a group's stream: *offset is its last offset (0 before the first
+ * message), *epoch its epoch. A handler that returns a group's state returns this with it, and
+ * the client listens from exactly there. SB_ENOTFOUND if the engine cannot answer at once
+ * (an asynchronous engine; use the stream's pushes instead). */
+SB_EXPORT int sb_hub_position(sb_hub *hub, const char *group, uint64_t *offset,
+                              uint64_t *epoch);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,8 @@ const char *sb_strerror(int code) {
     case SB_ESTATE: return "call not valid in the current state";
     case SB_EIO: return "operating-system error";
     case SB_EADDRINUSE: return "address already in use";
+    case SB_EPROTO: return "malformed input";
+    case SB_ENOTFOUND: return "not found";
     default: return "unknown error";
   }
 }

@@ -58,6 +58,7 @@ struct sb_conn {
   sb_conn *prev, *next;  /* all connections of the server */
   sb_conn *dirty_next;
   void *user;
+  void *hub;             /* the hub's per-connection state, when a hub runs this server */
   sb_conn_io *io;
   sb_wreq *wreq;
   sb_handshake *hs;      /* during the handshake only */
@@ -89,6 +90,8 @@ struct sb_server {
   int shutting_down;
   int handles_open;      /* listener/check/timer handles not yet closed */
   int handles_started;
+  void *hub;             /* the hub running on this server, or NULL */
+  void (*tick)(void *);  /* called from the sweep timer (the hub's housekeeping) */
   sb_handshake *hs_pool; /* free handshake states (linked through parser.data), reused */
   unsigned hs_pooled;
   unsigned sweep_ms;
@@ -104,10 +107,13 @@ void sb_net_mark_dirty(sb_conn *c);
 size_t sb_net_queued(const sb_conn *c);
 void sb_net_close(sb_conn *c);              /* uv_close now; reads stop */
 void sb_net_shutdown(sb_conn *c);           /* half-close (FIN) once the queue is written */
-int sb_net_write_now(sb_conn *c, const void *data, size_t len); /* write, queue the rest */
+void sb_net_flush_now(sb_conn *c);          /* flush the queue now, freeing it when empty */
 int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *payload,
                       size_t plen);                             /* queue (or write) a frame */
 void sb_net_conn_gone(sb_conn *c);          /* bookkeeping when a conn's memory is freed */
+
+/* A prepared message with room for `len` payload bytes, header written, payload not. */
+int sb_msg_alloc(sb_msg **out, sb_server *s, sb_opcode op, size_t len);
 
 /* ws layer (conn.c), called by server.c */
 void sb_ws_on_accept(sb_conn *c);

@@ -180,22 +180,6 @@ void sb_net_shutdown(sb_conn *c) {
   }
 }
 
-int sb_net_write_now(sb_conn *c, const void *data, size_t len) {
-  /* Only when nothing is queued: bytes must leave in the order they were sent. */
-  if (!c->wreq && (!c->io || c->io->out.bytes == 0)) {
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (r > 0) {
-      data = (const char *)data + r;
-      len -= (size_t)r;
-    }
-  }
-  if (len == 0) return 0;
-  if (sb_net_io(c) || sb_outq_push_bytes(&c->io->out, &c->srv->alloc, data, len)) return SB_ENOMEM;
-  sb_net_mark_dirty(c);
-  return 0;
-}
-
 /* Payloads from this size on are written at once, straight from the caller's buffer, together
  * with whatever is queued before them: copying a large payload into the queue costs more than
  * the extra write(2) that giving up corking for it costs, and the caller's buffer (often the
@@ -348,6 +332,20 @@ static void flush(sb_conn *c) {
   sb_ws_on_flushed(c);
 }
 
+void sb_net_flush_now(sb_conn *c) {
+  flush(c);
+  /* Give the busy-state block back at once when it is empty: a connection that goes idle
+   * right after its handshake then holds nothing but its struct (see conn.c). */
+  sb_conn_io *io = c->io;
+  if (io && c->state == SB_CONN_OPEN && !c->wreq && io->out.bytes == 0 && io->msg_len == 0 &&
+      !c->fp.in_payload && c->fp.hdr_len == 0 && !c->fp.fragmented) {
+    sb_outq_free(&io->out, &c->srv->alloc);
+    sb_free(&c->srv->alloc, io->msg);
+    sb_free(&c->srv->alloc, io);
+    c->io = NULL;
+  }
+}
+
 static void on_check(uv_check_t *h) {
   sb_server *s = h->data;
   sb_conn *c;
@@ -361,6 +359,7 @@ static void on_check(uv_check_t *h) {
 static void on_sweep(uv_timer_t *t) {
   sb_server *s = t->data;
   uint32_t now = sb_net_now(s);
+  if (s->tick) s->tick(s->hub);
   for (sb_conn *c = s->conns, *next; c; c = next) {
     next = c->next;
     if (c->state != SB_CONN_CLOSED) sb_ws_sweep(c, now);

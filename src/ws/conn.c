@@ -124,9 +124,8 @@ sb_server *sb_conn_server(const sb_conn *c) { return c->srv; }
 const char *sb_conn_subprotocol(const sb_conn *c) { return c->subprotocol; }
 size_t sb_conn_queued_bytes(const sb_conn *c) { return sb_net_queued(c); }
 
-int sb_msg_new(sb_msg **out, sb_server *s, sb_opcode op, const void *data, size_t len) {
+int sb_msg_alloc(sb_msg **out, sb_server *s, sb_opcode op, size_t len) {
   *out = NULL;
-  if (!s || (op != SB_TEXT && op != SB_BINARY) || (!data && len)) return SB_EINVAL;
   uint8_t hdr[10];
   size_t hl = sb_frame_header(hdr, (unsigned)op, 1, len, NULL);
   sb_msg *m = sb_malloc(&s->alloc, sizeof(*m) + hl + len);
@@ -136,9 +135,16 @@ int sb_msg_new(sb_msg **out, sb_server *s, sb_opcode op, const void *data, size_
   m->len = hl + len;
   m->alloc = &s->alloc;
   memcpy(m->data, hdr, hl);
-  if (len) memcpy(m->data + hl, data, len);
   *out = m;
   return 0;
+}
+
+int sb_msg_new(sb_msg **out, sb_server *s, sb_opcode op, const void *data, size_t len) {
+  *out = NULL;
+  if (!s || (op != SB_TEXT && op != SB_BINARY) || (!data && len)) return SB_EINVAL;
+  int r = sb_msg_alloc(out, s, op, len);
+  if (r == 0 && len) memcpy((*out)->data + (*out)->hdr_len, data, len);
+  return r;
 }
 
 sb_msg *sb_msg_ref(sb_msg *m) {
@@ -256,10 +262,12 @@ static void accept_upgrade(sb_conn *c) {
     if (c->subprotocol) memcpy(c->subprotocol, chosen, n);
   }
   drop_handshake(c);
-  /* The 101 is written at once rather than queued: an idle connection then never needs its
-   * busy-state block at all. Whatever on_open sends is queued behind it as usual. */
-  if (len < 0 || (size_t)len >= sizeof(buf) || (chosen && !c->subprotocol) ||
-      sb_net_write_now(c, buf, (size_t)len) != 0) {
+  /* The 101 and whatever on_open sends (a HELLO) leave together in one write, at once rather
+   * than at the end of the loop turn, and the busy-state block is given back right after: an
+   * idle connection then holds nothing but its struct, and the block's memory is reused by the
+   * next handshake instead of leaving a hole in the heap. */
+  if (len < 0 || (size_t)len >= sizeof(buf) || (chosen && !c->subprotocol) || sb_net_io(c) ||
+      sb_outq_push_bytes(&c->io->out, A(c), buf, (size_t)len)) {
     sb_net_close(c);
     return;
   }
@@ -269,6 +277,7 @@ static void accept_upgrade(sb_conn *c) {
   c->flags |= SB_F_OPENED;
   s->nopen++;
   if (s->opts.on_open) s->opts.on_open(c, s->opts.user);
+  if (c->state != SB_CONN_CLOSED) sb_net_flush_now(c);
 }
 
 void sb_ws_on_accept(sb_conn *c) {

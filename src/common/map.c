@@ -1,0 +1,104 @@
+#include <string.h>
+
+#include "common/map.h"
+
+/* FNV-1a, 64 bit: keys are short (ids, group names) and come from peers, but the table never
+ * degrades past linear probing and is sized to stay at most half full. */
+static uint64_t hash_key(const char *k, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (uint8_t)k[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+void sb_map_init(sb_map *m, const sb_allocator *a) {
+  memset(m, 0, sizeof(*m));
+  m->alloc = a;
+}
+
+void sb_map_free(sb_map *m) {
+  for (size_t i = 0; i < m->cap; i++) sb_free(m->alloc, m->slots[i].key);
+  sb_free(m->alloc, m->slots);
+  m->slots = NULL;
+  m->cap = m->len = 0;
+}
+
+static sb_map_entry *find(const sb_map *m, const char *key, size_t klen, uint64_t h) {
+  if (m->cap == 0) return NULL;
+  size_t mask = m->cap - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    sb_map_entry *e = &m->slots[i];
+    if (!e->key) return NULL;
+    if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) return e;
+  }
+}
+
+void *sb_map_get(const sb_map *m, const char *key, size_t klen) {
+  sb_map_entry *e = find(m, key, klen, hash_key(key, klen));
+  return e ? e->val : NULL;
+}
+
+const char *sb_map_key(const sb_map *m, const char *key, size_t klen) {
+  sb_map_entry *e = find(m, key, klen, hash_key(key, klen));
+  return e ? e->key : NULL;
+}
+
+static void place(sb_map_entry *slots, size_t cap, sb_map_entry e) {
+  size_t mask = cap - 1;
+  size_t i = e.hash & mask;
+  while (slots[i].key) i = (i + 1) & mask;
+  slots[i] = e;
+}
+
+static int grow(sb_map *m) {
+  size_t cap = m->cap ? m->cap * 2 : 16;
+  sb_map_entry *slots = sb_malloc(m->alloc, cap * sizeof(*slots));
+  if (!slots) return SB_ENOMEM;
+  memset(slots, 0, cap * sizeof(*slots));
+  for (size_t i = 0; i < m->cap; i++) {
+    if (m->slots[i].key) place(slots, cap, m->slots[i]);
+  }
+  sb_free(m->alloc, m->slots);
+  m->slots = slots;
+  m->cap = cap;
+  return 0;
+}
+
+int sb_map_put(sb_map *m, const char *key, size_t klen, void *val) {
+  uint64_t h = hash_key(key, klen);
+  sb_map_entry *e = find(m, key, klen, h);
+  if (e) {
+    e->val = val;
+    return 0;
+  }
+  if ((m->len + 1) * 2 > m->cap && grow(m)) return SB_ENOMEM;
+  char *k = sb_malloc(m->alloc, klen + 1);
+  if (!k) return SB_ENOMEM;
+  memcpy(k, key, klen);
+  k[klen] = '\0';
+  place(m->slots, m->cap, (sb_map_entry){k, klen, h, val});
+  m->len++;
+  return 0;
+}
+
+void *sb_map_del(sb_map *m, const char *key, size_t klen) {
+  sb_map_entry *e = find(m, key, klen, hash_key(key, klen));
+  if (!e) return NULL;
+  void *val = e->val;
+  sb_free(m->alloc, e->key);
+  size_t mask = m->cap - 1, i = (size_t)(e - m->slots);
+  /* Backward-shift: move later entries of the probe run into the hole so that lookups never
+   * need tombstones. */
+  for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
+    size_t home = m->slots[j].hash & mask;
+    if (((j - home) & mask) >= ((j - i) & mask)) {
+      m->slots[i] = m->slots[j];
+      i = j;
+    }
+  }
+  m->slots[i].key = NULL;
+  m->len--;
+  return val;
+}

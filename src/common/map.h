@@ -1,0 +1,38 @@
+/*
+ * map.h — a string-keyed hash map (open addressing, linear probing, backward-shift deletion).
+ * Keys are copied into the map; values are borrowed pointers. Used for connection ids, groups
+ * and streams. Not ordered; iteration is over slots.
+ */
+#ifndef SB_COMMON_MAP_H
+#define SB_COMMON_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+typedef struct sb_map_entry {
+  char *key; /* NULL: empty slot */
+  size_t klen;
+  uint64_t hash;
+  void *val;
+} sb_map_entry;
+
+typedef struct sb_map {
+  sb_map_entry *slots;
+  size_t cap; /* power of two, or 0 */
+  size_t len;
+  const sb_allocator *alloc;
+} sb_map;
+
+void sb_map_init(sb_map *m, const sb_allocator *a);
+void sb_map_free(sb_map *m); /* frees the keys, not the values */
+void *sb_map_get(const sb_map *m, const char *key, size_t klen);
+/* Inserts or replaces. Returns 0 or SB_ENOMEM. */
+int sb_map_put(sb_map *m, const char *key, size_t klen, void *val);
+/* Removes the key; returns its value or NULL. */
+void *sb_map_del(sb_map *m, const char *key, size_t klen);
+/* The stored copy of the key (stable until the key is deleted), or NULL. */
+const char *sb_map_key(const sb_map *m, const char *key, size_t klen);
+
+#endif

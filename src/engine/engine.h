@@ -1,0 +1,104 @@
+/*
+ * engine.h — the engine interface: what the hub needs from the place where messages are
+ * published, stored and recovered. Two engines implement it: memory (this node only, the
+ * default) and redis (many nodes, a later issue). The hub only ever calls through sb_engine_ops,
+ * so an engine plugs in without any change to the hub.
+ *
+ * Streams. Every stream ("g:<group>" for a group, "c:<connection id>" for a connection's direct
+ * messages) has a position: the offset of its last message (1, 2, 3, ... contiguous; 0 before
+ * the first) and an epoch, a random non-zero number that changes whenever the stream's history
+ * is lost. Publishing assigns the next offset and appends the message to the stream's bounded
+ * history, atomically, and then delivers it to the hub through the deliver callback, if the
+ * stream is subscribed on this node.
+ *
+ * Sessions. What a connection needs to be resumed elsewhere (its id, the identity it was
+ * authenticated as, its groups) is kept in the engine, not in the node, for session_ttl_ms
+ * after the connection closes. A resume token points at a session and can be taken once.
+ *
+ * Callbacks may fire synchronously, inside the call (the memory engine), or later (redis); the
+ * hub is written for both. Every call that takes a callback fires it exactly once if the call
+ * returned 0, and never if it returned an error.
+ */
+#ifndef SB_ENGINE_ENGINE_H
+#define SB_ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+typedef struct sb_engine sb_engine;
+
+typedef struct sb_record {
+  uint64_t offset;
+  uint64_t time_ms;
+  const uint8_t *data; /* the hub's opaque payload; borrowed for the callback */
+  size_t len;
+} sb_record;
+
+typedef struct sb_engine_limits {
+  size_t history_max;      /* messages kept per stream */
+  uint64_t history_age_ms; /* and for at most this long */
+  uint64_t session_ttl_ms; /* sessions outlive their connection this long */
+} sb_engine_limits;
+
+/* A published message reaches the hub (only for subscribed streams). */
+typedef void (*sb_engine_deliver_cb)(void *hub, const char *stream, size_t slen, uint64_t epoch,
+                                     const sb_record *rec);
+/* History: records with offsets >= from (up to max), in order. `head` is the stream's last
+ * offset, `first` the oldest offset still kept (head + 1 when empty). status < 0: failure. */
+typedef void (*sb_engine_read_cb)(void *ctx, int status, uint64_t epoch, uint64_t first,
+                                  uint64_t head, const sb_record *recs, size_t n);
+typedef void (*sb_engine_position_cb)(void *ctx, int status, uint64_t offset, uint64_t epoch);
+
+typedef struct sb_session_info {
+  const char *conn_id;
+  const char *identity;      /* "" when anonymous */
+  const char *const *groups; /* borrowed */
+  size_t ngroups;
+} sb_session_info;
+/* status SB_ENOTFOUND: no such (or an expired, or an already used) token. */
+typedef void (*sb_engine_session_cb)(void *ctx, int status, const sb_session_info *s);
+
+typedef struct sb_engine_ops {
+  const char *name;
+  /* The hub registers itself; `deliver` receives published messages of subscribed streams. */
+  void (*attach)(sb_engine *e, void *hub, sb_engine_deliver_cb deliver, uint64_t (*now)(void *));
+  /* With `session` set (a connection's direct stream), publishing fails with SB_ENOTFOUND
+   * unless that session exists (open, or closed and still resumable). */
+  int (*publish)(sb_engine *e, const char *stream, size_t slen, const char *session,
+                 const uint8_t *data, size_t len);
+  int (*subscribe)(sb_engine *e, const char *stream, size_t slen);
+  int (*unsubscribe)(sb_engine *e, const char *stream, size_t slen);
+  int (*read)(sb_engine *e, const char *stream, size_t slen, uint64_t from, size_t max,
+              sb_engine_read_cb cb, void *ctx);
+  int (*trim)(sb_engine *e, const char *stream, size_t slen, uint64_t through);
+  int (*position)(sb_engine *e, const char *stream, size_t slen, sb_engine_position_cb cb,
+                  void *ctx);
+  /* Sessions: create or refresh (connection open, or resumed), record a group change, start
+   * the expiry clock (connection closed), bind a new single-use token, take a token. */
+  int (*session_open)(sb_engine *e, const char *conn_id, const char *identity);
+  int (*session_group)(sb_engine *e, const char *conn_id, const char *group, int joined);
+  int (*session_closed)(sb_engine *e, const char *conn_id);
+  int (*session_token)(sb_engine *e, const char *conn_id, const char *token);
+  int (*session_take)(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx);
+  /* Housekeeping (expiry of sessions and history), about once a second. */
+  void (*tick)(sb_engine *e);
+  void (*free)(sb_engine *e);
+} sb_engine_ops;
+
+struct sb_engine {
+  const sb_engine_ops *ops;
+};
+
+/* The memory engine. */
+int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine_limits *lim);
+
+/* A new random epoch (never 0). */
+uint64_t sb_random_epoch(void);
+/* Fills out with `n` random bytes from the CSPRNG; 0 or SB_EIO. */
+int sb_random_bytes(void *out, size_t n);
+/* 16 random bytes as 22 characters of URL-safe base64 (no padding) + NUL. */
+int sb_random_id(char out[23]);
+
+#endif

@@ -1,0 +1,368 @@
+/*
+ * memory.c — the memory engine: streams, history and sessions of one node, in this process.
+ *
+ * Each stream keeps its history in a ring buffer of at most history_max records, and drops
+ * records older than history_age_ms whenever it is touched and on every tick. A stream's epoch
+ * is drawn when the stream is created, so a restarted node (or a stream dropped for being idle
+ * and empty) answers with a new epoch and clients learn that their positions mean nothing here.
+ *
+ * Callbacks fire synchronously: everything is in memory.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/map.h"
+#include "engine/engine.h"
+
+typedef struct mem_rec {
+  uint64_t offset, time_ms;
+  uint8_t *data;
+  size_t len;
+} mem_rec;
+
+typedef struct mem_stream {
+  uint64_t epoch;
+  uint64_t head;     /* last offset assigned */
+  mem_rec *ring;
+  size_t cap, start, count;
+  unsigned subscribers;
+} mem_stream;
+
+typedef struct mem_session {
+  char *conn_id; /* the key in sessions (owned by the map) */
+  char *identity;
+  char **groups;
+  size_t ngroups, cap;
+  char token[23];
+  uint64_t closed_at; /* 0 while a connection holds the session */
+} mem_session;
+
+typedef struct mem_engine {
+  sb_engine base;
+  const sb_allocator *a;
+  sb_engine_limits lim;
+  sb_map streams;  /* name → mem_stream */
+  sb_map sessions; /* conn id → mem_session */
+  sb_map tokens;   /* token → mem_session */
+  void *hub;
+  sb_engine_deliver_cb deliver;
+  uint64_t (*now)(void *);
+} mem_engine;
+
+static uint64_t now_ms(mem_engine *m) { return m->now ? m->now(m->hub) : 0; }
+
+static char *dup_str(const sb_allocator *a, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = sb_malloc(a, n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+/* ---- streams -------------------------------------------------------------------------- */
+
+static void drop_front(mem_engine *m, mem_stream *s) {
+  mem_rec *r = &s->ring[s->start];
+  sb_free(m->a, r->data);
+  r->data = NULL;
+  s->start = (s->start + 1) % s->cap;
+  s->count--;
+}
+
+static void expire(mem_engine *m, mem_stream *s, uint64_t now) {
+  while (s->count > 0 && m->lim.history_age_ms &&
+         now - s->ring[s->start].time_ms > m->lim.history_age_ms)
+    drop_front(m, s);
+}
+
+static mem_stream *get_stream(mem_engine *m, const char *name, size_t n, int create) {
+  mem_stream *s = sb_map_get(&m->streams, name, n);
+  if (s || !create) return s;
+  s = sb_malloc(m->a, sizeof(*s));
+  if (!s) return NULL;
+  memset(s, 0, sizeof(*s));
+  s->epoch = sb_random_epoch();
+  if (sb_map_put(&m->streams, name, n, s)) {
+    sb_free(m->a, s);
+    return NULL;
+  }
+  return s;
+}
+
+static void free_stream(mem_engine *m, mem_stream *s) {
+  while (s->count) drop_front(m, s);
+  sb_free(m->a, s->ring);
+  sb_free(m->a, s);
+}
+
+static int m_publish(sb_engine *e, const char *name, size_t n, const char *session,
+                     const uint8_t *data, size_t len) {
+  mem_engine *m = (mem_engine *)e;
+  if (session && !sb_map_get(&m->sessions, session, strlen(session))) return SB_ENOTFOUND;
+  mem_stream *s = get_stream(m, name, n, 1);
+  if (!s) return SB_ENOMEM;
+  uint64_t now = now_ms(m);
+  expire(m, s, now);
+  if (s->count == s->cap && s->cap < m->lim.history_max) { /* grow the ring up to the limit */
+    size_t cap = SB_MIN(m->lim.history_max, s->cap ? s->cap * 2 : 16);
+    mem_rec *ring = sb_malloc(m->a, cap * sizeof(*ring));
+    if (!ring) return SB_ENOMEM;
+    for (size_t i = 0; i < s->count; i++) ring[i] = s->ring[(s->start + i) % s->cap];
+    sb_free(m->a, s->ring);
+    s->ring = ring;
+    s->cap = cap;
+    s->start = 0;
+  }
+  uint8_t *copy = sb_malloc(m->a, len ? len : 1);
+  if (!copy) return SB_ENOMEM;
+  if (len) memcpy(copy, data, len);
+  if (s->count == s->cap) drop_front(m, s); /* full: the oldest goes */
+  mem_rec *r = &s->ring[(s->start + s->count) % s->cap];
+  r->offset = ++s->head;
+  r->time_ms = now;
+  r->data = copy;
+  r->len = len;
+  s->count++;
+  if (s->subscribers && m->deliver) {
+    sb_record rec = {r->offset, r->time_ms, r->data, r->len};
+    m->deliver(m->hub, name, n, s->epoch, &rec);
+  }
+  return 0;
+}
+
+static int m_subscribe(sb_engine *e, const char *name, size_t n) {
+  mem_engine *m = (mem_engine *)e;
+  mem_stream *s = get_stream(m, name, n, 1);
+  if (!s) return SB_ENOMEM;
+  s->subscribers++;
+  return 0;
+}
+
+static int m_unsubscribe(sb_engine *e, const char *name, size_t n) {
+  mem_engine *m = (mem_engine *)e;
+  mem_stream *s = get_stream(m, name, n, 0);
+  if (s && s->subscribers) s->subscribers--;
+  return 0;
+}
+
+static int m_read(sb_engine *e, const char *name, size_t n, uint64_t from, size_t max,
+                  sb_engine_read_cb cb, void *ctx) {
+  mem_engine *m = (mem_engine *)e;
+  mem_stream *s = get_stream(m, name, n, 1);
+  if (!s) return SB_ENOMEM;
+  expire(m, s, now_ms(m));
+  uint64_t first = s->count ? s->ring[s->start].offset : s->head + 1;
+  size_t skip = from > first ? (size_t)SB_MIN(from - first, (uint64_t)s->count) : 0;
+  size_t k = SB_MIN(max, s->count - skip);
+  sb_record batch[64];
+  size_t done = 0;
+  /* Hand records out in slices of the stack batch; the callback gets them in order. The
+   * common case (a resume a few messages behind) fits in one. */
+  if (k <= 64) {
+    for (size_t i = 0; i < k; i++) {
+      mem_rec *r = &s->ring[(s->start + skip + i) % s->cap];
+      batch[i] = (sb_record){r->offset, r->time_ms, r->data, r->len};
+    }
+    cb(ctx, 0, s->epoch, first, s->head, batch, k);
+    return 0;
+  }
+  sb_record *recs = sb_malloc(m->a, k * sizeof(*recs));
+  if (!recs) return SB_ENOMEM;
+  for (; done < k; done++) {
+    mem_rec *r = &s->ring[(s->start + skip + done) % s->cap];
+    recs[done] = (sb_record){r->offset, r->time_ms, r->data, r->len};
+  }
+  cb(ctx, 0, s->epoch, first, s->head, recs, k);
+  sb_free(m->a, recs);
+  return 0;
+}
+
+static int m_trim(sb_engine *e, const char *name, size_t n, uint64_t through) {
+  mem_engine *m = (mem_engine *)e;
+  mem_stream *s = get_stream(m, name, n, 0);
+  while (s && s->count && s->ring[s->start].offset <= through) drop_front(m, s);
+  return 0;
+}
+
+static int m_position(sb_engine *e, const char *name, size_t n, sb_engine_position_cb cb,
+                      void *ctx) {
+  mem_engine *m = (mem_engine *)e;
+  mem_stream *s = get_stream(m, name, n, 1);
+  if (!s) return SB_ENOMEM;
+  cb(ctx, 0, s->head, s->epoch);
+  return 0;
+}
+
+/* ---- sessions ------------------------------------------------------------------------- */
+
+static void session_free(mem_engine *m, mem_session *ss) {
+  for (size_t i = 0; i < ss->ngroups; i++) sb_free(m->a, ss->groups[i]);
+  sb_free(m->a, ss->groups);
+  sb_free(m->a, ss->identity);
+  sb_free(m->a, ss);
+}
+
+static void session_drop(mem_engine *m, const char *conn_id) {
+  mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
+  if (!ss) return;
+  if (ss->token[0]) sb_map_del(&m->tokens, ss->token, strlen(ss->token));
+  /* The session's direct-message stream goes with it. */
+  char name[40];
+  size_t n = (size_t)snprintf(name, sizeof(name), "c:%s", conn_id);
+  mem_stream *s = sb_map_del(&m->streams, name, n);
+  if (s) free_stream(m, s);
+  sb_map_del(&m->sessions, conn_id, strlen(conn_id));
+  session_free(m, ss);
+}
+
+static int m_session_open(sb_engine *e, const char *conn_id, const char *identity) {
+  mem_engine *m = (mem_engine *)e;
+  mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
+  if (ss) {
+    ss->closed_at = 0;
+    return 0;
+  }
+  ss = sb_malloc(m->a, sizeof(*ss));
+  if (!ss) return SB_ENOMEM;
+  memset(ss, 0, sizeof(*ss));
+  ss->identity = dup_str(m->a, identity ? identity : "");
+  if (!ss->identity || sb_map_put(&m->sessions, conn_id, strlen(conn_id), ss)) {
+    session_free(m, ss);
+    return SB_ENOMEM;
+  }
+  ss->conn_id = (char *)sb_map_key(&m->sessions, conn_id, strlen(conn_id));
+  return 0;
+}
+
+static int m_session_group(sb_engine *e, const char *conn_id, const char *group, int joined) {
+  mem_engine *m = (mem_engine *)e;
+  mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
+  if (!ss) return SB_ENOTFOUND;
+  for (size_t i = 0; i < ss->ngroups; i++) {
+    if (strcmp(ss->groups[i], group) == 0) {
+      if (!joined) {
+        sb_free(m->a, ss->groups[i]);
+        ss->groups[i] = ss->groups[--ss->ngroups];
+      }
+      return 0;
+    }
+  }
+  if (!joined) return 0;
+  if (ss->ngroups == ss->cap) {
+    size_t cap = ss->cap ? ss->cap * 2 : 4;
+    char **g = sb_realloc(m->a, ss->groups, cap * sizeof(*g));
+    if (!g) return SB_ENOMEM;
+    ss->groups = g;
+    ss->cap = cap;
+  }
+  char *copy = dup_str(m->a, group);
+  if (!copy) return SB_ENOMEM;
+  ss->groups[ss->ngroups++] = copy;
+  return 0;
+}
+
+static int m_session_closed(sb_engine *e, const char *conn_id) {
+  mem_engine *m = (mem_engine *)e;
+  mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
+  if (!ss) return SB_ENOTFOUND;
+  ss->closed_at = now_ms(m);
+  if (ss->closed_at == 0) ss->closed_at = 1;
+  return 0;
+}
+
+static int m_session_token(sb_engine *e, const char *conn_id, const char *token) {
+  mem_engine *m = (mem_engine *)e;
+  mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
+  if (!ss || strlen(token) != 22) return SB_EINVAL;
+  if (ss->token[0]) sb_map_del(&m->tokens, ss->token, strlen(ss->token)); /* single-use: the
+                                                                              old one dies */
+  if (sb_map_put(&m->tokens, token, 22, ss)) {
+    ss->token[0] = '\0';
+    return SB_ENOMEM;
+  }
+  memcpy(ss->token, token, 23);
+  return 0;
+}
+
+static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx) {
+  mem_engine *m = (mem_engine *)e;
+  mem_session *ss = sb_map_del(&m->tokens, token, strlen(token));
+  if (!ss) {
+    cb(ctx, SB_ENOTFOUND, NULL);
+    return 0;
+  }
+  ss->token[0] = '\0';
+  if (ss->closed_at && m->lim.session_ttl_ms && now_ms(m) - ss->closed_at > m->lim.session_ttl_ms) {
+    session_drop(m, ss->conn_id);
+    cb(ctx, SB_ENOTFOUND, NULL);
+    return 0;
+  }
+  sb_session_info info = {ss->conn_id, ss->identity, (const char *const *)ss->groups,
+                          ss->ngroups};
+  cb(ctx, 0, &info);
+  return 0;
+}
+
+/* Drops expired sessions and history. */
+static void m_tick(sb_engine *e) {
+  mem_engine *m = (mem_engine *)e;
+  uint64_t now = now_ms(m);
+  for (size_t i = 0; i < m->sessions.cap; i++) {
+    sb_map_entry *en = &m->sessions.slots[i];
+    if (!en->key) continue;
+    mem_session *ss = en->val;
+    if (ss->closed_at && now - ss->closed_at > m->lim.session_ttl_ms) {
+      session_drop(m, ss->conn_id);
+      i--; /* backward shift may have moved another entry into this slot */
+    }
+  }
+  for (size_t i = 0; i < m->streams.cap; i++) {
+    sb_map_entry *en = &m->streams.slots[i];
+    if (en->key) expire(m, en->val, now);
+  }
+}
+
+static void m_attach(sb_engine *e, void *hub, sb_engine_deliver_cb deliver,
+                     uint64_t (*now)(void *)) {
+  mem_engine *m = (mem_engine *)e;
+  m->hub = hub;
+  m->deliver = deliver;
+  m->now = now;
+}
+
+static void m_free(sb_engine *e) {
+  mem_engine *m = (mem_engine *)e;
+  if (!m) return;
+  for (size_t i = 0; i < m->streams.cap; i++) {
+    if (m->streams.slots[i].key) free_stream(m, m->streams.slots[i].val);
+  }
+  for (size_t i = 0; i < m->sessions.cap; i++) {
+    if (m->sessions.slots[i].key) session_free(m, m->sessions.slots[i].val);
+  }
+  sb_map_free(&m->streams);
+  sb_map_free(&m->sessions);
+  sb_map_free(&m->tokens);
+  sb_free(m->a, m);
+}
+
+static const sb_engine_ops memory_ops = {
+    "memory",        m_attach,       m_publish,        m_subscribe,      m_unsubscribe,
+    m_read,          m_trim,         m_position,       m_session_open,   m_session_group,
+    m_session_closed, m_session_token, m_session_take, m_tick,         m_free,
+};
+
+int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine_limits *lim) {
+  *out = NULL;
+  if (!a) a = &sb_default_allocator;
+  mem_engine *m = sb_malloc(a, sizeof(*m));
+  if (!m) return SB_ENOMEM;
+  memset(m, 0, sizeof(*m));
+  m->base.ops = &memory_ops;
+  m->a = a;
+  m->lim = *lim;
+  if (m->lim.history_max == 0) m->lim.history_max = 1;
+  sb_map_init(&m->streams, a);
+  sb_map_init(&m->sessions, a);
+  sb_map_init(&m->tokens, a);
+  *out = &m->base;
+  return 0;
+}

@@ -1,0 +1,977 @@
+/*
+ * hub.c — connections by id, groups, fan-out, HELLO, and resume.
+ *
+ * Fan-out. A push to a group goes to the engine, which gives it the stream's next offset,
+ * stores it, and delivers it back (deliver()) because this node subscribes to the group's
+ * stream while the group has local members. deliver() encodes the envelope once, frames it once
+ * (an sb_msg) and queues a reference on every member: the same bytes for all of them. Members
+ * are kept in a dense array per group, so fan-out is a linear walk; each membership also
+ * knows its slot in the group and in the connection, so join and leave are O(1) either way.
+ *
+ * Resume, the merge (DESIGN.md, "Redelivery"):
+ *   1. RESUME arrives with a token and the client's positions (stream, offset, epoch).
+ *   2. The token is taken from the engine (single use). It must belong to the same identity.
+ *      The connection adopts the session's id (an older connection still holding it is closed
+ *      with 4000), rejoins the session's groups, and gets a fresh token in a new HELLO.
+ *   3. From the moment the connection starts resuming, every live push to it is *held* (a
+ *      reference and its stream offset) instead of sent.
+ *   4. Each stream is replayed from the client's offset + 1, in batches of replay_batch, when
+ *      its epoch matches and the history still reaches back and at most max_replay messages
+ *      are missing; otherwise it is reported recovered:false and not replayed.
+ *   5. Then the held pushes are released, skipping those at or below what the replay already
+ *      sent for their stream: no gap (everything after the replayed range was held), no
+ *      duplicate (the offsets tell), per-stream order kept. RESUMED ends the sequence.
+ * With the memory engine everything completes inside one callback; the holding matters for an
+ * engine whose reads complete later, while pushes keep arriving.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/map.h"
+#include "engine/engine.h"
+#include "hub/envelope.h"
+#include "net/net.h"
+#include "ws/utf8.h"
+
+#define SB_GROUP_MAX_NAME 200
+#define SB_STREAM_MAX 256
+#define SB_MAX_POSITIONS 1024
+#define SB_HUB_SCHEMAS 16
+#define SB_CLOSE_REPLACED 4000
+
+typedef struct hconn hconn;
+typedef struct group group;
+typedef struct resume_ctx resume_ctx;
+
+typedef struct membership {
+  group *g;
+  uint32_t slot; /* index in g->members */
+} membership;
+
+typedef struct gslot {
+  hconn *hc;
+  uint32_t mi; /* index in hc->groups */
+} gslot;
+
+struct group {
+  const char *name; /* the key stored in hub->groups */
+  size_t name_len;
+  gslot *members;
+  uint32_t n, cap;
+};
+
+typedef struct held {
+  char stream[SB_STREAM_MAX];
+  uint64_t offset;
+  sb_msg *msg;
+} held;
+
+typedef struct rpos {
+  char stream[SB_STREAM_MAX];
+  uint64_t offset, epoch;  /* what the client has */
+  uint64_t sent;           /* last offset delivered during the resume */
+  uint64_t head, cur_epoch;
+  uint8_t has_position;    /* the client gave a position */
+  uint8_t started;
+  uint8_t recovered;
+} rpos;
+
+struct resume_ctx {
+  unsigned refs;
+  sb_hub *h;
+  hconn *hc; /* NULL once the connection is gone */
+  rpos *pos;
+  size_t npos, cur;
+  held *held;
+  size_t nheld, heldcap;
+};
+
+struct hconn {
+  sb_conn *conn;
+  char id[23];
+  uint8_t owner; /* this connection holds `id` in the map and in the engine's session */
+  uint8_t slow;  /* already closed for being slow */
+  membership *groups;
+  uint32_t ngroups, gcap;
+  resume_ctx *resume;
+};
+
+typedef struct named_schema {
+  char *name;
+  const sb_schema *schema;
+} named_schema;
+
+struct sb_hub {
+  sb_server *srv;
+  sb_hub_options opts;
+  const sb_allocator *a;
+  sb_engine *engine;
+  sb_schemas sch;
+  sb_map conns;  /* id → hconn (the owner) */
+  sb_map groups; /* name → group */
+  named_schema schemas[SB_HUB_SCHEMAS];
+  size_t nschemas;
+  uint64_t last_tick;
+};
+
+static void send_push(sb_hub *h, hconn *hc, const char *stream, uint64_t offset, sb_msg *m);
+
+/* ---- small helpers -------------------------------------------------------------------- */
+
+static uint64_t hub_now(void *hub) {
+  sb_hub *h = hub;
+  return uv_now(h->srv->loop);
+}
+
+static hconn *HC(const sb_conn *c) { return c ? c->hub : NULL; }
+
+static size_t stream_name(char *out, char prefix, const char *name, size_t n) {
+  if (n + 3 > SB_STREAM_MAX) return 0;
+  out[0] = prefix;
+  out[1] = ':';
+  memcpy(out + 2, name, n);
+  out[n + 2] = '\0';
+  return n + 2;
+}
+
+static int send_env(sb_hub *h, sb_conn *c, const sb_envelope *env) {
+  sb_msg *m;
+  int r = sb_envelope_msg(&h->sch, h->srv, env, &m);
+  if (r) return r;
+  r = sb_conn_send_msg(c, m);
+  sb_msg_unref(m);
+  return r;
+}
+
+static void send_error(sb_hub *h, sb_conn *c, uint32_t id, uint16_t status, const char *text) {
+  sb_envelope env = {0};
+  env.kind = SB_KIND_ERROR;
+  env.status = status;
+  env.id = id;
+  env.body = text;
+  env.body_len = strlen(text);
+  send_env(h, c, &env);
+}
+
+/* A member whose queue is full is closed: it resumes later and loses nothing, and the rest
+ * of the group is not slowed down by it (DESIGN.md, "Failure and security principles"). */
+static void deliver_to(hconn *hc, sb_msg *m) {
+  int r = sb_conn_send_msg(hc->conn, m);
+  if (r == SB_SEND_DROPPED && !hc->slow && hc->conn->state == SB_CONN_OPEN) {
+    hc->slow = 1;
+    sb_conn_close(hc->conn, SB_CLOSE_TRY_AGAIN, "slow consumer: send queue full", 30);
+  }
+}
+
+/* ---- groups --------------------------------------------------------------------------- */
+
+static int valid_group(const char *g, size_t n) {
+  return n > 0 && n <= SB_GROUP_MAX_NAME && sb_utf8_valid((const uint8_t *)g, n);
+}
+
+static int local_join(sb_hub *h, hconn *hc, const char *name, size_t n, int record) {
+  for (uint32_t i = 0; i < hc->ngroups; i++) {
+    group *g = hc->groups[i].g;
+    if (g->name_len == n && memcmp(g->name, name, n) == 0) return 0;
+  }
+  char stream[SB_STREAM_MAX];
+  size_t slen = stream_name(stream, 'g', name, n);
+  group *g = sb_map_get(&h->groups, name, n);
+  if (!g) {
+    g = sb_malloc(h->a, sizeof(*g));
+    if (!g) return SB_ENOMEM;
+    memset(g, 0, sizeof(*g));
+    if (sb_map_put(&h->groups, name, n, g)) {
+      sb_free(h->a, g);
+      return SB_ENOMEM;
+    }
+    g->name = sb_map_key(&h->groups, name, n);
+    g->name_len = n;
+  }
+  if (g->n == g->cap) {
+    uint32_t cap = g->cap ? g->cap * 2 : 4;
+    gslot *p = sb_realloc(h->a, g->members, cap * sizeof(*p));
+    if (!p) goto fail;
+    g->members = p;
+    g->cap = cap;
+  }
+  if (hc->ngroups == hc->gcap) {
+    uint32_t cap = hc->gcap ? hc->gcap * 2 : 2;
+    membership *p = sb_realloc(h->a, hc->groups, cap * sizeof(*p));
+    if (!p) goto fail;
+    hc->groups = p;
+    hc->gcap = cap;
+  }
+  /* The first local member subscribes this node to the group's stream. */
+  if (g->n == 0 && h->engine->ops->subscribe(h->engine, stream, slen) != 0) goto fail;
+  g->members[g->n] = (gslot){hc, hc->ngroups};
+  hc->groups[hc->ngroups] = (membership){g, g->n};
+  g->n++;
+  hc->ngroups++;
+  if (record && hc->owner) h->engine->ops->session_group(h->engine, hc->id, g->name, 1);
+  return 0;
+fail:
+  if (g->n == 0) {
+    sb_map_del(&h->groups, name, n);
+    sb_free(h->a, g->members);
+    sb_free(h->a, g);
+  }
+  return SB_ENOMEM;
+}
+
+static void remove_membership(sb_hub *h, hconn *hc, uint32_t mi, int record) {
+  group *g = hc->groups[mi].g;
+  uint32_t slot = hc->groups[mi].slot;
+  /* Swap-remove from the group, fixing the moved member's back index. */
+  g->members[slot] = g->members[--g->n];
+  if (slot < g->n) g->members[slot].hc->groups[g->members[slot].mi].slot = slot;
+  /* Swap-remove from the connection, fixing the moved membership's back index. */
+  hc->groups[mi] = hc->groups[--hc->ngroups];
+  if (mi < hc->ngroups) {
+    membership *m = &hc->groups[mi];
+    m->g->members[m->slot].mi = mi;
+  }
+  if (record && hc->owner) h->engine->ops->session_group(h->engine, hc->id, g->name, 0);
+  if (g->n == 0) { /* the last local member: unsubscribe and forget the group */
+    char stream[SB_STREAM_MAX];
+    size_t slen = stream_name(stream, 'g', g->name, g->name_len);
+    h->engine->ops->unsubscribe(h->engine, stream, slen);
+    sb_free(h->a, g->members);
+    sb_map_del(&h->groups, g->name, g->name_len); /* frees the key g->name points to */
+    sb_free(h->a, g);
+  }
+}
+
+int sb_conn_join(sb_conn *c, const char *name) {
+  hconn *hc = HC(c);
+  if (!hc || !name) return SB_EINVAL;
+  size_t n = strlen(name);
+  if (!valid_group(name, n)) return SB_EINVAL;
+  return local_join(c->srv->hub, hc, name, n, 1);
+}
+
+int sb_conn_leave(sb_conn *c, const char *name) {
+  hconn *hc = HC(c);
+  if (!hc || !name) return SB_EINVAL;
+  size_t n = strlen(name);
+  for (uint32_t i = 0; i < hc->ngroups; i++) {
+    group *g = hc->groups[i].g;
+    if (g->name_len == n && memcmp(g->name, name, n) == 0) {
+      remove_membership(c->srv->hub, hc, i, 1);
+      return 0;
+    }
+  }
+  return 0;
+}
+
+size_t sb_conn_groups(const sb_conn *c, const char **out, size_t max) {
+  hconn *hc = HC(c);
+  if (!hc) return 0;
+  size_t k = 0;
+  for (uint32_t i = 0; i < hc->ngroups && k < max; i++) out[k++] = hc->groups[i].g->name;
+  return hc->ngroups;
+}
+
+size_t sb_hub_group_size(sb_hub *h, const char *name) {
+  group *g = name ? sb_map_get(&h->groups, name, strlen(name)) : NULL;
+  return g ? g->n : 0;
+}
+
+/* ---- delivery ------------------------------------------------------------------------- */
+
+/* Builds the PUSH envelope for a stored record. */
+static int push_msg(sb_hub *h, const char *stream, size_t slen, uint64_t epoch,
+                    const sb_record *rec, sb_msg **out) {
+  sb_value v[3];
+  int r = sb_schema_decode(h->sch.record, rec->data, rec->len, v, NULL, 0);
+  if (r) return r;
+  sb_envelope env = {0};
+  env.kind = SB_KIND_PUSH;
+  env.method = (uint8_t)v[0].u;
+  env.stream = stream;
+  env.stream_len = slen;
+  env.offset = rec->offset;
+  env.epoch = epoch;
+  env.url = v[1].data;
+  env.url_len = v[1].len;
+  env.body = v[2].data;
+  env.body_len = v[2].len;
+  return sb_envelope_msg(&h->sch, h->srv, &env, out);
+}
+
+static void on_deliver(void *hub, const char *stream, size_t slen, uint64_t epoch,
+                       const sb_record *rec) {
+  sb_hub *h = hub;
+  if (slen < 3) return;
+  sb_msg *m = NULL;
+  if (stream[0] == 'g') {
+    group *g = sb_map_get(&h->groups, stream + 2, slen - 2);
+    if (!g || g->n == 0 || push_msg(h, stream, slen, epoch, rec, &m)) return;
+    /* The same framed bytes for every member. A member may be closed (slow) during the
+     * walk, but membership only changes in the close callback, which comes later. */
+    for (uint32_t i = 0; i < g->n; i++) send_push(h, g->members[i].hc, stream, rec->offset, m);
+  } else if (stream[0] == 'c') {
+    hconn *hc = sb_map_get(&h->conns, stream + 2, slen - 2);
+    if (!hc || push_msg(h, stream, slen, epoch, rec, &m)) return;
+    send_push(h, hc, stream, rec->offset, m);
+  }
+  sb_msg_unref(m);
+}
+
+static void send_push(sb_hub *h, hconn *hc, const char *stream, uint64_t offset, sb_msg *m) {
+  resume_ctx *rc = hc->resume;
+  if (!rc) {
+    deliver_to(hc, m);
+    return;
+  }
+  /* Resuming: hold it until the replay is done (step 3 of the merge). */
+  if (rc->nheld == rc->heldcap) {
+    size_t cap = rc->heldcap ? rc->heldcap * 2 : 16;
+    held *p = sb_realloc(h->a, rc->held, cap * sizeof(*p));
+    if (!p) { /* cannot hold it: better a duplicate-free gap the client detects than a crash */
+      return;
+    }
+    rc->held = p;
+    rc->heldcap = cap;
+  }
+  held *x = &rc->held[rc->nheld++];
+  snprintf(x->stream, sizeof(x->stream), "%s", stream);
+  x->offset = offset;
+  x->msg = sb_msg_ref(m);
+}
+
+static int publish(sb_hub *h, const char *stream, size_t slen, const char *session,
+                   sb_method method, const char *url, const void *body, size_t len) {
+  sb_value v[3] = {{0}};
+  v[0].u = method;
+  v[1].data = url ? url : "";
+  v[1].len = url ? strlen(url) : 0;
+  v[2].data = body;
+  v[2].len = len;
+  size_t size, n;
+  int r = sb_schema_encoded_size(h->sch.record, v, &size, NULL, 0);
+  if (r) return r;
+  uint8_t stack[1024];
+  uint8_t *buf = size <= sizeof(stack) ? stack : sb_malloc(h->a, size);
+  if (!buf) return SB_ENOMEM;
+  r = sb_schema_encode(h->sch.record, v, buf, size, &n, NULL, 0);
+  if (r == 0) r = h->engine->ops->publish(h->engine, stream, slen, session, buf, n);
+  if (buf != stack) sb_free(h->a, buf);
+  return r;
+}
+
+int sb_hub_publish(sb_hub *h, const char *group_name, sb_method method, const char *url,
+                   const void *body, size_t len) {
+  if (!h || !group_name || (!body && len) || method > SB_METHOD_DELETE) return SB_EINVAL;
+  size_t n = strlen(group_name);
+  if (!valid_group(group_name, n)) return SB_EINVAL;
+  char stream[SB_STREAM_MAX];
+  size_t slen = stream_name(stream, 'g', group_name, n);
+  return publish(h, stream, slen, NULL, method, url, body, len);
+}
+
+int sb_hub_send_to(sb_hub *h, const char *conn_id, sb_method method, const char *url,
+                   const void *body, size_t len) {
+  if (!h || !conn_id || (!body && len) || method > SB_METHOD_DELETE) return SB_EINVAL;
+  size_t n = strlen(conn_id);
+  if (n != 22) return SB_ENOTFOUND;
+  char stream[SB_STREAM_MAX];
+  size_t slen = stream_name(stream, 'c', conn_id, n);
+  return publish(h, stream, slen, conn_id, method, url, body, len);
+}
+
+int sb_hub_broadcast(sb_hub *h, sb_method method, const char *url, const void *body,
+                     size_t len) {
+  if (!h || (!body && len) || method > SB_METHOD_DELETE) return SB_EINVAL;
+  sb_envelope env = {0};
+  env.kind = SB_KIND_PUSH;
+  env.method = (uint8_t)method;
+  env.url = url ? url : "";
+  env.url_len = url ? strlen(url) : 0;
+  env.body = body;
+  env.body_len = len;
+  sb_msg *m;
+  int r = sb_envelope_msg(&h->sch, h->srv, &env, &m);
+  if (r) return r;
+  for (sb_conn *c = h->srv->conns; c; c = c->next) {
+    if (c->hub && c->state == SB_CONN_OPEN) deliver_to(c->hub, m);
+  }
+  sb_msg_unref(m);
+  return 0;
+}
+
+int sb_hub_respond(sb_conn *c, uint32_t id, uint16_t status, const void *body, size_t len) {
+  if (!c || !c->hub || (!body && len)) return SB_EINVAL;
+  sb_envelope env = {0};
+  env.kind = SB_KIND_RESPONSE;
+  env.id = id;
+  env.status = status;
+  env.body = body;
+  env.body_len = len;
+  return send_env(c->srv->hub, c, &env);
+}
+
+typedef struct pos_result {
+  int status;
+  uint64_t offset, epoch;
+  int done;
+} pos_result;
+
+static void on_position(void *ctx, int status, uint64_t offset, uint64_t epoch) {
+  pos_result *p = ctx;
+  p->status = status;
+  p->offset = offset;
+  p->epoch = epoch;
+  p->done = 1;
+}
+
+int sb_hub_position(sb_hub *h, const char *group_name, uint64_t *offset, uint64_t *epoch) {
+  if (!h || !group_name || !offset || !epoch) return SB_EINVAL;
+  size_t n = strlen(group_name);
+  if (!valid_group(group_name, n)) return SB_EINVAL;
+  char stream[SB_STREAM_MAX];
+  size_t slen = stream_name(stream, 'g', group_name, n);
+  pos_result p = {0};
+  int r = h->engine->ops->position(h->engine, stream, slen, on_position, &p);
+  if (r) return r;
+  if (!p.done) return SB_ENOTFOUND; /* an asynchronous engine: not answerable at once */
+  *offset = p.offset;
+  *epoch = p.epoch;
+  return p.status;
+}
+
+/* ---- HELLO ---------------------------------------------------------------------------- */
+
+static int send_hello(sb_hub *h, hconn *hc, const char *token) {
+  uint8_t env_schema[1024], schemas[4096];
+  size_t env_len = 0, sch_len = 0;
+  if (sb_schema_serialize(h->sch.envelope, env_schema, sizeof(env_schema), &env_len))
+    return SB_ENOMEM;
+  /* Application schemas: (name text, schema bytes) back to back. */
+  for (size_t i = 0; i < h->nschemas; i++) {
+    uint8_t tmp[1024];
+    size_t tl;
+    if (sb_schema_serialize(h->schemas[i].schema, tmp, sizeof(tmp), &tl)) return SB_ENOMEM;
+    size_t nl = strlen(h->schemas[i].name);
+    if (sch_len + 20 + nl + tl > sizeof(schemas)) return SB_ENOMEM;
+    /* varint lengths (both < 2^14 here) */
+    size_t lens[2] = {nl, tl};
+    const uint8_t *parts[2] = {(const uint8_t *)h->schemas[i].name, tmp};
+    for (int k = 0; k < 2; k++) {
+      size_t v = lens[k];
+      do {
+        uint8_t b = v & 0x7f;
+        v >>= 7;
+        schemas[sch_len++] = (uint8_t)(b | (v ? 0x80 : 0));
+      } while (v);
+      memcpy(schemas + sch_len, parts[k], lens[k]);
+      sch_len += lens[k];
+    }
+  }
+  const sb_server_options *so = &h->srv->opts;
+  sb_value v[10] = {{0}};
+  v[0].u = SB_KIND_HELLO;
+  v[1].u = SB_PROTOCOL_VERSION;
+  v[2].data = hc->id;
+  v[2].len = strlen(hc->id);
+  v[3].data = token;
+  v[3].len = strlen(token);
+  v[4].u = so->idle_timeout_ms;
+  v[5].u = so->max_message_bytes > 0xffffffffu ? 0xffffffffu : so->max_message_bytes;
+  v[6].u = h->opts.max_replay > 0xffffffffu ? 0xffffffffu : h->opts.max_replay;
+  v[7].u = h->opts.history_max > 0xffffffffu ? 0xffffffffu : h->opts.history_max;
+  v[8].data = env_schema;
+  v[8].len = env_len;
+  v[9].data = schemas;
+  v[9].len = sch_len;
+  size_t size, n;
+  int r = sb_schema_encoded_size(h->sch.hello, v, &size, NULL, 0);
+  if (r) return r;
+  sb_msg *m;
+  if ((r = sb_msg_alloc(&m, h->srv, SB_BINARY, size))) return r;
+  r = sb_schema_encode(h->sch.hello, v, m->data + m->hdr_len, size, &n, NULL, 0);
+  if (r == 0) r = sb_conn_send_msg(hc->conn, m) < 0 ? SB_ENOMEM : 0;
+  sb_msg_unref(m);
+  return r;
+}
+
+/* A fresh single-use token for the session, announced in a HELLO. */
+static int new_token_and_hello(sb_hub *h, hconn *hc) {
+  char token[23];
+  int r = sb_random_id(token);
+  if (r == 0) r = h->engine->ops->session_token(h->engine, hc->id, token);
+  if (r == 0) r = send_hello(h, hc, token);
+  return r;
+}
+
+/* ---- resume --------------------------------------------------------------------------- */
+
+static void resume_release(sb_hub *h, resume_ctx *rc) {
+  if (--rc->refs) return;
+  for (size_t i = 0; i < rc->nheld; i++) sb_msg_unref(rc->held[i].msg);
+  sb_free(h->a, rc->held);
+  sb_free(h->a, rc->pos);
+  sb_free(h->a, rc);
+}
+
+static rpos *find_pos(resume_ctx *rc, const char *stream) {
+  for (size_t i = 0; i < rc->npos; i++) {
+    if (strcmp(rc->pos[i].stream, stream) == 0) return &rc->pos[i];
+  }
+  return NULL;
+}
+
+static rpos *add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen) {
+  rpos *p = find_pos(rc, stream);
+  if (p) return p;
+  if (slen + 1 > SB_STREAM_MAX) return NULL;
+  rpos *np = sb_realloc(h->a, rc->pos, (rc->npos + 1) * sizeof(*np));
+  if (!np) return NULL;
+  rc->pos = np;
+  p = &rc->pos[rc->npos++];
+  memset(p, 0, sizeof(*p));
+  memcpy(p->stream, stream, slen);
+  p->stream[slen] = '\0';
+  return p;
+}
+
+static void resume_finish(sb_hub *h, resume_ctx *rc) {
+  hconn *hc = rc->hc;
+  /* Step 5: release what was held, skipping what the replay already sent. */
+  for (size_t i = 0; i < rc->nheld; i++) {
+    held *x = &rc->held[i];
+    rpos *p = find_pos(rc, x->stream);
+    if (p && x->offset <= p->sent) continue;
+    if (p) p->sent = x->offset;
+    deliver_to(hc, x->msg);
+  }
+  /* RESUMED: per stream, recovered or not, and where the client stands now. */
+  size_t size = 0;
+  uint8_t *body = NULL;
+  for (int pass = 0; pass < 2; pass++) {
+    size_t off = 0;
+    for (size_t i = 0; i < rc->npos; i++) {
+      rpos *p = &rc->pos[i];
+      sb_value v[4] = {{0}};
+      v[0].data = p->stream;
+      v[0].len = strlen(p->stream);
+      v[1].u = p->recovered;
+      v[2].u = p->sent;
+      v[3].u = p->cur_epoch;
+      size_t n;
+      if (pass == 0) {
+        sb_schema_encoded_size(h->sch.resumed, v, &n, NULL, 0);
+      } else {
+        sb_schema_encode(h->sch.resumed, v, body + off, size - off, &n, NULL, 0);
+      }
+      off += n;
+    }
+    if (pass == 0) {
+      size = off;
+      body = sb_malloc(h->a, size ? size : 1);
+      if (!body) break;
+    }
+  }
+  hc->resume = NULL;
+  rc->hc = NULL;
+  if (body) {
+    sb_envelope env = {0};
+    env.kind = SB_KIND_RESUMED;
+    env.body = body;
+    env.body_len = size;
+    send_env(h, hc->conn, &env);
+    sb_free(h->a, body);
+  }
+  resume_release(h, rc);
+  if (h->opts.on_resume) h->opts.on_resume(hc->conn, h->opts.user);
+}
+
+static void replay_next(sb_hub *h, resume_ctx *rc);
+
+static void on_history(void *ctx, int status, uint64_t epoch, uint64_t first, uint64_t head,
+                       const sb_record *recs, size_t n) {
+  resume_ctx *rc = ctx;
+  sb_hub *h = rc->h;
+  if (!rc->hc) { /* the connection went away meanwhile */
+    resume_release(h, rc);
+    return;
+  }
+  rpos *p = &rc->pos[rc->cur];
+  if (status != 0) {
+    p->recovered = 0;
+    rc->cur++;
+  } else {
+    if (!p->started) {
+      p->started = 1;
+      p->head = head;
+      p->cur_epoch = epoch;
+      /* Step 4: replay only when nothing the client missed has been lost. Epoch 0 with
+       * offset 0 means "nothing seen yet": recoverable if history starts at 1. */
+      int same_epoch = p->epoch == epoch || (p->epoch == 0 && p->offset == 0);
+      p->recovered = p->has_position && same_epoch && p->offset <= head &&
+                     first <= p->offset + 1 && head - p->offset <= h->opts.max_replay;
+      p->sent = p->recovered ? p->offset : head;
+      if (!p->recovered) n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (recs[i].offset <= p->sent) continue;
+      sb_msg *m;
+      if (push_msg(h, p->stream, strlen(p->stream), epoch, &recs[i], &m) == 0) {
+        deliver_to(rc->hc, m);
+        sb_msg_unref(m);
+      }
+      p->sent = recs[i].offset;
+    }
+    if (!(p->recovered && n > 0 && p->sent < p->head)) rc->cur++;
+  }
+  replay_next(h, rc);
+  resume_release(h, rc);
+}
+
+static void replay_next(sb_hub *h, resume_ctx *rc) {
+  while (rc->cur < rc->npos) {
+    rpos *p = &rc->pos[rc->cur];
+    uint64_t from = p->started ? p->sent + 1 : p->offset + 1;
+    rc->refs++;
+    int r = h->engine->ops->read(h->engine, p->stream, strlen(p->stream), from,
+                                 h->opts.replay_batch, on_history, rc);
+    if (r == 0) return; /* continues in on_history */
+    rc->refs--;
+    p->recovered = 0;
+    rc->cur++;
+  }
+  if (rc->hc && rc->hc->resume == rc) resume_finish(h, rc);
+}
+
+static void on_session(void *ctx, int status, const sb_session_info *s) {
+  resume_ctx *rc = ctx;
+  hconn *hc = rc->hc;
+  sb_hub *h = rc->h;
+  if (!hc) {
+    resume_release(h, rc);
+    return;
+  }
+  if (status != 0 || strcmp(s->identity, "") != 0) {
+    /* Unknown, used, expired, forged, or another identity's token: refuse, and carry on as
+     * the fresh session this connection already is. */
+    send_error(h, hc->conn, 0, status != 0 ? 401 : 403,
+               status != 0 ? "resume refused: unknown, used or expired token"
+                           : "resume refused: token belongs to another identity");
+    hc->resume = NULL;
+    rc->hc = NULL;
+    resume_release(h, rc); /* the connection's reference */
+    resume_release(h, rc); /* this call's */
+    return;
+  }
+  /* Step 2: adopt the session. An older connection still holding it is closed. */
+  hconn *old = sb_map_get(&h->conns, s->conn_id, strlen(s->conn_id));
+  if (old && old != hc) {
+    old->owner = 0;
+    sb_conn_close(old->conn, SB_CLOSE_REPLACED, "session resumed by another connection", 37);
+  }
+  if (hc->owner) {
+    sb_map_del(&h->conns, hc->id, strlen(hc->id));
+    h->engine->ops->session_closed(h->engine, hc->id);
+  }
+  memcpy(hc->id, s->conn_id, 23);
+  hc->owner = 1;
+  if (sb_map_put(&h->conns, hc->id, strlen(hc->id), hc) != 0) hc->owner = 0;
+  h->engine->ops->session_open(h->engine, hc->id, "");
+  /* Groups joined on this connection before the resume become part of the session too. */
+  for (uint32_t i = 0; i < hc->ngroups; i++)
+    h->engine->ops->session_group(h->engine, hc->id, hc->groups[i].g->name, 1);
+  for (size_t i = 0; i < s->ngroups; i++) {
+    const char *g = s->groups[i];
+    local_join(h, hc, g, strlen(g), 0);
+    char stream[SB_STREAM_MAX];
+    size_t slen = stream_name(stream, 'g', g, strlen(g));
+    if (slen) add_pos(h, rc, stream, slen); /* no position from the client: not replayed */
+  }
+  char direct[SB_STREAM_MAX];
+  size_t dlen = stream_name(direct, 'c', hc->id, strlen(hc->id));
+  rpos *dp = add_pos(h, rc, direct, dlen);
+  if (dp && !dp->has_position) dp->has_position = 1; /* offset 0, epoch 0: from the start */
+  new_token_and_hello(h, hc);
+  rc->cur = 0;
+  replay_next(h, rc);
+  resume_release(h, rc);
+}
+
+static void on_resume_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
+  if (hc->resume) return send_error(h, hc->conn, env->id, 409, "resume already in progress");
+  sb_value v[2];
+  char err[128];
+  if (sb_schema_decode(h->sch.resume, env->body, env->body_len, v, err, sizeof(err)))
+    return send_error(h, hc->conn, env->id, 400, err);
+  if (v[0].len != 22) return send_error(h, hc->conn, env->id, 401,
+                                        "resume refused: unknown, used or expired token");
+  resume_ctx *rc = sb_malloc(h->a, sizeof(*rc));
+  if (!rc) return send_error(h, hc->conn, env->id, 503, "out of memory");
+  memset(rc, 0, sizeof(*rc));
+  rc->refs = 1;
+  rc->h = h;
+  /* The client's positions, back to back. */
+  const uint8_t *p = v[1].data;
+  size_t left = v[1].len;
+  while (left > 0) {
+    sb_value pv[3];
+    size_t used;
+    if (rc->npos == SB_MAX_POSITIONS ||
+        sb_schema_decode_prefix(h->sch.position, p, left, pv, &used, err, sizeof(err)) ||
+        pv[0].len == 0) {
+      resume_release(h, rc);
+      return send_error(h, hc->conn, env->id, 400, "malformed positions in RESUME");
+    }
+    rpos *rp = add_pos(h, rc, pv[0].data, pv[0].len);
+    if (!rp) {
+      resume_release(h, rc);
+      return send_error(h, hc->conn, env->id, 400, "malformed positions in RESUME");
+    }
+    rp->offset = pv[1].u;
+    rp->epoch = pv[2].u;
+    rp->has_position = 1;
+    p += used;
+    left -= used;
+  }
+  char token[23];
+  memcpy(token, v[0].data, 22);
+  token[22] = '\0';
+  rc->hc = hc;
+  hc->resume = rc; /* from here on, pushes to this connection are held */
+  rc->refs++;
+  if (h->engine->ops->session_take(h->engine, token, on_session, rc) != 0) {
+    hc->resume = NULL;
+    rc->hc = NULL;
+    rc->refs--;
+    resume_release(h, rc);
+    send_error(h, hc->conn, env->id, 503, "resume failed: engine unavailable");
+  }
+}
+
+typedef struct ack_ctx {
+  sb_hub *h;
+  char stream[SB_STREAM_MAX];
+  uint64_t offset, epoch;
+} ack_ctx;
+
+static void on_ack_position(void *ctx, int status, uint64_t offset, uint64_t epoch) {
+  ack_ctx *a = ctx;
+  /* Only trim the epoch the client saw: an offset of an older epoch means nothing now. */
+  if (status == 0 && epoch == a->epoch && a->offset <= offset)
+    a->h->engine->ops->trim(a->h->engine, a->stream, strlen(a->stream), a->offset);
+  sb_free(a->h->a, a);
+}
+
+/* ACK: acknowledged direct messages are trimmed (group streams keep their size/age bounds,
+ * so that one idle browser cannot pin a group's history). */
+static void on_ack_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
+  const uint8_t *p = env->body;
+  size_t left = env->body_len;
+  char direct[SB_STREAM_MAX];
+  size_t dlen = stream_name(direct, 'c', hc->id, strlen(hc->id));
+  while (left > 0) {
+    sb_value pv[3];
+    size_t used;
+    if (sb_schema_decode_prefix(h->sch.position, p, left, pv, &used, NULL, 0))
+      return send_error(h, hc->conn, env->id, 400, "malformed positions in ACK");
+    if (hc->owner && pv[0].len == dlen && memcmp(pv[0].data, direct, dlen) == 0) {
+      ack_ctx *a = sb_malloc(h->a, sizeof(*a));
+      if (a) {
+        a->h = h;
+        memcpy(a->stream, direct, dlen + 1);
+        a->offset = pv[1].u;
+        a->epoch = pv[2].u;
+        if (h->engine->ops->position(h->engine, direct, dlen, on_ack_position, a) != 0)
+          sb_free(h->a, a);
+      }
+    }
+    p += used;
+    left -= used;
+  }
+}
+
+/* ---- server callbacks ----------------------------------------------------------------- */
+
+static void on_open(sb_conn *c, void *user) {
+  sb_hub *h = user;
+  hconn *hc = sb_malloc(h->a, sizeof(*hc));
+  if (!hc) {
+    sb_conn_close(c, SB_CLOSE_TRY_AGAIN, "out of memory", 13);
+    return;
+  }
+  memset(hc, 0, sizeof(*hc));
+  hc->conn = c;
+  c->hub = hc;
+  if (sb_random_id(hc->id) != 0 || sb_map_put(&h->conns, hc->id, 22, hc) != 0) {
+    sb_conn_close(c, SB_CLOSE_INTERNAL, "cannot allocate an id", 21);
+    return;
+  }
+  hc->owner = 1;
+  if (h->engine->ops->session_open(h->engine, hc->id, "") != 0 ||
+      new_token_and_hello(h, hc) != 0) {
+    sb_conn_close(c, SB_CLOSE_INTERNAL, "cannot start a session", 22);
+    return;
+  }
+  if (h->opts.on_open) h->opts.on_open(c, h->opts.user);
+}
+
+static void on_message(sb_conn *c, sb_opcode op, const void *data, size_t len, void *user) {
+  sb_hub *h = user;
+  hconn *hc = HC(c);
+  if (!hc) return;
+  if (op != SB_BINARY) {
+    sb_conn_close(c, SB_CLOSE_UNSUPPORTED, "envelopes are binary messages", 29);
+    return;
+  }
+  sb_envelope env;
+  char err[160];
+  if (sb_envelope_decode(&h->sch, data, len, &env, err, sizeof(err)) != 0) {
+    /* A malformed envelope is answered, not fatal: the connection loses nothing. */
+    send_error(h, c, 0, 400, err);
+    return;
+  }
+  switch (env.kind) {
+    case SB_KIND_REQUEST:
+    case SB_KIND_SEND:
+      if (h->opts.on_message) h->opts.on_message(c, &env, h->opts.user);
+      else if (env.kind == SB_KIND_REQUEST) send_error(h, c, env.id, 404, "no handler");
+      break;
+    case SB_KIND_RESUME:
+      on_resume_msg(h, hc, &env);
+      break;
+    case SB_KIND_ACK:
+      on_ack_msg(h, hc, &env);
+      break;
+    default:
+      send_error(h, c, env.id, 400, "unexpected envelope kind from a client");
+  }
+}
+
+static void on_close(sb_conn *c, int code, const char *reason, size_t rlen, void *user) {
+  sb_hub *h = user;
+  hconn *hc = HC(c);
+  if (hc) {
+    while (hc->ngroups) remove_membership(h, hc, hc->ngroups - 1, 0);
+    if (hc->owner) {
+      sb_map_del(&h->conns, hc->id, strlen(hc->id));
+      h->engine->ops->session_closed(h->engine, hc->id);
+    }
+    if (hc->resume) {
+      resume_ctx *rc = hc->resume;
+      rc->hc = NULL;
+      hc->resume = NULL;
+      resume_release(h, rc);
+    }
+  }
+  if (h->opts.on_close) h->opts.on_close(c, code, reason, rlen, h->opts.user);
+  if (hc) {
+    sb_free(h->a, hc->groups);
+    sb_free(h->a, hc);
+    c->hub = NULL;
+  }
+}
+
+static void on_tick(void *hub) {
+  sb_hub *h = hub;
+  uint64_t now = hub_now(h);
+  if (now - h->last_tick < 1000) return;
+  h->last_tick = now;
+  if (h->engine->ops->tick) h->engine->ops->tick(h->engine);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+void sb_hub_options_init(sb_hub_options *o) {
+  memset(o, 0, sizeof(*o));
+  o->history_max = 1000;
+  o->history_age_ms = 5 * 60 * 1000;
+  o->session_ttl_ms = 5 * 60 * 1000;
+  o->max_replay = 10000;
+  o->replay_batch = 256;
+}
+
+int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_opts,
+               const sb_hub_options *opts) {
+  *out = NULL;
+  if (!loop || !server_opts || !opts) return SB_EINVAL;
+  const sb_allocator *a = server_opts->allocator ? server_opts->allocator : &sb_default_allocator;
+  sb_hub *h = sb_malloc(a, sizeof(*h));
+  if (!h) return SB_ENOMEM;
+  memset(h, 0, sizeof(*h));
+  h->opts = *opts;
+  sb_hub_options def;
+  sb_hub_options_init(&def);
+  if (!h->opts.history_max) h->opts.history_max = def.history_max;
+  if (!h->opts.history_age_ms) h->opts.history_age_ms = def.history_age_ms;
+  if (!h->opts.session_ttl_ms) h->opts.session_ttl_ms = def.session_ttl_ms;
+  if (!h->opts.max_replay) h->opts.max_replay = def.max_replay;
+  if (!h->opts.replay_batch) h->opts.replay_batch = def.replay_batch;
+  sb_server_options so = *server_opts;
+  so.on_open = on_open;
+  so.on_message = on_message;
+  so.on_close = on_close;
+  so.user = h;
+  int r = sb_server_new(&h->srv, loop, &so);
+  if (r) {
+    sb_free(a, h);
+    return r;
+  }
+  h->a = &h->srv->alloc;
+  h->srv->hub = h;
+  h->srv->tick = on_tick;
+  sb_map_init(&h->conns, h->a);
+  sb_map_init(&h->groups, h->a);
+  sb_engine_limits lim = {h->opts.history_max, h->opts.history_age_ms, h->opts.session_ttl_ms};
+  if ((r = sb_schemas_init(&h->sch, h->a)) != 0 ||
+      (r = sb_memory_engine_new(&h->engine, h->a, &lim)) != 0) {
+    sb_schemas_free(&h->sch);
+    sb_server_free(h->srv);
+    sb_free(a, h);
+    return r;
+  }
+  h->engine->ops->attach(h->engine, h, on_deliver, hub_now);
+  *out = h;
+  return 0;
+}
+
+sb_server *sb_hub_server(sb_hub *h) { return h ? h->srv : NULL; }
+
+sb_hub *sb_conn_hub(const sb_conn *c) { return c && c->hub ? c->srv->hub : NULL; }
+
+const char *sb_conn_id(const sb_conn *c) {
+  hconn *hc = HC(c);
+  return hc ? hc->id : NULL;
+}
+
+sb_conn *sb_hub_find(sb_hub *h, const char *conn_id) {
+  if (!h || !conn_id) return NULL;
+  hconn *hc = sb_map_get(&h->conns, conn_id, strlen(conn_id));
+  return hc && hc->conn->state == SB_CONN_OPEN ? hc->conn : NULL;
+}
+
+int sb_hub_add_schema(sb_hub *h, const char *name, const sb_schema *schema) {
+  if (!h || !name || !schema || !*name || strlen(name) > 63) return SB_EINVAL;
+  if (h->nschemas == SB_HUB_SCHEMAS) return SB_ENOMEM;
+  size_t n = strlen(name) + 1;
+  char *copy = sb_malloc(h->a, n);
+  if (!copy) return SB_ENOMEM;
+  memcpy(copy, name, n);
+  h->schemas[h->nschemas++] = (named_schema){copy, schema};
+  return 0;
+}
+
+int sb_hub_free(sb_hub *h) {
+  if (!h) return 0;
+  sb_allocator a = *h->a;
+  /* Everything below lives as long as the server; free the server last-but-one so that an
+   * SB_EBUSY leaves the hub intact. */
+  if (h->srv->nconns > 0 || h->srv->handles_open > 0) return SB_EBUSY;
+  h->engine->ops->free(h->engine);
+  sb_schemas_free(&h->sch);
+  for (size_t i = 0; i < h->nschemas; i++) sb_free(&a, h->schemas[i].name);
+  sb_map_free(&h->conns);
+  sb_map_free(&h->groups);
+  sb_server_free(h->srv);
+  sb_free(&a, h);
+  return 0;
+}

@@ -1,0 +1,270 @@
+/*
+ * test_engine.c — the memory engine (src/engine/memory.c) through the engine interface: the
+ * per-stream ring buffers (count and age bounds, contiguous offsets, epochs), reads from a
+ * position, trimming, delivery to subscribed streams only, and sessions (groups, single-use
+ * tokens, expiry). The clock is the test's, so age and expiry are exact.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine/engine.h"
+
+static uint64_t clock_ms;
+static uint64_t fake_now(void *hub) {
+  (void)hub;
+  return clock_ms;
+}
+
+typedef struct delivered {
+  char stream[64];
+  uint64_t offset, epoch;
+  char body[64];
+} delivered;
+static delivered got[64];
+static size_t ngot;
+
+static void on_deliver(void *hub, const char *stream, size_t slen, uint64_t epoch,
+                       const sb_record *rec) {
+  (void)hub;
+  assert_true(ngot < 64);
+  snprintf(got[ngot].stream, sizeof(got[ngot].stream), "%.*s", (int)slen, stream);
+  got[ngot].offset = rec->offset;
+  got[ngot].epoch = epoch;
+  snprintf(got[ngot].body, sizeof(got[ngot].body), "%.*s", (int)rec->len, (const char *)rec->data);
+  ngot++;
+}
+
+typedef struct read_result {
+  int status, calls;
+  uint64_t epoch, first, head;
+  uint64_t offsets[256];
+  char bodies[256][16];
+  size_t n;
+} read_result;
+
+static void on_read(void *ctx, int status, uint64_t epoch, uint64_t first, uint64_t head,
+                    const sb_record *recs, size_t n) {
+  read_result *r = ctx;
+  r->calls++;
+  r->status = status;
+  r->epoch = epoch;
+  r->first = first;
+  r->head = head;
+  r->n = n;
+  for (size_t i = 0; i < n && i < 256; i++) {
+    r->offsets[i] = recs[i].offset;
+    snprintf(r->bodies[i], 16, "%.*s", (int)recs[i].len, (const char *)recs[i].data);
+  }
+}
+
+static sb_engine *make(size_t max, uint64_t age, uint64_t ttl) {
+  sb_engine *e;
+  sb_engine_limits lim = {max, age, ttl};
+  assert_int_equal(sb_memory_engine_new(&e, NULL, &lim), 0);
+  e->ops->attach(e, NULL, on_deliver, fake_now);
+  ngot = 0;
+  clock_ms = 1000;
+  return e;
+}
+
+static void pub(sb_engine *e, const char *stream, const char *body) {
+  assert_int_equal(e->ops->publish(e, stream, strlen(stream), NULL, (const uint8_t *)body,
+                                   strlen(body)),
+                   0);
+}
+
+static read_result rd(sb_engine *e, const char *stream, uint64_t from, size_t max) {
+  read_result r;
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(e->ops->read(e, stream, strlen(stream), from, max, on_read, &r), 0);
+  assert_int_equal(r.calls, 1); /* exactly once */
+  return r;
+}
+
+static void test_offsets_contiguous_and_ring_bounded(void **state) {
+  (void)state;
+  sb_engine *e = make(5, 0, 0);
+  char body[16];
+  for (int i = 1; i <= 12; i++) {
+    snprintf(body, sizeof(body), "m%d", i);
+    pub(e, "g:a", body);
+  }
+  read_result r = rd(e, "g:a", 1, 100);
+  assert_int_equal(r.head, 12);
+  assert_int_equal(r.first, 8); /* only the last 5 are kept */
+  assert_int_equal(r.n, 5);
+  for (size_t i = 0; i < 5; i++) {
+    assert_int_equal(r.offsets[i], 8 + i);
+    snprintf(body, sizeof(body), "m%zu", 8 + i);
+    assert_string_equal(r.bodies[i], body);
+  }
+  /* from a position inside the kept range, with a batch limit */
+  r = rd(e, "g:a", 10, 2);
+  assert_int_equal(r.n, 2);
+  assert_int_equal(r.offsets[0], 10);
+  assert_int_equal(r.offsets[1], 11);
+  /* past the head: nothing, head still reported */
+  r = rd(e, "g:a", 13, 10);
+  assert_int_equal(r.n, 0);
+  assert_int_equal(r.head, 12);
+  e->ops->free(e);
+}
+
+static void test_history_age(void **state) {
+  (void)state;
+  sb_engine *e = make(100, 500, 0);
+  pub(e, "g:a", "old1");
+  pub(e, "g:a", "old2");
+  clock_ms += 400;
+  pub(e, "g:a", "new");
+  clock_ms += 200; /* the first two are now 600 ms old, the third 200 ms */
+  read_result r = rd(e, "g:a", 1, 100);
+  assert_int_equal(r.first, 3);
+  assert_int_equal(r.n, 1);
+  assert_string_equal(r.bodies[0], "new");
+  clock_ms += 1000;
+  e->ops->tick(e);
+  r = rd(e, "g:a", 1, 100);
+  assert_int_equal(r.n, 0);
+  assert_int_equal(r.first, 4); /* empty: first = head + 1 */
+  assert_int_equal(r.head, 3);
+  e->ops->free(e);
+}
+
+static void test_epochs(void **state) {
+  (void)state;
+  sb_engine *a = make(10, 0, 0), *b = make(10, 0, 0);
+  pub(a, "g:x", "1");
+  pub(b, "g:x", "1");
+  read_result ra = rd(a, "g:x", 1, 10), rb = rd(b, "g:x", 1, 10);
+  assert_true(ra.epoch != 0);
+  assert_true(rb.epoch != 0);
+  assert_true(ra.epoch != rb.epoch); /* a restarted engine is a new epoch */
+  read_result ry = rd(a, "g:y", 1, 10);
+  assert_true(ry.epoch != ra.epoch); /* per stream */
+  a->ops->free(a);
+  b->ops->free(b);
+}
+
+static void test_trim(void **state) {
+  (void)state;
+  sb_engine *e = make(10, 0, 0);
+  for (int i = 0; i < 6; i++) pub(e, "c:x", "d");
+  assert_int_equal(e->ops->trim(e, "c:x", 3, 4), 0);
+  read_result r = rd(e, "c:x", 1, 10);
+  assert_int_equal(r.first, 5);
+  assert_int_equal(r.n, 2);
+  assert_int_equal(r.offsets[0], 5);
+  e->ops->free(e);
+}
+
+static void test_deliver_only_subscribed(void **state) {
+  (void)state;
+  sb_engine *e = make(10, 0, 0);
+  pub(e, "g:a", "before");
+  assert_int_equal(ngot, 0);
+  assert_int_equal(e->ops->subscribe(e, "g:a", 3), 0);
+  pub(e, "g:a", "during");
+  pub(e, "g:b", "other");
+  assert_int_equal(ngot, 1);
+  assert_string_equal(got[0].stream, "g:a");
+  assert_int_equal(got[0].offset, 2);
+  assert_string_equal(got[0].body, "during");
+  assert_int_equal(e->ops->unsubscribe(e, "g:a", 3), 0);
+  pub(e, "g:a", "after");
+  assert_int_equal(ngot, 1);
+  e->ops->free(e);
+}
+
+typedef struct sess_result {
+  int status, calls;
+  char conn_id[32], identity[32];
+  char groups[8][32];
+  size_t ngroups;
+} sess_result;
+
+static void on_session(void *ctx, int status, const sb_session_info *s) {
+  sess_result *r = ctx;
+  r->calls++;
+  r->status = status;
+  if (status == 0) {
+    snprintf(r->conn_id, sizeof(r->conn_id), "%s", s->conn_id);
+    snprintf(r->identity, sizeof(r->identity), "%s", s->identity);
+    r->ngroups = s->ngroups;
+    for (size_t i = 0; i < s->ngroups && i < 8; i++)
+      snprintf(r->groups[i], 32, "%s", s->groups[i]);
+  }
+}
+
+static sess_result take(sb_engine *e, const char *token) {
+  sess_result r;
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(e->ops->session_take(e, token, on_session, &r), 0);
+  assert_int_equal(r.calls, 1);
+  return r;
+}
+
+static const char ID[] = "AAAAAAAAAAAAAAAAAAAAAA";
+static const char TOK[] = "tttttttttttttttttttttt";
+static const char TOK2[] = "uuuuuuuuuuuuuuuuuuuuuu";
+
+static void test_sessions(void **state) {
+  (void)state;
+  sb_engine *e = make(10, 0, 1000);
+  assert_int_equal(e->ops->session_open(e, ID, "alice"), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room1", 1), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room2", 1), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room1", 1), 0); /* twice: once */
+  assert_int_equal(e->ops->session_group(e, ID, "room2", 0), 0);
+  assert_int_equal(e->ops->session_token(e, ID, TOK), 0);
+  sess_result r = take(e, TOK);
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.conn_id, ID);
+  assert_string_equal(r.identity, "alice");
+  assert_int_equal(r.ngroups, 1);
+  assert_string_equal(r.groups[0], "room1");
+  /* single use */
+  assert_int_equal(take(e, TOK).status, SB_ENOTFOUND);
+  /* a new token replaces the old one */
+  assert_int_equal(e->ops->session_token(e, ID, TOK), 0);
+  assert_int_equal(e->ops->session_token(e, ID, TOK2), 0);
+  assert_int_equal(take(e, TOK).status, SB_ENOTFOUND);
+  assert_int_equal(e->ops->session_token(e, ID, TOK), 0);
+  /* direct messages need a session */
+  assert_int_equal(e->ops->publish(e, "c:zzz", 5, "zzz", (const uint8_t *)"x", 1), SB_ENOTFOUND);
+  char direct[32];
+  snprintf(direct, sizeof(direct), "c:%s", ID);
+  assert_int_equal(e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1), 0);
+  /* closed: resumable within the TTL, gone after it, direct stream included */
+  assert_int_equal(e->ops->session_closed(e, ID), 0);
+  clock_ms += 999;
+  e->ops->tick(e);
+  assert_int_equal(take(e, TOK).status, 0);
+  assert_int_equal(e->ops->session_token(e, ID, TOK), 0);
+  clock_ms += 2;
+  e->ops->tick(e);
+  assert_int_equal(take(e, TOK).status, SB_ENOTFOUND);
+  assert_int_equal(e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1),
+                   SB_ENOTFOUND);
+  read_result rr = rd(e, direct, 1, 10);
+  assert_int_equal(rr.head, 0); /* a new, empty stream */
+  e->ops->free(e);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_offsets_contiguous_and_ring_bounded),
+      cmocka_unit_test(test_history_age),
+      cmocka_unit_test(test_epochs),
+      cmocka_unit_test(test_trim),
+      cmocka_unit_test(test_deliver_only_subscribed),
+      cmocka_unit_test(test_sessions),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
