@@ -30,6 +30,7 @@
 #include "common/map.h"
 #include "engine/engine.h"
 #include "hub/envelope.h"
+#include "hub/groups.h"
 #include "net/net.h"
 #include "ws/utf8.h"
 
@@ -40,25 +41,7 @@
 #define SB_CLOSE_REPLACED 4000
 
 typedef struct hconn hconn;
-typedef struct group group;
 typedef struct resume_ctx resume_ctx;
-
-typedef struct membership {
-  group *g;
-  uint32_t slot; /* index in g->members */
-} membership;
-
-typedef struct gslot {
-  hconn *hc;
-  uint32_t mi; /* index in hc->groups */
-} gslot;
-
-struct group {
-  const char *name; /* the key stored in hub->groups */
-  size_t name_len;
-  gslot *members;
-  uint32_t n, cap;
-};
 
 typedef struct held {
   char stream[SB_STREAM_MAX];
@@ -91,8 +74,7 @@ struct hconn {
   char id[23];
   uint8_t owner; /* this connection holds `id` in the map and in the engine's session */
   uint8_t slow;  /* already closed for being slow */
-  membership *groups;
-  uint32_t ngroups, gcap;
+  sb_glist groups;
   resume_ctx *resume;
 };
 
@@ -108,7 +90,7 @@ struct sb_hub {
   sb_engine *engine;
   sb_schemas sch;
   sb_map conns;  /* id → hconn (the owner) */
-  sb_map groups; /* name → group */
+  sb_groups groups;
   named_schema schemas[SB_HUB_SCHEMAS];
   size_t nschemas;
   uint64_t last_tick;
@@ -169,77 +151,29 @@ static int valid_group(const char *g, size_t n) {
   return n > 0 && n <= SB_GROUP_MAX_NAME && sb_utf8_valid((const uint8_t *)g, n);
 }
 
-static int local_join(sb_hub *h, hconn *hc, const char *name, size_t n, int record) {
-  for (uint32_t i = 0; i < hc->ngroups; i++) {
-    group *g = hc->groups[i].g;
-    if (g->name_len == n && memcmp(g->name, name, n) == 0) return 0;
-  }
+/* The first local member subscribes this node to the group's stream; the last one leaving
+ * unsubscribes it. */
+static int on_first_member(void *ctx, const char *name, size_t n) {
+  sb_hub *h = ctx;
   char stream[SB_STREAM_MAX];
   size_t slen = stream_name(stream, 'g', name, n);
-  group *g = sb_map_get(&h->groups, name, n);
-  if (!g) {
-    g = sb_malloc(h->a, sizeof(*g));
-    if (!g) return SB_ENOMEM;
-    memset(g, 0, sizeof(*g));
-    if (sb_map_put(&h->groups, name, n, g)) {
-      sb_free(h->a, g);
-      return SB_ENOMEM;
-    }
-    g->name = sb_map_key(&h->groups, name, n);
-    g->name_len = n;
-  }
-  if (g->n == g->cap) {
-    uint32_t cap = g->cap ? g->cap * 2 : 4;
-    gslot *p = sb_realloc(h->a, g->members, cap * sizeof(*p));
-    if (!p) goto fail;
-    g->members = p;
-    g->cap = cap;
-  }
-  if (hc->ngroups == hc->gcap) {
-    uint32_t cap = hc->gcap ? hc->gcap * 2 : 2;
-    membership *p = sb_realloc(h->a, hc->groups, cap * sizeof(*p));
-    if (!p) goto fail;
-    hc->groups = p;
-    hc->gcap = cap;
-  }
-  /* The first local member subscribes this node to the group's stream. */
-  if (g->n == 0 && h->engine->ops->subscribe(h->engine, stream, slen) != 0) goto fail;
-  g->members[g->n] = (gslot){hc, hc->ngroups};
-  hc->groups[hc->ngroups] = (membership){g, g->n};
-  g->n++;
-  hc->ngroups++;
-  if (record && hc->owner) h->engine->ops->session_group(h->engine, hc->id, g->name, 1);
-  return 0;
-fail:
-  if (g->n == 0) {
-    sb_map_del(&h->groups, name, n);
-    sb_free(h->a, g->members);
-    sb_free(h->a, g);
-  }
-  return SB_ENOMEM;
+  return slen ? h->engine->ops->subscribe(h->engine, stream, slen) : SB_EINVAL;
 }
 
-static void remove_membership(sb_hub *h, hconn *hc, uint32_t mi, int record) {
-  group *g = hc->groups[mi].g;
-  uint32_t slot = hc->groups[mi].slot;
-  /* Swap-remove from the group, fixing the moved member's back index. */
-  g->members[slot] = g->members[--g->n];
-  if (slot < g->n) g->members[slot].hc->groups[g->members[slot].mi].slot = slot;
-  /* Swap-remove from the connection, fixing the moved membership's back index. */
-  hc->groups[mi] = hc->groups[--hc->ngroups];
-  if (mi < hc->ngroups) {
-    membership *m = &hc->groups[mi];
-    m->g->members[m->slot].mi = mi;
+static void on_group_empty(void *ctx, const char *name, size_t n) {
+  sb_hub *h = ctx;
+  char stream[SB_STREAM_MAX];
+  size_t slen = stream_name(stream, 'g', name, n);
+  if (slen) h->engine->ops->unsubscribe(h->engine, stream, slen);
+}
+
+static int local_join(sb_hub *h, hconn *hc, const char *name, size_t n, int record) {
+  int r = sb_groups_join(&h->groups, &hc->groups, hc, name, n);
+  if (r == 0 && record && hc->owner) {
+    sb_group *g = sb_groups_find(&h->groups, name, n);
+    h->engine->ops->session_group(h->engine, hc->id, g->name, 1);
   }
-  if (record && hc->owner) h->engine->ops->session_group(h->engine, hc->id, g->name, 0);
-  if (g->n == 0) { /* the last local member: unsubscribe and forget the group */
-    char stream[SB_STREAM_MAX];
-    size_t slen = stream_name(stream, 'g', g->name, g->name_len);
-    h->engine->ops->unsubscribe(h->engine, stream, slen);
-    sb_free(h->a, g->members);
-    sb_map_del(&h->groups, g->name, g->name_len); /* frees the key g->name points to */
-    sb_free(h->a, g);
-  }
+  return r;
 }
 
 int sb_conn_join(sb_conn *c, const char *name) {
@@ -253,14 +187,9 @@ int sb_conn_join(sb_conn *c, const char *name) {
 int sb_conn_leave(sb_conn *c, const char *name) {
   hconn *hc = HC(c);
   if (!hc || !name) return SB_EINVAL;
-  size_t n = strlen(name);
-  for (uint32_t i = 0; i < hc->ngroups; i++) {
-    group *g = hc->groups[i].g;
-    if (g->name_len == n && memcmp(g->name, name, n) == 0) {
-      remove_membership(c->srv->hub, hc, i, 1);
-      return 0;
-    }
-  }
+  sb_hub *h = c->srv->hub;
+  if (sb_groups_leave(&h->groups, &hc->groups, name, strlen(name)) == 0 && hc->owner)
+    h->engine->ops->session_group(h->engine, hc->id, name, 0);
   return 0;
 }
 
@@ -268,12 +197,12 @@ size_t sb_conn_groups(const sb_conn *c, const char **out, size_t max) {
   hconn *hc = HC(c);
   if (!hc) return 0;
   size_t k = 0;
-  for (uint32_t i = 0; i < hc->ngroups && k < max; i++) out[k++] = hc->groups[i].g->name;
-  return hc->ngroups;
+  for (uint32_t i = 0; i < hc->groups.n && k < max; i++) out[k++] = hc->groups.refs[i].g->name;
+  return hc->groups.n;
 }
 
 size_t sb_hub_group_size(sb_hub *h, const char *name) {
-  group *g = name ? sb_map_get(&h->groups, name, strlen(name)) : NULL;
+  sb_group *g = name ? sb_groups_find(&h->groups, name, strlen(name)) : NULL;
   return g ? g->n : 0;
 }
 
@@ -305,11 +234,11 @@ static void on_deliver(void *hub, const char *stream, size_t slen, uint64_t epoc
   if (slen < 3) return;
   sb_msg *m = NULL;
   if (stream[0] == 'g') {
-    group *g = sb_map_get(&h->groups, stream + 2, slen - 2);
+    sb_group *g = sb_groups_find(&h->groups, stream + 2, slen - 2);
     if (!g || g->n == 0 || push_msg(h, stream, slen, epoch, rec, &m)) return;
     /* The same framed bytes for every member. A member may be closed (slow) during the
      * walk, but membership only changes in the close callback, which comes later. */
-    for (uint32_t i = 0; i < g->n; i++) send_push(h, g->members[i].hc, stream, rec->offset, m);
+    for (uint32_t i = 0; i < g->n; i++) send_push(h, g->members[i].member, stream, rec->offset, m);
   } else if (stream[0] == 'c') {
     hconn *hc = sb_map_get(&h->conns, stream + 2, slen - 2);
     if (!hc || push_msg(h, stream, slen, epoch, rec, &m)) return;
@@ -678,8 +607,8 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
   if (sb_map_put(&h->conns, hc->id, strlen(hc->id), hc) != 0) hc->owner = 0;
   h->engine->ops->session_open(h->engine, hc->id, "");
   /* Groups joined on this connection before the resume become part of the session too. */
-  for (uint32_t i = 0; i < hc->ngroups; i++)
-    h->engine->ops->session_group(h->engine, hc->id, hc->groups[i].g->name, 1);
+  for (uint32_t i = 0; i < hc->groups.n; i++)
+    h->engine->ops->session_group(h->engine, hc->id, hc->groups.refs[i].g->name, 1);
   for (size_t i = 0; i < s->ngroups; i++) {
     const char *g = s->groups[i];
     local_join(h, hc, g, strlen(g), 0);
@@ -851,7 +780,7 @@ static void on_close(sb_conn *c, int code, const char *reason, size_t rlen, void
   sb_hub *h = user;
   hconn *hc = HC(c);
   if (hc) {
-    while (hc->ngroups) remove_membership(h, hc, hc->ngroups - 1, 0);
+    sb_groups_leave_all(&h->groups, &hc->groups); /* the session keeps them for a resume */
     if (hc->owner) {
       sb_map_del(&h->conns, hc->id, strlen(hc->id));
       h->engine->ops->session_closed(h->engine, hc->id);
@@ -865,7 +794,6 @@ static void on_close(sb_conn *c, int code, const char *reason, size_t rlen, void
   }
   if (h->opts.on_close) h->opts.on_close(c, code, reason, rlen, h->opts.user);
   if (hc) {
-    sb_free(h->a, hc->groups);
     sb_free(h->a, hc);
     c->hub = NULL;
   }
@@ -920,7 +848,10 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   h->srv->hub = h;
   h->srv->tick = on_tick;
   sb_map_init(&h->conns, h->a);
-  sb_map_init(&h->groups, h->a);
+  sb_groups_init(&h->groups, h->a);
+  h->groups.on_first = on_first_member;
+  h->groups.on_empty = on_group_empty;
+  h->groups.ctx = h;
   sb_engine_limits lim = {h->opts.history_max, h->opts.history_age_ms, h->opts.session_ttl_ms};
   if ((r = sb_schemas_init(&h->sch, h->a)) != 0 ||
       (r = sb_memory_engine_new(&h->engine, h->a, &lim)) != 0) {
@@ -970,7 +901,7 @@ int sb_hub_free(sb_hub *h) {
   sb_schemas_free(&h->sch);
   for (size_t i = 0; i < h->nschemas; i++) sb_free(&a, h->schemas[i].name);
   sb_map_free(&h->conns);
-  sb_map_free(&h->groups);
+  sb_groups_free(&h->groups);
   sb_server_free(h->srv);
   sb_free(&a, h);
   return 0;
