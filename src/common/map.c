@@ -2,13 +2,13 @@
 
 #include "common/map.h"
 
-/* FNV-1a, 64 bit: keys are short (ids, group names) and come from peers, but the table never
- * degrades past linear probing and is sized to stay at most half full. */
-static uint64_t hash_key(const char *k, size_t n) {
-  uint64_t h = 1469598103934665603ull;
+/* FNV-1a: keys are short (ids, group names). The table stays at most 3/4 full; linear probing
+ * with backward-shift deletion keeps lookups short without tombstones. */
+static uint32_t hash_key(const char *k, size_t n) {
+  uint32_t h = 2166136261u;
   for (size_t i = 0; i < n; i++) {
     h ^= (uint8_t)k[i];
-    h *= 1099511628211ull;
+    h *= 16777619u;
   }
   return h;
 }
@@ -18,14 +18,19 @@ void sb_map_init(sb_map *m, const sb_allocator *a) {
   m->alloc = a;
 }
 
+void sb_map_init_borrowed(sb_map *m, const sb_allocator *a) {
+  sb_map_init(m, a);
+  m->borrow_keys = 1;
+}
+
 void sb_map_free(sb_map *m) {
-  for (size_t i = 0; i < m->cap; i++) sb_free(m->alloc, m->slots[i].key);
+  for (size_t i = 0; i < m->cap && !m->borrow_keys; i++) sb_free(m->alloc, m->slots[i].key);
   sb_free(m->alloc, m->slots);
   m->slots = NULL;
   m->cap = m->len = 0;
 }
 
-static sb_map_entry *find(const sb_map *m, const char *key, size_t klen, uint64_t h) {
+static sb_map_entry *find(const sb_map *m, const char *key, size_t klen, uint32_t h) {
   if (m->cap == 0) return NULL;
   size_t mask = m->cap - 1;
   for (size_t i = h & mask;; i = (i + 1) & mask) {
@@ -67,18 +72,23 @@ static int grow(sb_map *m) {
 }
 
 int sb_map_put(sb_map *m, const char *key, size_t klen, void *val) {
-  uint64_t h = hash_key(key, klen);
+  if (klen > UINT32_MAX) return SB_EINVAL;
+  uint32_t h = hash_key(key, klen);
   sb_map_entry *e = find(m, key, klen, h);
   if (e) {
     e->val = val;
+    if (m->borrow_keys) e->key = (char *)key;
     return 0;
   }
-  if ((m->len + 1) * 2 > m->cap && grow(m)) return SB_ENOMEM;
-  char *k = sb_malloc(m->alloc, klen + 1);
-  if (!k) return SB_ENOMEM;
-  memcpy(k, key, klen);
-  k[klen] = '\0';
-  place(m->slots, m->cap, (sb_map_entry){k, klen, h, val});
+  if ((m->len + 1) * 4 > m->cap * 3 && grow(m)) return SB_ENOMEM;
+  char *k = (char *)key;
+  if (!m->borrow_keys) {
+    k = sb_malloc(m->alloc, klen + 1);
+    if (!k) return SB_ENOMEM;
+    memcpy(k, key, klen);
+    k[klen] = '\0';
+  }
+  place(m->slots, m->cap, (sb_map_entry){k, val, h, (uint32_t)klen});
   m->len++;
   return 0;
 }
@@ -87,7 +97,7 @@ void *sb_map_del(sb_map *m, const char *key, size_t klen) {
   sb_map_entry *e = find(m, key, klen, hash_key(key, klen));
   if (!e) return NULL;
   void *val = e->val;
-  sb_free(m->alloc, e->key);
+  if (!m->borrow_keys) sb_free(m->alloc, e->key);
   size_t mask = m->cap - 1, i = (size_t)(e - m->slots);
   /* Backward-shift: move later entries of the probe run into the hole so that lookups never
    * need tombstones. */

@@ -11,11 +11,13 @@
 
 #include "common/common.h"
 
+/* 24 bytes a slot: the table is sized per entry (ids, sessions), so it matters for the
+ * memory an idle connection costs. */
 typedef struct sb_map_entry {
   char *key; /* NULL: empty slot */
-  size_t klen;
-  uint64_t hash;
   void *val;
+  uint32_t hash;
+  uint32_t klen;
 } sb_map_entry;
 
 typedef struct sb_map {
@@ -23,9 +25,13 @@ typedef struct sb_map {
   size_t cap; /* power of two, or 0 */
   size_t len;
   const sb_allocator *alloc;
+  int borrow_keys; /* keys are not copied: the caller keeps them alive and unchanged */
 } sb_map;
 
 void sb_map_init(sb_map *m, const sb_allocator *a);
+/* A map that stores the key pointers it is given instead of copies (keys that live inside
+ * the value, such as a connection id). */
+void sb_map_init_borrowed(sb_map *m, const sb_allocator *a);
 void sb_map_free(sb_map *m); /* frees the keys, not the values */
 void *sb_map_get(const sb_map *m, const char *key, size_t klen);
 /* Inserts or replaces. Returns 0 or SB_ENOMEM. */

@@ -28,12 +28,15 @@ typedef struct mem_stream {
   unsigned subscribers;
 } mem_stream;
 
+/* A session is kept small (there is one per connection, open or resumable): the id and the
+ * token are inline and are the keys of the two maps (borrowed), the identity is NULL when
+ * anonymous, and the groups are one packed buffer of NUL-terminated names. */
 typedef struct mem_session {
-  char *conn_id; /* the key in sessions (owned by the map) */
-  char *identity;
-  char **groups;
-  size_t ngroups, cap;
-  char token[23];
+  char conn_id[23];
+  char token[23];     /* "" when none */
+  char *identity;     /* NULL: anonymous */
+  char *groups;       /* "a\0b\0" */
+  uint32_t groups_len;
   uint64_t closed_at; /* 0 while a connection holds the session */
 } mem_session;
 
@@ -195,28 +198,27 @@ static int m_position(sb_engine *e, const char *name, size_t n, sb_engine_positi
 /* ---- sessions ------------------------------------------------------------------------- */
 
 static void session_free(mem_engine *m, mem_session *ss) {
-  for (size_t i = 0; i < ss->ngroups; i++) sb_free(m->a, ss->groups[i]);
   sb_free(m->a, ss->groups);
   sb_free(m->a, ss->identity);
   sb_free(m->a, ss);
 }
 
-static void session_drop(mem_engine *m, const char *conn_id) {
-  mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
-  if (!ss) return;
+static void session_drop(mem_engine *m, mem_session *ss) {
   if (ss->token[0]) sb_map_del(&m->tokens, ss->token, strlen(ss->token));
   /* The session's direct-message stream goes with it. */
   char name[40];
-  size_t n = (size_t)snprintf(name, sizeof(name), "c:%s", conn_id);
+  size_t n = (size_t)snprintf(name, sizeof(name), "c:%s", ss->conn_id);
   mem_stream *s = sb_map_del(&m->streams, name, n);
   if (s) free_stream(m, s);
-  sb_map_del(&m->sessions, conn_id, strlen(conn_id));
+  sb_map_del(&m->sessions, ss->conn_id, strlen(ss->conn_id));
   session_free(m, ss);
 }
 
 static int m_session_open(sb_engine *e, const char *conn_id, const char *identity) {
   mem_engine *m = (mem_engine *)e;
-  mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
+  size_t idlen = strlen(conn_id);
+  if (idlen == 0 || idlen > 22) return SB_EINVAL;
+  mem_session *ss = sb_map_get(&m->sessions, conn_id, idlen);
   if (ss) {
     ss->closed_at = 0;
     return 0;
@@ -224,12 +226,15 @@ static int m_session_open(sb_engine *e, const char *conn_id, const char *identit
   ss = sb_malloc(m->a, sizeof(*ss));
   if (!ss) return SB_ENOMEM;
   memset(ss, 0, sizeof(*ss));
-  ss->identity = dup_str(m->a, identity ? identity : "");
-  if (!ss->identity || sb_map_put(&m->sessions, conn_id, strlen(conn_id), ss)) {
+  memcpy(ss->conn_id, conn_id, idlen + 1);
+  if (identity && *identity && !(ss->identity = dup_str(m->a, identity))) {
     session_free(m, ss);
     return SB_ENOMEM;
   }
-  ss->conn_id = (char *)sb_map_key(&m->sessions, conn_id, strlen(conn_id));
+  if (sb_map_put(&m->sessions, ss->conn_id, idlen, ss)) {
+    session_free(m, ss);
+    return SB_ENOMEM;
+  }
   return 0;
 }
 
@@ -237,26 +242,25 @@ static int m_session_group(sb_engine *e, const char *conn_id, const char *group,
   mem_engine *m = (mem_engine *)e;
   mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
   if (!ss) return SB_ENOTFOUND;
-  for (size_t i = 0; i < ss->ngroups; i++) {
-    if (strcmp(ss->groups[i], group) == 0) {
+  size_t gl = strlen(group) + 1;
+  for (uint32_t off = 0; off < ss->groups_len;) {
+    char *g = ss->groups + off;
+    size_t l = strlen(g) + 1;
+    if (l == gl && memcmp(g, group, gl) == 0) {
       if (!joined) {
-        sb_free(m->a, ss->groups[i]);
-        ss->groups[i] = ss->groups[--ss->ngroups];
+        memmove(g, g + l, ss->groups_len - off - l);
+        ss->groups_len -= (uint32_t)l;
       }
       return 0;
     }
+    off += (uint32_t)l;
   }
   if (!joined) return 0;
-  if (ss->ngroups == ss->cap) {
-    size_t cap = ss->cap ? ss->cap * 2 : 4;
-    char **g = sb_realloc(m->a, ss->groups, cap * sizeof(*g));
-    if (!g) return SB_ENOMEM;
-    ss->groups = g;
-    ss->cap = cap;
-  }
-  char *copy = dup_str(m->a, group);
-  if (!copy) return SB_ENOMEM;
-  ss->groups[ss->ngroups++] = copy;
+  char *p = sb_realloc(m->a, ss->groups, ss->groups_len + gl);
+  if (!p) return SB_ENOMEM;
+  memcpy(p + ss->groups_len, group, gl);
+  ss->groups = p;
+  ss->groups_len += (uint32_t)gl;
   return 0;
 }
 
@@ -273,13 +277,13 @@ static int m_session_token(sb_engine *e, const char *conn_id, const char *token)
   mem_engine *m = (mem_engine *)e;
   mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
   if (!ss || strlen(token) != 22) return SB_EINVAL;
-  if (ss->token[0]) sb_map_del(&m->tokens, ss->token, strlen(ss->token)); /* single-use: the
-                                                                              old one dies */
-  if (sb_map_put(&m->tokens, token, 22, ss)) {
+  /* Single use: the previous token of the session dies with the new one. */
+  if (ss->token[0]) sb_map_del(&m->tokens, ss->token, strlen(ss->token));
+  memcpy(ss->token, token, 23);
+  if (sb_map_put(&m->tokens, ss->token, 22, ss)) {
     ss->token[0] = '\0';
     return SB_ENOMEM;
   }
-  memcpy(ss->token, token, 23);
   return 0;
 }
 
@@ -292,13 +296,21 @@ static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb 
   }
   ss->token[0] = '\0';
   if (ss->closed_at && m->lim.session_ttl_ms && now_ms(m) - ss->closed_at > m->lim.session_ttl_ms) {
-    session_drop(m, ss->conn_id);
+    session_drop(m, ss);
     cb(ctx, SB_ENOTFOUND, NULL);
     return 0;
   }
-  sb_session_info info = {ss->conn_id, ss->identity, (const char *const *)ss->groups,
-                          ss->ngroups};
+  size_t n = 0;
+  for (uint32_t off = 0; off < ss->groups_len; off += (uint32_t)strlen(ss->groups + off) + 1) n++;
+  const char *stack[16];
+  const char **groups = n <= 16 ? stack : sb_malloc(m->a, n * sizeof(*groups));
+  if (!groups) return SB_ENOMEM;
+  size_t k = 0;
+  for (uint32_t off = 0; off < ss->groups_len; off += (uint32_t)strlen(ss->groups + off) + 1)
+    groups[k++] = ss->groups + off;
+  sb_session_info info = {ss->conn_id, ss->identity ? ss->identity : "", groups, n};
   cb(ctx, 0, &info);
+  if (groups != stack) sb_free(m->a, (void *)groups);
   return 0;
 }
 
@@ -311,7 +323,7 @@ static void m_tick(sb_engine *e) {
     if (!en->key) continue;
     mem_session *ss = en->val;
     if (ss->closed_at && now - ss->closed_at > m->lim.session_ttl_ms) {
-      session_drop(m, ss->conn_id);
+      session_drop(m, ss);
       i--; /* backward shift may have moved another entry into this slot */
     }
   }
@@ -361,8 +373,8 @@ int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine
   m->lim = *lim;
   if (m->lim.history_max == 0) m->lim.history_max = 1;
   sb_map_init(&m->streams, a);
-  sb_map_init(&m->sessions, a);
-  sb_map_init(&m->tokens, a);
+  sb_map_init_borrowed(&m->sessions, a); /* keys live in the sessions */
+  sb_map_init_borrowed(&m->tokens, a);
   *out = &m->base;
   return 0;
 }

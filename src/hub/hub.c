@@ -847,7 +847,7 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   h->a = &h->srv->alloc;
   h->srv->hub = h;
   h->srv->tick = on_tick;
-  sb_map_init(&h->conns, h->a);
+  sb_map_init_borrowed(&h->conns, h->a); /* the key is the hconn's own id */
   sb_groups_init(&h->groups, h->a);
   h->groups.on_first = on_first_member;
   h->groups.on_empty = on_group_empty;
