@@ -363,6 +363,12 @@ SB_EXPORT int sb_schema_deserialize(sb_schema **out, const uint8_t *in, size_t l
  */
 typedef struct sb_hub sb_hub;
 
+/* Where messages are published, stored and recovered. NULL in the hub options means the
+ * memory engine (this node only), which the hub creates and frees itself. Other engines (redis,
+ * for many nodes) are created by their own constructors and freed by their creator after the
+ * hub. */
+typedef struct sb_engine sb_engine;
+
 /* Envelope kinds and methods (docs/PROTOCOL.md). */
 typedef enum {
   SB_KIND_REQUEST = 1,  /* client → server: method, id, url, body */
@@ -420,6 +426,7 @@ typedef struct sb_hub_options {
   sb_close_cb on_close;        /* the connection left every group before this fires */
   sb_hub_resume_cb on_resume;
   void *user;
+  sb_engine *engine;           /* NULL: the memory engine */
 } sb_hub_options;
 
 SB_EXPORT void sb_hub_options_init(sb_hub_options *opts);

@@ -88,6 +88,7 @@ struct sb_hub {
   sb_hub_options opts;
   const sb_allocator *a;
   sb_engine *engine;
+  int own_engine; /* the hub created it (the memory engine) and frees it */
   sb_schemas sch;
   sb_map conns;  /* id → hconn (the owner) */
   sb_groups groups;
@@ -853,8 +854,10 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   h->groups.on_empty = on_group_empty;
   h->groups.ctx = h;
   sb_engine_limits lim = {h->opts.history_max, h->opts.history_age_ms, h->opts.session_ttl_ms};
+  h->engine = opts->engine;
+  h->own_engine = !opts->engine;
   if ((r = sb_schemas_init(&h->sch, h->a)) != 0 ||
-      (r = sb_memory_engine_new(&h->engine, h->a, &lim)) != 0) {
+      (h->own_engine && (r = sb_memory_engine_new(&h->engine, h->a, &lim)) != 0)) {
     sb_schemas_free(&h->sch);
     sb_server_free(h->srv);
     sb_free(a, h);
@@ -897,7 +900,7 @@ int sb_hub_free(sb_hub *h) {
   /* Everything below lives as long as the server; free the server last-but-one so that an
    * SB_EBUSY leaves the hub intact. */
   if (h->srv->nconns > 0 || h->srv->handles_open > 0) return SB_EBUSY;
-  h->engine->ops->free(h->engine);
+  if (h->own_engine) h->engine->ops->free(h->engine);
   sb_schemas_free(&h->sch);
   for (size_t i = 0; i < h->nschemas; i++) sb_free(&a, h->schemas[i].name);
   sb_map_free(&h->conns);
