@@ -278,7 +278,7 @@ typedef enum {
 } sb_field_type;
 
 /* One field of a schema. `name`: 1..63 characters of [A-Za-z0-9_], unique in the schema.
- * `size`: the length of an SB_FIELD_FIXED field; ignored (use 0) for the others. */
+ * `size`: the length of an SB_FIELD_FIXED field; it must be 0 for every other type. */
 typedef struct sb_field {
   const char *name;
   sb_field_type type;
@@ -321,12 +321,13 @@ SB_EXPORT int sb_schema_encoded_size(const sb_schema *schema, const sb_value *va
                                      size_t *size, char *err, size_t errlen);
 
 /* Encodes `values` into out[0..cap). On success *written holds the length. Fails with
- * SB_EINVAL (bad value, with a message naming the field) or SB_ENOMEM if cap is too small;
- * nothing is guaranteed about out[] on failure. */
+ * SB_EINVAL (bad value, with a message naming the field) or SB_ENOMEM if cap is too small (then
+ * *written holds the size needed); nothing is guaranteed about out[] on failure. */
 SB_EXPORT int sb_schema_encode(const sb_schema *schema, const sb_value *values, uint8_t *out,
                                size_t cap, size_t *written, char *err, size_t errlen);
 
-/* Decodes in[0..len) into values[] (one per field). Byte and text values point into `in`.
+/* Decodes in[0..len) into values[] (sb_schema_count(schema) of them). Byte and text values
+ * point into `in`.
  * Fails with SB_EPROTO and a message naming the field: truncated input, a malformed or
  * non-minimal varint, a length past the end, text that is not UTF-8, or trailing bytes when
  * the schema has no rest field. */
@@ -345,7 +346,8 @@ SB_EXPORT int sb_schema_decode_prefix(const sb_schema *schema, const uint8_t *in
 SB_EXPORT int sb_schema_serialize(const sb_schema *schema, uint8_t *out, size_t cap,
                                   size_t *written);
 
-/* Reads a schema from its wire form; the same checks as sb_schema_new. */
+/* Reads a schema from its wire form; the same checks as sb_schema_new, but since the bytes
+ * come from a peer every refusal is SB_EPROTO (with a message). */
 SB_EXPORT int sb_schema_deserialize(sb_schema **out, const uint8_t *in, size_t len,
                                     const sb_allocator *allocator, char *err, size_t errlen);
 
