@@ -4,6 +4,8 @@
  * default) and redis (many nodes, a later issue). The hub only ever calls through sb_engine_ops,
  * so an engine plugs in without any change to the hub.
  *
+ * Stream names are given as pointer and length and need not be NUL-terminated.
+ *
  * Streams. Every stream ("g:<group>" for a group, "c:<connection id>" for a connection's direct
  * messages) has a position: the offset of its last message (1, 2, 3, ... contiguous; 0 before
  * the first) and an epoch, a random non-zero number that changes whenever the stream's history
@@ -57,7 +59,8 @@ typedef struct sb_session_info {
   const char *const *groups; /* borrowed */
   size_t ngroups;
 } sb_session_info;
-/* status SB_ENOTFOUND: no such (or an expired, or an already used) token. */
+/* status SB_ENOTFOUND: no such (or an expired, or an already used) token. The info is valid
+ * during the callback only, and only until the next call into the engine. */
 typedef void (*sb_engine_session_cb)(void *ctx, int status, const sb_session_info *s);
 
 typedef struct sb_engine_ops {
@@ -75,6 +78,9 @@ typedef struct sb_engine_ops {
   int (*trim)(sb_engine *e, const char *stream, size_t slen, uint64_t through);
   int (*position)(sb_engine *e, const char *stream, size_t slen, sb_engine_position_cb cb,
                   void *ctx);
+  /* The position, answered at once, or SB_ENOTFOUND when the engine cannot (redis). */
+  int (*position_now)(sb_engine *e, const char *stream, size_t slen, uint64_t *offset,
+                      uint64_t *epoch);
   /* Sessions: create or refresh (connection open, or resumed), record a group change, start
    * the expiry clock (connection closed), bind a new single-use token, take a token. */
   int (*session_open)(sb_engine *e, const char *conn_id, const char *identity);

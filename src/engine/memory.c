@@ -195,6 +195,16 @@ static int m_position(sb_engine *e, const char *name, size_t n, sb_engine_positi
   return 0;
 }
 
+static int m_position_now(sb_engine *e, const char *name, size_t n, uint64_t *offset,
+                          uint64_t *epoch) {
+  mem_engine *m = (mem_engine *)e;
+  mem_stream *s = get_stream(m, name, n, 1);
+  if (!s) return SB_ENOMEM;
+  *offset = s->head;
+  *epoch = s->epoch;
+  return 0;
+}
+
 /* ---- sessions ------------------------------------------------------------------------- */
 
 static void session_free(mem_engine *m, mem_session *ss) {
@@ -289,22 +299,25 @@ static int m_session_token(sb_engine *e, const char *conn_id, const char *token)
 
 static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx) {
   mem_engine *m = (mem_engine *)e;
-  mem_session *ss = sb_map_del(&m->tokens, token, strlen(token));
+  mem_session *ss = sb_map_get(&m->tokens, token, strlen(token));
   if (!ss) {
     cb(ctx, SB_ENOTFOUND, NULL);
     return 0;
   }
-  ss->token[0] = '\0';
-  if (ss->closed_at && m->lim.session_ttl_ms && now_ms(m) - ss->closed_at > m->lim.session_ttl_ms) {
-    session_drop(m, ss);
-    cb(ctx, SB_ENOTFOUND, NULL);
-    return 0;
-  }
+  /* Everything that can fail comes before the token is consumed. */
   size_t n = 0;
   for (uint32_t off = 0; off < ss->groups_len; off += (uint32_t)strlen(ss->groups + off) + 1) n++;
   const char *stack[16];
   const char **groups = n <= 16 ? stack : sb_malloc(m->a, n * sizeof(*groups));
   if (!groups) return SB_ENOMEM;
+  sb_map_del(&m->tokens, ss->token, strlen(ss->token));
+  ss->token[0] = '\0';
+  if (ss->closed_at && m->lim.session_ttl_ms && now_ms(m) - ss->closed_at > m->lim.session_ttl_ms) {
+    session_drop(m, ss);
+    if (groups != stack) sb_free(m->a, (void *)groups);
+    cb(ctx, SB_ENOTFOUND, NULL);
+    return 0;
+  }
   size_t k = 0;
   for (uint32_t off = 0; off < ss->groups_len; off += (uint32_t)strlen(ss->groups + off) + 1)
     groups[k++] = ss->groups + off;
@@ -329,7 +342,17 @@ static void m_tick(sb_engine *e) {
   }
   for (size_t i = 0; i < m->streams.cap; i++) {
     sb_map_entry *en = &m->streams.slots[i];
-    if (en->key) expire(m, en->val, now);
+    if (!en->key) continue;
+    mem_stream *s = en->val;
+    expire(m, s, now);
+    /* A stream that never had a message and that nobody listens to is forgotten. One that
+     * had messages keeps its position and epoch (a few bytes), so that a client's position in
+     * it stays meaningful after its history expired or was acknowledged away. */
+    if (s->head == 0 && s->subscribers == 0) {
+      sb_map_del(&m->streams, en->key, en->klen);
+      free_stream(m, s);
+      i--; /* backward shift may have moved another entry into this slot */
+    }
   }
 }
 
@@ -358,7 +381,8 @@ static void m_free(sb_engine *e) {
 
 static const sb_engine_ops memory_ops = {
     "memory",        m_attach,       m_publish,        m_subscribe,      m_unsubscribe,
-    m_read,          m_trim,         m_position,       m_session_open,   m_session_group,
+    m_read,          m_trim,         m_position,       m_position_now,   m_session_open,
+    m_session_group,
     m_session_closed, m_session_token, m_session_take, m_tick,         m_free,
 };
 

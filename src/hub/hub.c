@@ -23,6 +23,13 @@
  *      duplicate (the offsets tell), per-stream order kept. RESUMED ends the sequence.
  * With the memory engine everything completes inside one callback; the holding matters for an
  * engine whose reads complete later, while pushes keep arriving.
+ *
+ * Bounds: only the session's own streams are replayed (its groups, its direct stream), whatever
+ * positions the client names; a RESUME carries at most 1024 positions; the replay is paced by
+ * the connection's send queue (it pauses above half of max_queued_bytes and continues on
+ * drain, so a client that missed a lot is not closed as a slow consumer by its own replay);
+ * held pushes count against max_queued_bytes; and the replay is a loop, not a recursion, when
+ * the engine answers synchronously.
  */
 #include <stdio.h>
 #include <string.h>
@@ -45,12 +52,20 @@ typedef struct resume_ctx resume_ctx;
 
 typedef struct held {
   char stream[SB_STREAM_MAX];
+  size_t slen;
   uint64_t offset;
   sb_msg *msg;
 } held;
 
-typedef struct rpos {
+typedef struct cpos { /* a position as the client sent it */
   char stream[SB_STREAM_MAX];
+  size_t slen;
+  uint64_t offset, epoch;
+} cpos;
+
+typedef struct rpos { /* a stream being resumed */
+  char stream[SB_STREAM_MAX];
+  size_t slen;
   uint64_t offset, epoch;  /* what the client has */
   uint64_t sent;           /* last offset delivered during the resume */
   uint64_t head, cur_epoch;
@@ -63,10 +78,15 @@ struct resume_ctx {
   unsigned refs;
   sb_hub *h;
   hconn *hc; /* NULL once the connection is gone */
+  cpos *cpos;
+  size_t ncpos;
   rpos *pos;
   size_t npos, cur;
   held *held;
-  size_t nheld, heldcap;
+  size_t nheld, heldcap, held_bytes;
+  uint8_t in_read;   /* inside engine->read: a synchronous answer only marks done */
+  uint8_t read_done;
+  uint8_t paused;    /* waiting for the send queue to drain */
 };
 
 struct hconn {
@@ -74,6 +94,9 @@ struct hconn {
   char id[23];
   uint8_t owner; /* this connection holds `id` in the map and in the engine's session */
   uint8_t slow;  /* already closed for being slow */
+  uint8_t closing; /* the close callback runs: no more joins */
+  uint8_t user_opened; /* the application's on_open ran, so its on_close must */
+  char sub_id[23]; /* the id whose direct stream this connection subscribed, or "" */
   sb_glist groups;
   resume_ctx *resume;
 };
@@ -93,11 +116,13 @@ struct sb_hub {
   sb_map conns;  /* id → hconn (the owner) */
   sb_groups groups;
   named_schema schemas[SB_HUB_SCHEMAS];
-  size_t nschemas;
+  size_t nschemas, schemas_bytes;
+  size_t pending; /* engine calls with a callback still to come */
   uint64_t last_tick;
 };
 
-static void send_push(sb_hub *h, hconn *hc, const char *stream, uint64_t offset, sb_msg *m);
+static void send_push(sb_hub *h, hconn *hc, const char *stream, size_t slen, uint64_t offset,
+                      sb_msg *m);
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -180,6 +205,7 @@ static int local_join(sb_hub *h, hconn *hc, const char *name, size_t n, int reco
 int sb_conn_join(sb_conn *c, const char *name) {
   hconn *hc = HC(c);
   if (!hc || !name) return SB_EINVAL;
+  if (hc->closing) return SB_ECLOSED;
   size_t n = strlen(name);
   if (!valid_group(name, n)) return SB_EINVAL;
   return local_join(c->srv->hub, hc, name, n, 1);
@@ -188,6 +214,7 @@ int sb_conn_join(sb_conn *c, const char *name) {
 int sb_conn_leave(sb_conn *c, const char *name) {
   hconn *hc = HC(c);
   if (!hc || !name) return SB_EINVAL;
+  if (hc->closing) return SB_ECLOSED;
   sb_hub *h = c->srv->hub;
   if (sb_groups_leave(&h->groups, &hc->groups, name, strlen(name)) == 0 && hc->owner)
     h->engine->ops->session_group(h->engine, hc->id, name, 0);
@@ -239,35 +266,50 @@ static void on_deliver(void *hub, const char *stream, size_t slen, uint64_t epoc
     if (!g || g->n == 0 || push_msg(h, stream, slen, epoch, rec, &m)) return;
     /* The same framed bytes for every member. A member may be closed (slow) during the
      * walk, but membership only changes in the close callback, which comes later. */
-    for (uint32_t i = 0; i < g->n; i++) send_push(h, g->members[i].member, stream, rec->offset, m);
+    for (uint32_t i = 0; i < g->n; i++)
+      send_push(h, g->members[i].member, stream, slen, rec->offset, m);
   } else if (stream[0] == 'c') {
     hconn *hc = sb_map_get(&h->conns, stream + 2, slen - 2);
     if (!hc || push_msg(h, stream, slen, epoch, rec, &m)) return;
-    send_push(h, hc, stream, rec->offset, m);
+    send_push(h, hc, stream, slen, rec->offset, m);
   }
   sb_msg_unref(m);
 }
 
-static void send_push(sb_hub *h, hconn *hc, const char *stream, uint64_t offset, sb_msg *m) {
+static void send_push(sb_hub *h, hconn *hc, const char *stream, size_t slen, uint64_t offset,
+                      sb_msg *m) {
   resume_ctx *rc = hc->resume;
   if (!rc) {
     deliver_to(hc, m);
     return;
   }
-  /* Resuming: hold it until the replay is done (step 3 of the merge). */
+  /* Resuming: hold it until the replay is done (step 3 of the merge). What is held counts
+   * against the send-queue limit: past it the connection is a slow consumer. */
+  size_t cost = sizeof(held) + sb_msg_len(m);
+  if (hc->slow || slen >= SB_STREAM_MAX) return;
+  if (rc->held_bytes + cost > h->srv->opts.max_queued_bytes) {
+    hc->slow = 1;
+    sb_conn_close(hc->conn, SB_CLOSE_TRY_AGAIN, "slow consumer: too much held during resume", 42);
+    return;
+  }
   if (rc->nheld == rc->heldcap) {
     size_t cap = rc->heldcap ? rc->heldcap * 2 : 16;
     held *p = sb_realloc(h->a, rc->held, cap * sizeof(*p));
-    if (!p) { /* cannot hold it: better a duplicate-free gap the client detects than a crash */
+    if (!p) {
+      hc->slow = 1;
+      sb_conn_close(hc->conn, SB_CLOSE_TRY_AGAIN, "out of memory during resume", 27);
       return;
     }
     rc->held = p;
     rc->heldcap = cap;
   }
   held *x = &rc->held[rc->nheld++];
-  snprintf(x->stream, sizeof(x->stream), "%s", stream);
+  memcpy(x->stream, stream, slen);
+  x->stream[slen] = '\0';
+  x->slen = slen;
   x->offset = offset;
   x->msg = sb_msg_ref(m);
+  rc->held_bytes += cost;
 }
 
 static int publish(sb_hub *h, const char *stream, size_t slen, const char *session,
@@ -341,33 +383,13 @@ int sb_hub_respond(sb_conn *c, uint32_t id, uint16_t status, const void *body, s
   return send_env(c->srv->hub, c, &env);
 }
 
-typedef struct pos_result {
-  int status;
-  uint64_t offset, epoch;
-  int done;
-} pos_result;
-
-static void on_position(void *ctx, int status, uint64_t offset, uint64_t epoch) {
-  pos_result *p = ctx;
-  p->status = status;
-  p->offset = offset;
-  p->epoch = epoch;
-  p->done = 1;
-}
-
 int sb_hub_position(sb_hub *h, const char *group_name, uint64_t *offset, uint64_t *epoch) {
   if (!h || !group_name || !offset || !epoch) return SB_EINVAL;
   size_t n = strlen(group_name);
   if (!valid_group(group_name, n)) return SB_EINVAL;
   char stream[SB_STREAM_MAX];
   size_t slen = stream_name(stream, 'g', group_name, n);
-  pos_result p = {0};
-  int r = h->engine->ops->position(h->engine, stream, slen, on_position, &p);
-  if (r) return r;
-  if (!p.done) return SB_ENOTFOUND; /* an asynchronous engine: not answerable at once */
-  *offset = p.offset;
-  *epoch = p.epoch;
-  return p.status;
+  return h->engine->ops->position_now(h->engine, stream, slen, offset, epoch);
 }
 
 /* ---- HELLO ---------------------------------------------------------------------------- */
@@ -441,28 +463,48 @@ static void resume_release(sb_hub *h, resume_ctx *rc) {
   for (size_t i = 0; i < rc->nheld; i++) sb_msg_unref(rc->held[i].msg);
   sb_free(h->a, rc->held);
   sb_free(h->a, rc->pos);
+  sb_free(h->a, rc->cpos);
   sb_free(h->a, rc);
 }
 
-static rpos *find_pos(resume_ctx *rc, const char *stream) {
+static rpos *find_pos(resume_ctx *rc, const char *stream, size_t slen) {
   for (size_t i = 0; i < rc->npos; i++) {
-    if (strcmp(rc->pos[i].stream, stream) == 0) return &rc->pos[i];
+    if (rc->pos[i].slen == slen && memcmp(rc->pos[i].stream, stream, slen) == 0)
+      return &rc->pos[i];
   }
   return NULL;
 }
 
-static rpos *add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen) {
-  rpos *p = find_pos(rc, stream);
-  if (p) return p;
-  if (slen + 1 > SB_STREAM_MAX) return NULL;
+/* Adds one of the session's own streams, with the client's position for it if it sent one. */
+static int add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen, int direct) {
+  if (slen == 0 || slen >= SB_STREAM_MAX) return SB_EINVAL;
+  if (find_pos(rc, stream, slen)) return 0;
   rpos *np = sb_realloc(h->a, rc->pos, (rc->npos + 1) * sizeof(*np));
-  if (!np) return NULL;
+  if (!np) return SB_ENOMEM;
   rc->pos = np;
-  p = &rc->pos[rc->npos++];
+  rpos *p = &rc->pos[rc->npos++];
   memset(p, 0, sizeof(*p));
   memcpy(p->stream, stream, slen);
-  p->stream[slen] = '\0';
-  return p;
+  p->slen = slen;
+  for (size_t i = 0; i < rc->ncpos; i++) {
+    cpos *c = &rc->cpos[i];
+    if (c->slen == slen && memcmp(c->stream, stream, slen) == 0) {
+      p->offset = c->offset;
+      p->epoch = c->epoch;
+      p->has_position = 1;
+    }
+  }
+  /* The direct stream is the session's own from its first message: without a position the
+   * client has seen none of it, so all of it is replayed (PROTOCOL.md §6). */
+  if (direct && !p->has_position) p->has_position = 1;
+  return 0;
+}
+
+/* The resume cannot go on (engine failure, out of memory): close, so that the client resumes
+ * again later rather than believe it is complete. */
+static void resume_abort(sb_hub *h, hconn *hc, const char *why) {
+  (void)h;
+  if (hc->conn->state == SB_CONN_OPEN) sb_conn_close(hc->conn, SB_CLOSE_INTERNAL, why, strlen(why));
 }
 
 static void resume_finish(sb_hub *h, resume_ctx *rc) {
@@ -470,114 +512,152 @@ static void resume_finish(sb_hub *h, resume_ctx *rc) {
   /* Step 5: release what was held, skipping what the replay already sent. */
   for (size_t i = 0; i < rc->nheld; i++) {
     held *x = &rc->held[i];
-    rpos *p = find_pos(rc, x->stream);
+    rpos *p = find_pos(rc, x->stream, x->slen);
     if (p && x->offset <= p->sent) continue;
     if (p) p->sent = x->offset;
     deliver_to(hc, x->msg);
   }
   /* RESUMED: per stream, recovered or not, and where the client stands now. */
-  size_t size = 0;
-  uint8_t *body = NULL;
-  for (int pass = 0; pass < 2; pass++) {
-    size_t off = 0;
-    for (size_t i = 0; i < rc->npos; i++) {
-      rpos *p = &rc->pos[i];
-      sb_value v[4] = {{0}};
-      v[0].data = p->stream;
-      v[0].len = strlen(p->stream);
-      v[1].u = p->recovered;
-      v[2].u = p->sent;
-      v[3].u = p->cur_epoch;
-      size_t n;
-      if (pass == 0) {
-        sb_schema_encoded_size(h->sch.resumed, v, &n, NULL, 0);
-      } else {
-        sb_schema_encode(h->sch.resumed, v, body + off, size - off, &n, NULL, 0);
-      }
-      off += n;
-    }
-    if (pass == 0) {
-      size = off;
-      body = sb_malloc(h->a, size ? size : 1);
-      if (!body) break;
-    }
+  size_t size = 0, off = 0, n;
+  for (size_t i = 0; i < rc->npos; i++) size += 1 + 10 + rc->pos[i].slen + 17;
+  uint8_t *body = sb_malloc(h->a, size ? size : 1);
+  for (size_t i = 0; body && i < rc->npos; i++) {
+    rpos *p = &rc->pos[i];
+    sb_value v[4] = {{0, p->stream, p->slen}, {p->recovered, NULL, 0}, {p->sent, NULL, 0},
+                     {p->cur_epoch, NULL, 0}};
+    if (sb_schema_encode(h->sch.resumed, v, body + off, size - off, &n, NULL, 0) == 0) off += n;
   }
   hc->resume = NULL;
   rc->hc = NULL;
+  int r = SB_ENOMEM;
   if (body) {
     sb_envelope env = {0};
     env.kind = SB_KIND_RESUMED;
     env.body = body;
-    env.body_len = size;
-    send_env(h, hc->conn, &env);
+    env.body_len = off;
+    r = send_env(h, hc->conn, &env);
     sb_free(h->a, body);
   }
   resume_release(h, rc);
+  if (r != SB_SEND_OK && r != SB_SEND_BACKPRESSURE) {
+    resume_abort(h, hc, "resume: RESUMED could not be sent");
+    return;
+  }
   if (h->opts.on_resume) h->opts.on_resume(hc->conn, h->opts.user);
 }
 
-static void replay_next(sb_hub *h, resume_ctx *rc);
+static void replay_run(sb_hub *h, resume_ctx *rc);
 
 static void on_history(void *ctx, int status, uint64_t epoch, uint64_t first, uint64_t head,
                        const sb_record *recs, size_t n) {
   resume_ctx *rc = ctx;
   sb_hub *h = rc->h;
-  if (!rc->hc) { /* the connection went away meanwhile */
-    resume_release(h, rc);
+  h->pending--;
+  hconn *hc = rc->hc;
+  if (!hc || hc->resume != rc || hc->conn->state != SB_CONN_OPEN) {
+    resume_release(h, rc); /* the connection went away (or is closing) meanwhile */
     return;
   }
   rpos *p = &rc->pos[rc->cur];
   if (status != 0) {
-    p->recovered = 0;
-    rc->cur++;
-  } else {
-    if (!p->started) {
-      p->started = 1;
-      p->head = head;
-      p->cur_epoch = epoch;
-      /* Step 4: replay only when nothing the client missed has been lost. Epoch 0 with
-       * offset 0 means "nothing seen yet": recoverable if history starts at 1. */
-      int same_epoch = p->epoch == epoch || (p->epoch == 0 && p->offset == 0);
-      p->recovered = p->has_position && same_epoch && p->offset <= head &&
-                     first <= p->offset + 1 && head - p->offset <= h->opts.max_replay;
-      p->sent = p->recovered ? p->offset : head;
-      if (!p->recovered) n = 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-      if (recs[i].offset <= p->sent) continue;
-      sb_msg *m;
-      if (push_msg(h, p->stream, strlen(p->stream), epoch, &recs[i], &m) == 0) {
-        deliver_to(rc->hc, m);
-        sb_msg_unref(m);
-      }
-      p->sent = recs[i].offset;
-    }
-    if (!(p->recovered && n > 0 && p->sent < p->head)) rc->cur++;
+    resume_abort(h, hc, "resume: history unavailable");
+    resume_release(h, rc);
+    return;
   }
-  replay_next(h, rc);
+  if (!p->started) {
+    p->started = 1;
+    p->head = head;
+    p->cur_epoch = epoch;
+    /* Step 4: replay only when nothing the client missed has been lost. Epoch 0 with
+     * offset 0 means "nothing seen yet": recoverable if the history starts at 1. */
+    int same_epoch = p->epoch == epoch || (p->epoch == 0 && p->offset == 0);
+    p->recovered = p->has_position && same_epoch && p->offset <= head &&
+                   first <= p->offset + 1 && head - p->offset <= h->opts.max_replay;
+    p->sent = p->recovered ? p->offset : head;
+    if (!p->recovered) n = 0;
+  } else if (epoch != p->cur_epoch || first > p->sent + 1) {
+    /* The history changed under a batched replay (lost, or trimmed past where we are): what
+     * is missing now cannot be replayed. Say so. */
+    p->recovered = 0;
+    p->sent = head;
+    p->cur_epoch = epoch;
+    n = 0;
+  }
+  size_t pace = h->srv->opts.max_queued_bytes / 2;
+  for (size_t i = 0; i < n && hc->conn->state == SB_CONN_OPEN; i++) {
+    if (recs[i].offset <= p->sent) continue;
+    /* Paced by the send queue: the rest of this batch is read again after the drain. */
+    if (sb_conn_queued_bytes(hc->conn) > pace) break;
+    sb_msg *m;
+    if (push_msg(h, p->stream, p->slen, epoch, &recs[i], &m) != 0) {
+      resume_abort(h, hc, "resume: out of memory");
+      break;
+    }
+    deliver_to(hc, m);
+    sb_msg_unref(m);
+    p->sent = recs[i].offset;
+  }
+  if (!(p->recovered && n > 0 && p->sent < p->head)) rc->cur++;
+  if (rc->in_read) {
+    rc->read_done = 1; /* answered inside read(): replay_run's loop goes on */
+    resume_release(h, rc);
+    return;
+  }
+  replay_run(h, rc);
   resume_release(h, rc);
 }
 
-static void replay_next(sb_hub *h, resume_ctx *rc) {
-  while (rc->cur < rc->npos) {
+/* Replays stream after stream, batch after batch. A loop rather than a recursion: a
+ * synchronous engine answers inside read(), and only marks the batch done. */
+static void replay_run(sb_hub *h, resume_ctx *rc) {
+  for (;;) {
+    hconn *hc = rc->hc;
+    if (!hc || hc->resume != rc || hc->conn->state != SB_CONN_OPEN) return;
+    if (sb_conn_queued_bytes(hc->conn) > h->srv->opts.max_queued_bytes / 2) {
+      rc->paused = 1; /* continue when the socket has taken it (on_drain) */
+      sb_net_want_drain(hc->conn);
+      return;
+    }
+    if (rc->cur == rc->npos) {
+      resume_finish(h, rc);
+      return;
+    }
     rpos *p = &rc->pos[rc->cur];
     uint64_t from = p->started ? p->sent + 1 : p->offset + 1;
     rc->refs++;
-    int r = h->engine->ops->read(h->engine, p->stream, strlen(p->stream), from,
-                                 h->opts.replay_batch, on_history, rc);
-    if (r == 0) return; /* continues in on_history */
-    rc->refs--;
-    p->recovered = 0;
-    rc->cur++;
+    h->pending++;
+    rc->in_read = 1;
+    rc->read_done = 0;
+    int r = h->engine->ops->read(h->engine, p->stream, p->slen, from, h->opts.replay_batch,
+                                 on_history, rc);
+    rc->in_read = 0;
+    if (r != 0) {
+      h->pending--;
+      resume_release(h, rc);
+      resume_abort(h, hc, "resume: history unavailable");
+      return;
+    }
+    if (!rc->read_done) return; /* asynchronous: on_history continues */
   }
-  if (rc->hc && rc->hc->resume == rc) resume_finish(h, rc);
+}
+
+static void subscribe_direct(sb_hub *h, hconn *hc) {
+  char stream[SB_STREAM_MAX];
+  if (hc->sub_id[0]) {
+    size_t n = stream_name(stream, 'c', hc->sub_id, strlen(hc->sub_id));
+    h->engine->ops->unsubscribe(h->engine, stream, n);
+    hc->sub_id[0] = '\0';
+  }
+  size_t n = stream_name(stream, 'c', hc->id, strlen(hc->id));
+  if (h->engine->ops->subscribe(h->engine, stream, n) == 0) memcpy(hc->sub_id, hc->id, 23);
 }
 
 static void on_session(void *ctx, int status, const sb_session_info *s) {
   resume_ctx *rc = ctx;
-  hconn *hc = rc->hc;
   sb_hub *h = rc->h;
-  if (!hc) {
+  h->pending--;
+  hconn *hc = rc->hc;
+  if (!hc || hc->resume != rc) {
     resume_release(h, rc);
     return;
   }
@@ -593,8 +673,26 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     resume_release(h, rc); /* this call's */
     return;
   }
+  /* The session info belongs to the engine and is only good until the next engine call:
+   * copy what is needed first. */
+  char conn_id[23];
+  snprintf(conn_id, sizeof(conn_id), "%s", s->conn_id);
+  size_t total = 0;
+  for (size_t i = 0; i < s->ngroups; i++) total += strlen(s->groups[i]) + 1;
+  char *names = sb_malloc(h->a, total ? total : 1);
+  if (!names) {
+    resume_abort(h, hc, "resume: out of memory");
+    resume_release(h, rc);
+    return;
+  }
+  size_t ngroups = s->ngroups, off = 0;
+  for (size_t i = 0; i < ngroups; i++) {
+    size_t l = strlen(s->groups[i]) + 1;
+    memcpy(names + off, s->groups[i], l);
+    off += l;
+  }
   /* Step 2: adopt the session. An older connection still holding it is closed. */
-  hconn *old = sb_map_get(&h->conns, s->conn_id, strlen(s->conn_id));
+  hconn *old = sb_map_get(&h->conns, conn_id, strlen(conn_id));
   if (old && old != hc) {
     old->owner = 0;
     sb_conn_close(old->conn, SB_CLOSE_REPLACED, "session resumed by another connection", 37);
@@ -603,27 +701,41 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     sb_map_del(&h->conns, hc->id, strlen(hc->id));
     h->engine->ops->session_closed(h->engine, hc->id);
   }
-  memcpy(hc->id, s->conn_id, 23);
+  memcpy(hc->id, conn_id, 23);
   hc->owner = 1;
-  if (sb_map_put(&h->conns, hc->id, strlen(hc->id), hc) != 0) hc->owner = 0;
-  h->engine->ops->session_open(h->engine, hc->id, "");
+  int r = sb_map_put(&h->conns, hc->id, strlen(hc->id), hc);
+  if (r == 0) r = h->engine->ops->session_open(h->engine, hc->id, "");
+  if (r != 0) {
+    hc->owner = r == 0;
+    sb_free(h->a, names);
+    resume_abort(h, hc, "resume: out of memory");
+    resume_release(h, rc);
+    return;
+  }
+  subscribe_direct(h, hc);
   /* Groups joined on this connection before the resume become part of the session too. */
   for (uint32_t i = 0; i < hc->groups.n; i++)
     h->engine->ops->session_group(h->engine, hc->id, hc->groups.refs[i].g->name, 1);
-  for (size_t i = 0; i < s->ngroups; i++) {
-    const char *g = s->groups[i];
-    local_join(h, hc, g, strlen(g), 0);
-    char stream[SB_STREAM_MAX];
-    size_t slen = stream_name(stream, 'g', g, strlen(g));
-    if (slen) add_pos(h, rc, stream, slen); /* no position from the client: not replayed */
+  for (off = 0; off < total; off += strlen(names + off) + 1)
+    local_join(h, hc, names + off, strlen(names + off), 0);
+  sb_free(h->a, names);
+  /* Only the session's own streams are replayed: its groups and its direct stream, whatever
+   * else the client names. */
+  char stream[SB_STREAM_MAX];
+  for (uint32_t i = 0; i < hc->groups.n && r == 0; i++) {
+    sb_group *g = hc->groups.refs[i].g;
+    size_t slen = stream_name(stream, 'g', g->name, g->name_len);
+    if (slen) r = add_pos(h, rc, stream, slen, 0);
   }
-  char direct[SB_STREAM_MAX];
-  size_t dlen = stream_name(direct, 'c', hc->id, strlen(hc->id));
-  rpos *dp = add_pos(h, rc, direct, dlen);
-  if (dp && !dp->has_position) dp->has_position = 1; /* offset 0, epoch 0: from the start */
-  new_token_and_hello(h, hc);
+  size_t dlen = stream_name(stream, 'c', hc->id, strlen(hc->id));
+  if (r == 0) r = add_pos(h, rc, stream, dlen, 1);
+  if (r != 0 || new_token_and_hello(h, hc) != 0) {
+    resume_abort(h, hc, "resume: out of memory");
+    resume_release(h, rc);
+    return;
+  }
   rc->cur = 0;
-  replay_next(h, rc);
+  replay_run(h, rc);
   resume_release(h, rc);
 }
 
@@ -640,26 +752,31 @@ static void on_resume_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
   memset(rc, 0, sizeof(*rc));
   rc->refs = 1;
   rc->h = h;
-  /* The client's positions, back to back. */
+  /* The client's positions, back to back: at most SB_MAX_POSITIONS records. */
   const uint8_t *p = v[1].data;
   size_t left = v[1].len;
   while (left > 0) {
     sb_value pv[3];
     size_t used;
-    if (rc->npos == SB_MAX_POSITIONS ||
+    if (rc->ncpos == SB_MAX_POSITIONS ||
         sb_schema_decode_prefix(h->sch.position, p, left, pv, &used, err, sizeof(err)) ||
-        pv[0].len == 0) {
+        pv[0].len == 0 || pv[0].len >= SB_STREAM_MAX) {
       resume_release(h, rc);
       return send_error(h, hc->conn, env->id, 400, "malformed positions in RESUME");
     }
-    rpos *rp = add_pos(h, rc, pv[0].data, pv[0].len);
-    if (!rp) {
-      resume_release(h, rc);
-      return send_error(h, hc->conn, env->id, 400, "malformed positions in RESUME");
+    if (rc->ncpos % 16 == 0) {
+      cpos *np = sb_realloc(h->a, rc->cpos, (rc->ncpos + 16) * sizeof(*np));
+      if (!np) {
+        resume_release(h, rc);
+        return send_error(h, hc->conn, env->id, 503, "out of memory");
+      }
+      rc->cpos = np;
     }
-    rp->offset = pv[1].u;
-    rp->epoch = pv[2].u;
-    rp->has_position = 1;
+    cpos *c = &rc->cpos[rc->ncpos++];
+    memcpy(c->stream, pv[0].data, pv[0].len);
+    c->slen = pv[0].len;
+    c->offset = pv[1].u;
+    c->epoch = pv[2].u;
     p += used;
     left -= used;
   }
@@ -669,7 +786,9 @@ static void on_resume_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
   rc->hc = hc;
   hc->resume = rc; /* from here on, pushes to this connection are held */
   rc->refs++;
+  h->pending++;
   if (h->engine->ops->session_take(h->engine, token, on_session, rc) != 0) {
+    h->pending--;
     hc->resume = NULL;
     rc->hc = NULL;
     rc->refs--;
@@ -681,42 +800,52 @@ static void on_resume_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
 typedef struct ack_ctx {
   sb_hub *h;
   char stream[SB_STREAM_MAX];
+  size_t slen;
   uint64_t offset, epoch;
 } ack_ctx;
 
 static void on_ack_position(void *ctx, int status, uint64_t offset, uint64_t epoch) {
   ack_ctx *a = ctx;
+  a->h->pending--;
   /* Only trim the epoch the client saw: an offset of an older epoch means nothing now. */
   if (status == 0 && epoch == a->epoch && a->offset <= offset)
-    a->h->engine->ops->trim(a->h->engine, a->stream, strlen(a->stream), a->offset);
+    a->h->engine->ops->trim(a->h->engine, a->stream, a->slen, a->offset);
   sb_free(a->h->a, a);
 }
 
 /* ACK: acknowledged direct messages are trimmed (group streams keep their size/age bounds,
- * so that one idle browser cannot pin a group's history). */
+ * so that one idle browser cannot pin a group's history). One engine call per ACK, for the
+ * highest position of the connection's own direct stream in it. */
 static void on_ack_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
   const uint8_t *p = env->body;
   size_t left = env->body_len;
   char direct[SB_STREAM_MAX];
   size_t dlen = stream_name(direct, 'c', hc->id, strlen(hc->id));
+  uint64_t best = 0, best_epoch = 0;
   while (left > 0) {
     sb_value pv[3];
     size_t used;
     if (sb_schema_decode_prefix(h->sch.position, p, left, pv, &used, NULL, 0))
       return send_error(h, hc->conn, env->id, 400, "malformed positions in ACK");
-    if (hc->owner && pv[0].len == dlen && memcmp(pv[0].data, direct, dlen) == 0) {
-      ack_ctx *a = sb_malloc(h->a, sizeof(*a));
-      if (a) {
-        a->h = h;
-        memcpy(a->stream, direct, dlen + 1);
-        a->offset = pv[1].u;
-        a->epoch = pv[2].u;
-        if (h->engine->ops->position(h->engine, direct, dlen, on_ack_position, a) != 0)
-          sb_free(h->a, a);
-      }
+    if (pv[0].len == dlen && memcmp(pv[0].data, direct, dlen) == 0 && pv[1].u > best) {
+      best = pv[1].u;
+      best_epoch = pv[2].u;
     }
     p += used;
     left -= used;
+  }
+  if (!hc->owner || best == 0) return;
+  ack_ctx *a = sb_malloc(h->a, sizeof(*a));
+  if (!a) return;
+  a->h = h;
+  memcpy(a->stream, direct, dlen);
+  a->slen = dlen;
+  a->offset = best;
+  a->epoch = best_epoch;
+  h->pending++;
+  if (h->engine->ops->position(h->engine, direct, dlen, on_ack_position, a) != 0) {
+    h->pending--;
+    sb_free(h->a, a);
   }
 }
 
@@ -742,7 +871,21 @@ static void on_open(sb_conn *c, void *user) {
     sb_conn_close(c, SB_CLOSE_INTERNAL, "cannot start a session", 22);
     return;
   }
+  subscribe_direct(h, hc); /* direct messages reach the open connection live */
+  hc->user_opened = 1;
   if (h->opts.on_open) h->opts.on_open(c, h->opts.user);
+}
+
+static void on_drain(sb_conn *c, void *user) {
+  sb_hub *h = user;
+  hconn *hc = HC(c);
+  if (hc && hc->resume && hc->resume->paused) {
+    resume_ctx *rc = hc->resume;
+    rc->paused = 0;
+    rc->refs++;
+    replay_run(h, rc);
+    resume_release(h, rc);
+  }
 }
 
 static void on_message(sb_conn *c, sb_opcode op, const void *data, size_t len, void *user) {
@@ -781,7 +924,13 @@ static void on_close(sb_conn *c, int code, const char *reason, size_t rlen, void
   sb_hub *h = user;
   hconn *hc = HC(c);
   if (hc) {
+    hc->closing = 1;
     sb_groups_leave_all(&h->groups, &hc->groups); /* the session keeps them for a resume */
+    if (hc->sub_id[0]) {
+      char stream[SB_STREAM_MAX];
+      size_t n = stream_name(stream, 'c', hc->sub_id, strlen(hc->sub_id));
+      h->engine->ops->unsubscribe(h->engine, stream, n);
+    }
     if (hc->owner) {
       sb_map_del(&h->conns, hc->id, strlen(hc->id));
       h->engine->ops->session_closed(h->engine, hc->id);
@@ -793,7 +942,8 @@ static void on_close(sb_conn *c, int code, const char *reason, size_t rlen, void
       resume_release(h, rc);
     }
   }
-  if (h->opts.on_close) h->opts.on_close(c, code, reason, rlen, h->opts.user);
+  if (h->opts.on_close && (!hc || hc->user_opened))
+    h->opts.on_close(c, code, reason, rlen, h->opts.user);
   if (hc) {
     sb_free(h->a, hc);
     c->hub = NULL;
@@ -839,6 +989,7 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   so.on_open = on_open;
   so.on_message = on_message;
   so.on_close = on_close;
+  so.on_drain = on_drain;
   so.user = h;
   int r = sb_server_new(&h->srv, loop, &so);
   if (r) {
@@ -886,6 +1037,11 @@ sb_conn *sb_hub_find(sb_hub *h, const char *conn_id) {
 int sb_hub_add_schema(sb_hub *h, const char *name, const sb_schema *schema) {
   if (!h || !name || !schema || !*name || strlen(name) > 63) return SB_EINVAL;
   if (h->nschemas == SB_HUB_SCHEMAS) return SB_ENOMEM;
+  size_t wire;
+  /* HELLO carries every schema: refuse here what would make every HELLO fail later. */
+  if (sb_schema_serialize(schema, NULL, 0, &wire) != 0 && wire == 0) return SB_EINVAL;
+  if (wire > 1024 || h->schemas_bytes + wire + strlen(name) + 20 > 4096) return SB_EINVAL;
+  h->schemas_bytes += wire + strlen(name) + 20;
   size_t n = strlen(name) + 1;
   char *copy = sb_malloc(h->a, n);
   if (!copy) return SB_ENOMEM;
@@ -899,8 +1055,9 @@ int sb_hub_free(sb_hub *h) {
   sb_allocator a = *h->a;
   /* Everything below lives as long as the server; free the server last-but-one so that an
    * SB_EBUSY leaves the hub intact. */
-  if (h->srv->nconns > 0 || h->srv->handles_open > 0) return SB_EBUSY;
+  if (h->srv->nconns > 0 || h->srv->handles_open > 0 || h->pending > 0) return SB_EBUSY;
   if (h->own_engine) h->engine->ops->free(h->engine);
+  else h->engine->ops->attach(h->engine, NULL, NULL, NULL); /* no deliveries to a freed hub */
   sb_schemas_free(&h->sch);
   for (size_t i = 0; i < h->nschemas; i++) sb_free(&a, h->schemas[i].name);
   sb_map_free(&h->conns);

@@ -92,6 +92,8 @@ struct sb_server {
   int handles_started;
   void *hub;             /* the hub running on this server, or NULL */
   void (*tick)(void *);  /* called from the sweep timer (the hub's housekeeping) */
+  sb_conn_io *io_pool;   /* free busy-state blocks (linked through out.buf), reused */
+  unsigned io_pooled;
   sb_handshake *hs_pool; /* free handshake states (linked through parser.data), reused */
   unsigned hs_pooled;
   unsigned sweep_ms;
@@ -108,6 +110,8 @@ size_t sb_net_queued(const sb_conn *c);
 void sb_net_close(sb_conn *c);              /* uv_close now; reads stop */
 void sb_net_shutdown(sb_conn *c);           /* half-close (FIN) once the queue is written */
 void sb_net_flush_now(sb_conn *c);          /* flush the queue now, freeing it when empty */
+void sb_net_want_drain(sb_conn *c);         /* fire on_drain once the queue is written */
+void sb_net_io_release(sb_conn *c);         /* give the busy-state block back (pooled) */
 int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *payload,
                       size_t plen);                             /* queue (or write) a frame */
 void sb_net_conn_gone(sb_conn *c);          /* bookkeeping when a conn's memory is freed */

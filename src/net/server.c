@@ -117,14 +117,57 @@ static void maybe_finish(sb_server *s) {
 
 /* ---- connections ---------------------------------------------------------------------- */
 
+/* Busy-state blocks come from a small per-server pool: the block and its small queue buffers
+ * are reused as they are, so that connections that come and go (and the HELLO of each new
+ * one) do not allocate and free them every time. A connection keeps its block while it is
+ * busy, so steady traffic never allocates; only members quiet for a whole sweep interval get
+ * theirs back. The pool is small so that it does not show as memory per idle connection. */
+#define SB_IO_POOL 256
+#define SB_IO_KEEP_BUF 4096
+
 int sb_net_io(sb_conn *c) {
   if (!c->io) {
-    c->io = sb_malloc(&c->srv->alloc, sizeof(*c->io));
-    if (!c->io) return SB_ENOMEM;
-    memset(c->io, 0, sizeof(*c->io));
+    sb_server *s = c->srv;
+    sb_conn_io *io = s->io_pool;
+    if (io) {
+      s->io_pool = (sb_conn_io *)io->msg;
+      s->io_pooled--;
+      io->msg = NULL;
+    } else {
+      io = sb_malloc(&s->alloc, sizeof(*io));
+      if (!io) return SB_ENOMEM;
+      memset(io, 0, sizeof(*io));
+    }
+    c->io = io;
   }
   c->flags |= SB_F_IO_TOUCHED;
   return 0;
+}
+
+void sb_net_io_release(sb_conn *c) {
+  sb_conn_io *io = c->io;
+  if (!io) return;
+  sb_server *s = c->srv;
+  c->io = NULL;
+  sb_free(&s->alloc, io->msg);
+  io->msg = NULL;
+  io->msg_len = io->msg_cap = 0;
+  io->ctl_len = 0;
+  if (s->io_pooled >= SB_IO_POOL || io->out.bytes || io->out.buf_cap > SB_IO_KEEP_BUF ||
+      io->out.cap > 64) {
+    sb_outq_free(&io->out, &s->alloc);
+    sb_free(&s->alloc, io);
+    return;
+  }
+  /* Pooled with its (small, empty) queue buffers; linked through msg. */
+  io->msg = (uint8_t *)s->io_pool;
+  s->io_pool = io;
+  s->io_pooled++;
+}
+
+void sb_net_want_drain(sb_conn *c) {
+  c->flags |= SB_F_BACKPRESSURE;
+  sb_net_mark_dirty(c);
 }
 
 void sb_net_mark_dirty(sb_conn *c) {
@@ -338,12 +381,8 @@ void sb_net_flush_now(sb_conn *c) {
    * right after its handshake then holds nothing but its struct (see conn.c). */
   sb_conn_io *io = c->io;
   if (io && c->state == SB_CONN_OPEN && !c->wreq && io->out.bytes == 0 && io->msg_len == 0 &&
-      !c->fp.in_payload && c->fp.hdr_len == 0 && !c->fp.fragmented) {
-    sb_outq_free(&io->out, &c->srv->alloc);
-    sb_free(&c->srv->alloc, io->msg);
-    sb_free(&c->srv->alloc, io);
-    c->io = NULL;
-  }
+      !c->fp.in_payload && c->fp.hdr_len == 0 && !c->fp.fragmented)
+    sb_net_io_release(c);
 }
 
 static void on_check(uv_check_t *h) {
@@ -485,6 +524,12 @@ int sb_server_free(sb_server *s) {
     s->hs_pool = h->parser.data;
     sb_handshake_free(h);
     sb_free(&a, h);
+  }
+  while (s->io_pool) {
+    sb_conn_io *io = s->io_pool;
+    s->io_pool = (sb_conn_io *)io->msg;
+    sb_outq_free(&io->out, &a);
+    sb_free(&a, io);
   }
   sb_free(&a, s->readbuf);
   sb_free(&a, s);

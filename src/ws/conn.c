@@ -34,6 +34,7 @@ static void report_close(sb_conn *c, int code, const char *reason, size_t len) {
 }
 
 static void start_drain(sb_conn *c) {
+  if (c->state == SB_CONN_CLOSED) return;
   c->state = SB_CONN_DRAINING;
   c->t0 = sb_net_now(c->srv);
   sb_net_mark_dirty(c); /* the flush half-closes once the queue is empty */
@@ -75,7 +76,11 @@ static void send_close_frame(sb_conn *c, uint16_t code, const char *reason, size
     if (len) memcpy(payload + 2, reason, len);
     n = 2 + len;
   }
-  if (queue_frame(c, SB_OP_CLOSE, payload, n, 0) < 0) sb_net_close(c);
+  if (queue_frame(c, SB_OP_CLOSE, payload, n, 0) < 0) {
+    /* Out of memory even for the close frame: drop the connection, but still report it. */
+    report_close(c, SB_CLOSE_ABNORMAL, "out of memory", 13);
+    sb_net_close(c);
+  }
 }
 
 static int send_result(sb_conn *c, int r) {
@@ -469,12 +474,8 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
   /* Give back the busy-state block of a connection that has been quiet for a whole sweep. */
   sb_conn_io *io = c->io;
   if (io && !(c->flags & SB_F_IO_TOUCHED) && io->out.bytes == 0 && io->msg_len == 0 &&
-      c->fp.hdr_len == 0 && !c->fp.in_payload && !c->fp.fragmented) {
-    sb_outq_free(&io->out, A(c));
-    sb_free(A(c), io->msg);
-    sb_free(A(c), io);
-    c->io = NULL;
-  }
+      c->fp.hdr_len == 0 && !c->fp.in_payload && !c->fp.fragmented)
+    sb_net_io_release(c);
   c->flags &= (uint8_t)~SB_F_IO_TOUCHED;
 }
 
@@ -486,10 +487,8 @@ void sb_ws_shutdown(sb_conn *c) {
 void sb_ws_free(sb_conn *c) {
   drop_handshake(c);
   if (c->io) {
-    sb_outq_free(&c->io->out, A(c));
-    sb_free(A(c), c->io->msg);
-    sb_free(A(c), c->io);
-    c->io = NULL;
+    sb_outq_free(&c->io->out, A(c)); /* drops message references still queued */
+    sb_net_io_release(c);
   }
   sb_free(A(c), c->subprotocol);
   c->subprotocol = NULL;
