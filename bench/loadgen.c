@@ -20,8 +20,9 @@
  *   The server_* fields appear with --server-pid PID: loadgen reads that process's utime+stime
  *   from /proc/PID/stat at the start and the end of the measured window.
  * idle mode: opens --conns connections, completes the handshakes, prints {"conns":N,"open":n}
- *   and holds them (answering pings) until SIGTERM, SIGINT or EOF on stdin (when stdin is a
- *   pipe or a terminal).
+ *   and holds them (answering pings, reading and discarding whatever messages the server sends)
+ *   until SIGTERM, SIGINT or EOF on stdin (when stdin is a pipe or a terminal); then it prints
+ *   {"conns":N,"open":n,"msgs_received":m}.
  *
  * Costs per message are kept low so that the generator is not the bottleneck: one shared read
  * buffer for all connections, frames parsed in place, outgoing frames built into reused
@@ -439,7 +440,10 @@ static inline void send_msg(conn *c, uint64_t now) {
 }
 
 static void on_message(conn *c, uint8_t op, uint64_t len, uint64_t now) {
-  if (G.idle) return;
+  if (G.idle) { /* read and discarded (a server's greeting, pushes) */
+    G.total++;
+    return;
+  }
   if (c->s_count == 0) { /* an echo of nothing */
     G.errors++;
     return;
@@ -809,12 +813,17 @@ static void on_connect_timeout(uv_timer_t *t) {
 /* Shutdown: signals and stdin                                                                */
 /* ---------------------------------------------------------------------------------------- */
 
+/* idle mode, at exit: what the held connections received meanwhile. */
+static void idle_exit(void) {
+  printf("{\"conns\":%d,\"open\":%d,\"msgs_received\":%" PRIu64 "}\n", G.nconns, G.open_now,
+         G.total);
+  fflush(stdout);
+  exit(0);
+}
+
 static void on_signal(uv_signal_t *s, int signum) {
   (void)s, (void)signum;
-  if (G.idle) {
-    fflush(stdout);
-    exit(0);
-  }
+  if (G.idle) idle_exit();
   finish(); /* echo mode: report what was measured so far */
 }
 
@@ -827,10 +836,7 @@ static void on_stdin_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 
 static void on_stdin(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   (void)s, (void)buf;
-  if (nread < 0) {
-    fflush(stdout);
-    exit(0);
-  }
+  if (nread < 0) idle_exit();
 }
 
 static void watch_stdin(void) {

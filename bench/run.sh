@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# bench/run.sh — Switchboard's echo benchmark against Node's `ws`. `make bench` runs it as
+# bench/run.sh — Switchboard's benchmarks against Node's `ws`. `make bench` runs it as
 #
-#   bench/run.sh PATH/TO/examples/echo PATH/TO/bench/loadgen
+#   bench/run.sh PATH/TO/examples/echo PATH/TO/bench/loadgen [PATH/TO/broadcast PATH/TO/fanout]
+#
+# (broadcast and fanout default to the files of those names beside echo and loadgen).
 #
 # Environment (all optional):
+#   BENCH_ONLY        sections to run, comma-separated: echo (1-3), fanout (4-5); default both
 #   BENCH_DURATION    measured seconds per run (default 5)
 #   BENCH_ROUNDS      runs per server and configuration (default 3)
 #   BENCH_WARMUP      seconds of load before each measurement (default 1)
-#   BENCH_FRAME       binary or text (default binary)
-#   BENCH_IDLE_CONNS  idle connections for the memory test (default 10000)
-#   BENCH_OUT         JSON results (default: results.json beside loadgen, i.e. build/bench/)
-#   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  cores for server and loadgen (default 0 and 1)
+#   BENCH_FRAME       binary or text (default binary; echo only, fan-out is binary)
+#   BENCH_IDLE_CONNS  idle connections for the memory tests (default 10000)
+#   BENCH_FANOUT_SUBS    subscriber counts for one publisher (default "1000 10000")
+#   BENCH_FANOUT_WINDOW  messages in flight of the windowed variant (default 8; 1 = lockstep only)
+#   BENCH_FANOUT_ALL     client counts for "every client publishing" (default "100 1000"; "" = none)
+#   BENCH_OUT         JSON results (default: results.json beside loadgen, i.e. build/bench/);
+#                     sections not run this time are kept from the file already there
+#   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  cores for server and load generator (default 0 and 1)
 #   NODE              node binary (default: node on PATH)
 #
 # What it does (bench/README.md explains the numbers):
@@ -21,17 +28,26 @@
 #      window (--server-pid), giving server CPU microseconds per echoed message.
 #   2. Memory: VmRSS of each server before and after BENCH_IDLE_CONNS idle connections.
 #   3. Syscalls: strace -c -f on our server during a short 100 x 32 B echo run.
+#   4. Fan-out: examples/broadcast against bench/node-broadcast.mjs, driven by fanout: one
+#      publisher and N subscribers of one group (lockstep, and a window of messages in flight),
+#      and N clients all publishing in lockstep rounds; deliveries per second, latency from
+#      publish to the last delivery and to each delivery, alternating A B A B, pinned.
+#   5. Memory with the hub: VmRSS of each broadcast server before and after
+#      BENCH_IDLE_CONNS idle connections (each joined to the group, HELLO received).
 # Every process it starts is killed by PID when it ends (or is interrupted).
 set -uo pipefail
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 PATH/TO/echo PATH/TO/loadgen" >&2
+if [ $# -ne 2 ] && [ $# -ne 4 ]; then
+  echo "usage: $0 PATH/TO/echo PATH/TO/loadgen [PATH/TO/broadcast PATH/TO/fanout]" >&2
   exit 2
 fi
 ECHO_BIN=$(readlink -f "$1")
 LOADGEN=$(readlink -f "$2")
+BROADCAST_BIN=$(readlink -f "${3:-$(dirname "$ECHO_BIN")/broadcast}")
+FANOUT=$(readlink -f "${4:-$(dirname "$LOADGEN")/fanout}")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NODE_ECHO=$HERE/node-echo.mjs
+NODE_BROADCAST=$HERE/node-broadcast.mjs
 NODE=${NODE:-node}
 
 DURATION=${BENCH_DURATION:-5}
@@ -43,13 +59,35 @@ OUT=${BENCH_OUT:-$(dirname "$LOADGEN")/results.json}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 CONFIGS=("100 32" "100 16384" "1000 32" "1000 16384") # conns size
+ONLY=${BENCH_ONLY:-echo,fanout}
+FANOUT_SUBS=${BENCH_FANOUT_SUBS-1000 10000}
+FANOUT_WINDOW=${BENCH_FANOUT_WINDOW:-8}
+FANOUT_ALL=${BENCH_FANOUT_ALL-100 1000}
+FANOUT_SIZE=32 # body of the publisher's SEND envelope; our pushes carry it with a 31-byte header
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
 
-[ -x "$ECHO_BIN" ] || die "not an executable: $1"
+# want SECTION: whether BENCH_ONLY asks for it.
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+for s in ${ONLY//,/ }; do
+  case "$s" in echo|fanout) ;; *) die "BENCH_ONLY takes echo and/or fanout, comma-separated (got '$s')" ;; esac
+done
+
 [ -x "$LOADGEN" ] || die "not an executable: $2"
-[ -f "$NODE_ECHO" ] || die "missing $NODE_ECHO"
+if want echo; then
+  [ -x "$ECHO_BIN" ] || die "not an executable: $1"
+  [ -f "$NODE_ECHO" ] || die "missing $NODE_ECHO"
+fi
+if want fanout; then
+  [ -x "$BROADCAST_BIN" ] || die "not an executable: $BROADCAST_BIN (build examples/broadcast)"
+  [ -x "$FANOUT" ] || die "not an executable: $FANOUT (build bench/fanout)"
+  [ -f "$NODE_BROADCAST" ] || die "missing $NODE_BROADCAST"
+  [[ "$FANOUT_WINDOW" =~ ^[1-9][0-9]*$ ]] || die "BENCH_FANOUT_WINDOW must be a positive integer"
+  for n in $FANOUT_SUBS $FANOUT_ALL; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "BENCH_FANOUT_SUBS and BENCH_FANOUT_ALL are lists of counts (got '$n')"
+  done
+fi
 command -v "$NODE" >/dev/null || die "node not found (NODE=$NODE)"
 case "$FRAME" in binary|text) ;; *) die "BENCH_FRAME is binary or text" ;; esac
 [[ "$DURATION" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BENCH_DURATION must be a number of seconds"
@@ -97,6 +135,12 @@ if [ "$cur_fd" != unlimited ] && [ "$cur_fd" -lt "$need_fd" ]; then
   IDLE_CONNS=$((cur_fd - 1024))
   note "ulimit -n is $cur_fd: the memory test opens only $IDLE_CONNS connections"
 fi
+if want fanout && [ "$cur_fd" != unlimited ]; then
+  for n in $FANOUT_SUBS $FANOUT_ALL; do
+    [ $((n + 100)) -le "$cur_fd" ] ||
+      note "ulimit -n is $cur_fd: the fan-out run with $n subscribers will fail to connect some"
+  done
+fi
 # Ephemeral ports: all connections go from 127.0.0.1 to one port.
 read -r port_lo port_hi < /proc/sys/net/ipv4/ip_local_port_range
 if [ $((port_hi - port_lo + 1)) -lt $((IDLE_CONNS + 1000)) ]; then
@@ -109,15 +153,20 @@ SRV_PID=
 SRV_PORT=
 SRV_LOG=
 
-# start_server ours|node: sets SRV_PID and SRV_PORT; returns non-zero if it did not come up.
+# start_server ours|node [echo|broadcast]: sets SRV_PID and SRV_PORT; returns non-zero if it
+# did not come up.
 start_server() {
-  local cmd
+  local cmd app=${2:-echo}
   NSTART=$((NSTART + 1))
-  SRV_LOG=$TMP/server-$NSTART-$1
-  if [ "$1" = ours ]; then
+  SRV_LOG=$TMP/server-$NSTART-$1-$app
+  if [ "$1" = ours ] && [ "$app" = echo ]; then
     cmd=("$ECHO_BIN" --port 0 --host 127.0.0.1)
-  else
+  elif [ "$1" = ours ]; then
+    cmd=("$BROADCAST_BIN" --port 0 --host 127.0.0.1)
+  elif [ "$app" = echo ]; then
     cmd=("$NODE" "$NODE_ECHO" --port 0 --host 127.0.0.1)
+  else
+    cmd=("$NODE" "$NODE_BROADCAST" --port 0 --host 127.0.0.1)
   fi
   "${PIN_SERVER[@]}" "${LINEBUF[@]}" "${cmd[@]}" >"$SRV_LOG.out" 2>"$SRV_LOG.err" </dev/null &
   SRV_PID=$!
@@ -167,71 +216,34 @@ vmrss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-echo "Switchboard echo benchmark: ${DURATION}s measured (+${WARMUP}s warm-up), $ROUNDS rounds," \
-     "$FRAME frames, 1 message in flight per connection"
-echo "server pinned to core $SERVER_CPU, loadgen to core $CLIENT_CPU; $(nproc) cores;" \
+echo "Switchboard benchmarks ($ONLY): ${DURATION}s measured (+${WARMUP}s warm-up), $ROUNDS rounds"
+echo "server pinned to core $SERVER_CPU, load generator to core $CLIENT_CPU; $(nproc) cores;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
-# ---------------------------------------------------------------------------------------------
-# 1. Echo throughput and latency
-# ---------------------------------------------------------------------------------------------
-lg_timeout=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 60 }')
-for cfg in "${CONFIGS[@]}"; do
-  read -r conns size <<<"$cfg"
-  for round in $(seq "$ROUNDS"); do
-    for kind in ours node; do
-      result=null
-      if start_server "$kind"; then
-        lg_out=$TMP/lg-$kind-$conns-$size-$round
-        run_bg "$lg_timeout" "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" \
-          --conns "$conns" --size "$size" --inflight 1 --duration "$DURATION" \
-          --warmup "$WARMUP" --"$FRAME" --connect-timeout 30 --server-pid "$SRV_PID" \
-          >"$lg_out.out" 2>"$lg_out.err"
-        rc=$?
-        alive=1
-        kill -0 "$SRV_PID" 2>/dev/null || alive=0
-        stop_server "$kind"
-        line=$(grep -m1 '^{' "$lg_out.out")
-        if [ -n "$line" ]; then
-          result=$line
-        fi
-        if [ $rc -ne 0 ] || [ $alive -eq 0 ]; then
-          note "$kind ${conns}x${size} round $round: loadgen exit $rc, server alive=$alive;" \
-               "loadgen stderr: $(head -c 400 "$lg_out.err" | tr '\n' ' ')"
-        fi
-      fi
-      echo "{\"section\":\"echo\",\"server\":\"$kind\",\"conns\":$conns,\"size\":$size,\"round\":$round,\"result\":$result}" >>"$RESULTS"
-      if [ "$result" != null ]; then
-        printf '%-4s %4s conns x %5s B  round %s: %s\n' "$kind" "$conns" "$size" "$round" \
-          "$("$NODE" -e '
-            const r = JSON.parse(process.argv[1]);
-            const f = (x) => x === undefined ? "?" : x;
-            console.log(`${r.msgs_per_s} msg/s  p50 ${r.p50_us} us  p99 ${r.p99_us} us  ` +
-              `errors ${r.errors}  server ${f(r.server_cpu_pct)}% CPU  ` +
-              `loadgen ${r.client_cpu_pct}% CPU  other ${f(r.other_cpu_pct)}%`);' "$result")"
-      else
-        printf '%-4s %4s conns x %5s B  round %s: FAILED\n' "$kind" "$conns" "$size" "$round"
-      fi
-    done
-  done
-done
-echo
-
-# ---------------------------------------------------------------------------------------------
-# 2. Memory per idle connection
-# ---------------------------------------------------------------------------------------------
-for kind in ours node; do
-  result=null
-  if start_server "$kind"; then
-    # Warm up first (100 connections echoing for a second, then closed), so that the baseline
-    # already holds what any server pays once: code paged in on the first handshake (OpenSSL's
-    # SHA-1 setup, Node's JIT), buffers sized on first use. What remains is per connection.
-    timeout 30 "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" --conns 100 \
-      --size 32 --duration 1 --warmup 0 >/dev/null 2>&1 </dev/null
+# idle_memory SECTION KIND APP: VmRSS of a fresh server (ours|node, echo|broadcast) before and
+# after IDLE_CONNS idle connections; appends a SECTION line to $RESULTS.
+idle_memory() {
+  local section=$1 kind=$2 app=$3 result=null rss0 rss1 open line lg_pid idle_out recv
+  local hello=()
+  [ "$kind" = ours ] && hello=(--hello)
+  if start_server "$kind" "$app"; then
+    # Warm up first, so that the baseline already holds what any server pays once: code paged
+    # in on the first handshake (OpenSSL's SHA-1 setup, Node's JIT), buffers sized on first
+    # use. What remains is per connection. Echo: 100 connections echoing for a second.
+    # Broadcast: 100 clients publishing to the group in lockstep rounds for a second (so the
+    # group's history is as full as it gets, up to history_max), then closed.
+    if [ "$app" = echo ]; then
+      timeout 30 "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" --conns 100 \
+        --size 32 --duration 1 --warmup 0 >/dev/null 2>&1 </dev/null
+    else
+      timeout 30 "${PIN_CLIENT[@]}" "$FANOUT" --host 127.0.0.1 --port "$SRV_PORT" --pattern all \
+        --subs 100 --duration 1 --warmup 0 "${hello[@]}" >/dev/null 2>&1 </dev/null
+    fi
     sleep 1
     rss0=$(vmrss_kib "$SRV_PID")
-    idle_out=$TMP/idle-$kind
+    idle_out=$TMP/idle-$kind-$app
+    # loadgen's idle mode reads and discards what the server sends (our HELLO), answers pings.
     "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" --mode idle \
       --conns "$IDLE_CONNS" --connect-timeout 90 >"$idle_out.out" 2>"$idle_out.err" </dev/null &
     lg_pid=$!
@@ -249,56 +261,188 @@ for kind in ours node; do
       open=$(sed -n 's/.*"open":\([0-9]*\).*/\1/p' <<<"$line")
       if [ -n "$rss0" ] && [ -n "$rss1" ] && [ "${open:-0}" -gt 0 ]; then
         result="{\"rss_before_kib\":$rss0,\"rss_after_kib\":$rss1,\"open\":$open,\"kib_per_conn\":$(awk -v a="$rss0" -v b="$rss1" -v n="$open" 'BEGIN { printf "%.2f", (b - a) / n }')}"
-        printf '%-4s memory: VmRSS %s KiB -> %s KiB with %s idle connections\n' "$kind" "$rss0" "$rss1" "$open"
+        printf '%-4s %-9s memory: VmRSS %s KiB -> %s KiB with %s idle connections\n' "$kind" "$app" "$rss0" "$rss1" "$open"
       else
-        note "$kind memory test: no usable numbers (rss $rss0 -> $rss1, open $open)"
+        note "$kind $app memory test: no usable numbers (rss $rss0 -> $rss1, open $open)"
       fi
     else
-      note "$kind memory test: loadgen printed nothing (stderr: $(head -c 300 "$idle_out.err" | tr '\n' ' '))"
+      note "$kind $app memory test: loadgen printed nothing (stderr: $(head -c 300 "$idle_out.err" | tr '\n' ' '))"
     fi
     kill -TERM "$lg_pid" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$lg_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$lg_pid" 2>/dev/null
     wait "$lg_pid" 2>/dev/null
+    # At exit loadgen says how many messages the idle connections got (our HELLO: one each).
+    recv=$(sed -n 's/.*"msgs_received":\([0-9]*\).*/\1/p' "$idle_out.out" | tail -n1)
+    if [ "$result" != null ] && [ -n "$recv" ]; then
+      result="${result%\}},\"msgs_received\":$recv}"
+    fi
     stop_server "$kind"
   fi
-  echo "{\"section\":\"memory\",\"server\":\"$kind\",\"idle_conns\":$IDLE_CONNS,\"result\":$result}" >>"$RESULTS"
-done
-echo
+  echo "{\"section\":\"$section\",\"server\":\"$kind\",\"idle_conns\":$IDLE_CONNS,\"result\":$result}" >>"$RESULTS"
+}
+
+if want echo; then
+  echo "Echo: $FRAME frames, 1 message in flight per connection"
+
+  # ---------------------------------------------------------------------------------------------
+  # 1. Echo throughput and latency
+  # ---------------------------------------------------------------------------------------------
+  lg_timeout=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 60 }')
+  for cfg in "${CONFIGS[@]}"; do
+    read -r conns size <<<"$cfg"
+    for round in $(seq "$ROUNDS"); do
+      for kind in ours node; do
+        result=null
+        if start_server "$kind"; then
+          lg_out=$TMP/lg-$kind-$conns-$size-$round
+          run_bg "$lg_timeout" "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" \
+            --conns "$conns" --size "$size" --inflight 1 --duration "$DURATION" \
+            --warmup "$WARMUP" --"$FRAME" --connect-timeout 30 --server-pid "$SRV_PID" \
+            >"$lg_out.out" 2>"$lg_out.err"
+          rc=$?
+          alive=1
+          kill -0 "$SRV_PID" 2>/dev/null || alive=0
+          stop_server "$kind"
+          line=$(grep -m1 '^{' "$lg_out.out")
+          if [ -n "$line" ]; then
+            result=$line
+          fi
+          if [ $rc -ne 0 ] || [ $alive -eq 0 ]; then
+            note "$kind ${conns}x${size} round $round: loadgen exit $rc, server alive=$alive;" \
+                 "loadgen stderr: $(head -c 400 "$lg_out.err" | tr '\n' ' ')"
+          fi
+        fi
+        echo "{\"section\":\"echo\",\"server\":\"$kind\",\"conns\":$conns,\"size\":$size,\"round\":$round,\"result\":$result}" >>"$RESULTS"
+        if [ "$result" != null ]; then
+          printf '%-4s %4s conns x %5s B  round %s: %s\n' "$kind" "$conns" "$size" "$round" \
+            "$("$NODE" -e '
+              const r = JSON.parse(process.argv[1]);
+              const f = (x) => x === undefined ? "?" : x;
+              console.log(`${r.msgs_per_s} msg/s  p50 ${r.p50_us} us  p99 ${r.p99_us} us  ` +
+                `errors ${r.errors}  server ${f(r.server_cpu_pct)}% CPU  ` +
+                `loadgen ${r.client_cpu_pct}% CPU  other ${f(r.other_cpu_pct)}%`);' "$result")"
+        else
+          printf '%-4s %4s conns x %5s B  round %s: FAILED\n' "$kind" "$conns" "$size" "$round"
+        fi
+      done
+    done
+  done
+  echo
+  echo
+
+  # ---------------------------------------------------------------------------------------------
+  # 2. Memory per idle connection
+  # ---------------------------------------------------------------------------------------------
+  for kind in ours node; do idle_memory memory "$kind" echo; done
+  echo
+
+  # ---------------------------------------------------------------------------------------------
+  # 3. Syscalls per echoed message (our server, under strace -c)
+  # ---------------------------------------------------------------------------------------------
+  if command -v strace >/dev/null; then
+    result=null
+    if start_server ours; then
+      st_out=$TMP/strace.txt
+      strace -c -f -p "$SRV_PID" -o "$st_out" 2>"$TMP/strace.err" &
+      st_pid=$!
+      PIDS+=("$st_pid")
+      sleep 1 # attach
+      run_bg 60 "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" --conns 100 \
+        --size 32 --inflight 1 --duration 3 --warmup 0 --"$FRAME" --connect-timeout 30 \
+        >"$TMP/strace-lg.out" 2>"$TMP/strace-lg.err"
+      line=$(grep -m1 '^{' "$TMP/strace-lg.out")
+      sleep 0.5
+      kill -INT "$st_pid" 2>/dev/null
+      for _ in $(seq 100); do kill -0 "$st_pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$st_pid" 2>/dev/null
+      wait "$st_pid" 2>/dev/null
+      stop_server ours
+      msgs=$(sed -n 's/.*"total_msgs":\([0-9]*\).*/\1/p' <<<"$line")
+      if [ -n "$msgs" ] && [ "$msgs" -gt 0 ] && [ -s "$st_out" ]; then
+        counts=$(awk '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
+                        printf "%s\"%s\":%s", (n++ ? "," : ""), $NF, $4 }' "$st_out")
+        result="{\"msgs\":$msgs,\"counts\":{$counts}}"
+      else
+        note "syscall test: no usable numbers (loadgen: $(head -c 300 "$TMP/strace-lg.err" | tr '\n' ' ') strace: $(head -c 300 "$TMP/strace.err" | tr '\n' ' '))"
+      fi
+    fi
+    echo "{\"section\":\"syscalls\",\"server\":\"ours\",\"result\":$result}" >>"$RESULTS"
+  else
+    note "strace not installed: no syscall count (scripts/setup.sh bench installs it)"
+  fi
+fi # want echo
 
 # ---------------------------------------------------------------------------------------------
-# 3. Syscalls per echoed message (our server, under strace -c)
+# 4. Fan-out: one publisher -> N subscribers, and N clients all publishing (examples/broadcast
+#    against bench/node-broadcast.mjs, load from fanout)
 # ---------------------------------------------------------------------------------------------
-if command -v strace >/dev/null; then
-  result=null
-  if start_server ours; then
-    st_out=$TMP/strace.txt
-    strace -c -f -p "$SRV_PID" -o "$st_out" 2>"$TMP/strace.err" &
-    st_pid=$!
-    PIDS+=("$st_pid")
-    sleep 1 # attach
-    run_bg 60 "${PIN_CLIENT[@]}" "$LOADGEN" --host 127.0.0.1 --port "$SRV_PORT" --conns 100 \
-      --size 32 --inflight 1 --duration 3 --warmup 0 --"$FRAME" --connect-timeout 30 \
-      >"$TMP/strace-lg.out" 2>"$TMP/strace-lg.err"
-    line=$(grep -m1 '^{' "$TMP/strace-lg.out")
-    sleep 0.5
-    kill -INT "$st_pid" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$st_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$st_pid" 2>/dev/null
-    wait "$st_pid" 2>/dev/null
-    stop_server ours
-    msgs=$(sed -n 's/.*"total_msgs":\([0-9]*\).*/\1/p' <<<"$line")
-    if [ -n "$msgs" ] && [ "$msgs" -gt 0 ] && [ -s "$st_out" ]; then
-      counts=$(awk '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
-                      printf "%s\"%s\":%s", (n++ ? "," : ""), $NF, $4 }' "$st_out")
-      result="{\"msgs\":$msgs,\"counts\":{$counts}}"
-    else
-      note "syscall test: no usable numbers (loadgen: $(head -c 300 "$TMP/strace-lg.err" | tr '\n' ' ') strace: $(head -c 300 "$TMP/strace.err" | tr '\n' ' '))"
-    fi
-  fi
-  echo "{\"section\":\"syscalls\",\"server\":\"ours\",\"result\":$result}" >>"$RESULTS"
-else
-  note "strace not installed: no syscall count (scripts/setup.sh bench installs it)"
+if want fanout; then
+  FO_CONFIGS=() # pattern subs window
+  for n in $FANOUT_SUBS; do
+    FO_CONFIGS+=("one $n 1")
+    [ "$FANOUT_WINDOW" -gt 1 ] && FO_CONFIGS+=("one $n $FANOUT_WINDOW")
+  done
+  for n in $FANOUT_ALL; do FO_CONFIGS+=("all $n 1"); done
+  echo "Fan-out: $FANOUT_SIZE-byte message bodies (SEND envelopes of $((FANOUT_SIZE + 26)) bytes, PUSH" \
+       "envelopes of $((FANOUT_SIZE + 31)) bytes from both servers); load from fanout"
+  # Connecting 10,000 clients (and waiting for their HELLOs) takes a few seconds.
+  fo_timeout=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 150 }')
+  for cfg in "${FO_CONFIGS[@]}"; do
+    read -r pattern subs window <<<"$cfg"
+    for round in $(seq "$ROUNDS"); do
+      for kind in ours node; do
+        result=null
+        if start_server "$kind" broadcast; then
+          hello=()
+          [ "$kind" = ours ] && hello=(--hello) # wait until every connection has joined
+          fo_out=$TMP/fo-$kind-$pattern-$subs-$window-$round
+          run_bg "$fo_timeout" "${PIN_CLIENT[@]}" "$FANOUT" --host 127.0.0.1 --port "$SRV_PORT" \
+            --pattern "$pattern" --subs "$subs" --window "$window" --size "$FANOUT_SIZE" \
+            --duration "$DURATION" --warmup "$WARMUP" "${hello[@]}" --connect-timeout 90 \
+            --server-pid "$SRV_PID" >"$fo_out.out" 2>"$fo_out.err"
+          rc=$?
+          alive=1
+          kill -0 "$SRV_PID" 2>/dev/null || alive=0
+          stop_server "$kind"
+          line=$(grep -m1 '^{' "$fo_out.out")
+          [ -n "$line" ] && result=$line
+          if [ $rc -ne 0 ] || [ $alive -eq 0 ] || [ -s "$fo_out.err" ]; then
+            note "$kind fan-out $pattern $subs w$window round $round: fanout exit $rc, server" \
+                 "alive=$alive; fanout stderr: $(head -c 600 "$fo_out.err" | tr '\n' ' ')"
+          fi
+          if [ -s "$SRV_LOG.err" ]; then
+            note "$kind server stderr: $(head -c 300 "$SRV_LOG.err" | tr '\n' ' ')"
+          fi
+        fi
+        echo "{\"section\":\"fanout\",\"server\":\"$kind\",\"pattern\":\"$pattern\",\"subs\":$subs,\"window\":$window,\"round\":$round,\"result\":$result}" >>"$RESULTS"
+        label=$(if [ "$pattern" = one ]; then echo "1 -> $subs w$window"; else echo "$subs all pub"; fi)
+        if [ "$result" != null ]; then
+          printf '%-4s %-16s round %s: %s\n' "$kind" "$label" "$round" \
+            "$("$NODE" -e '
+              const r = JSON.parse(process.argv[1]);
+              const f = (x) => x === undefined ? "?" : x;
+              const ms = (x) => (x / 1000).toFixed(x < 10000 ? 2 : 1);
+              const codes = Object.entries(r.close_codes).map(([k, v]) => `${k}x${v}`).join(",");
+              console.log(`${r.deliveries_per_s} deliv/s (${r.msgs_per_s} msg/s)  last ` +
+                `${ms(r.last_p50_us)}/${ms(r.last_p99_us)} ms  each ` +
+                `${ms(r.each_p50_us)}/${ms(r.each_p99_us)} ms  errors ${r.errors}` +
+                (r.stalled ? " STALLED" : "") + (codes ? ` closes ${codes}` : "") +
+                `  server ${f(r.server_cpu_pct)}%  fanout ${r.client_cpu_pct}%  ` +
+                `other ${f(r.other_cpu_pct)}%`);' "$result")"
+        else
+          printf '%-4s %-16s round %s: FAILED\n' "$kind" "$label" "$round"
+        fi
+      done
+    done
+  done
+  echo
+
+  # -------------------------------------------------------------------------------------------
+  # 5. Memory per idle connection with the hub (broadcast: id, group membership, session)
+  # -------------------------------------------------------------------------------------------
+  for kind in ours node; do idle_memory hub_memory "$kind" broadcast; done
+  echo
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -307,11 +451,13 @@ fi
 mkdir -p "$(dirname "$OUT")"
 ws_version=$(cd "$HERE" && "$NODE" -p "require('ws/package.json').version" 2>/dev/null || echo unknown)
 "$NODE" - "$RESULTS" "$OUT" "$DURATION" "$ROUNDS" "$WARMUP" "$FRAME" "$ECHO_BIN" \
-  "$ws_version" "$SERVER_CPU" "$CLIENT_CPU" "${GRACE_FAILS[*]:-}" <<'EOF'
+  "$ws_version" "$SERVER_CPU" "$CLIENT_CPU" "${GRACE_FAILS[*]:-}" "$ONLY" "$BROADCAST_BIN" \
+  "$FANOUT_SIZE" <<'EOF'
 const fs = require('fs');
 const os = require('os');
 const [resultsFile, outFile, duration, rounds, warmup, frame, echoBin, wsVersion, srvCpu,
-       cliCpu, graceFails] = process.argv.slice(2);
+       cliCpu, graceFails, only, broadcastBin, fanoutSize] = process.argv.slice(2);
+const sections = only.split(',').filter(Boolean);
 const rows = fs.readFileSync(resultsFile, 'utf8').trim().split('\n').filter(Boolean)
   .map((l) => {
     try {
@@ -367,6 +513,8 @@ for (const conns of [100, 1000]) {
   }
 }
 
+const ranEcho = sections.includes('echo');
+if (ranEcho) {
 console.log(`Echo, 1 message in flight per connection: medians of ${rounds} runs of ${duration} s`);
 const head = [padr('config', 18), pad('ours msg/s', 11), pad('node msg/s', 11), pad('ratio', 6),
   pad('ours p50/p99 us', 17), pad('node p50/p99 us', 17), pad('ours CPU us/msg', 16),
@@ -401,19 +549,25 @@ if (lgBound.length) {
   console.log(`warning: loadgen used more than 90% of its core during runs of ` +
               `${lgBound.map((e) => `${e.conns} x ${e.size} B`).join(', ')}: it may be the limit there`);
 }
+}
 
-const memory = { idle_conns: null };
-for (const r of rows.filter((x) => x.section === 'memory')) {
-  memory.idle_conns = r.idle_conns;
-  memory[r.server] = r.result;
-}
-console.log('');
-console.log(`Memory per idle connection (${memory.idle_conns} idle WebSocket connections, VmRSS):`);
-for (const s of ['ours', 'node']) {
-  const m = memory[s];
-  console.log(`  ${padr(s, 5)} ${m ? `${m.kib_per_conn} KiB/conn  (${m.rss_before_kib} -> ` +
-    `${m.rss_after_kib} KiB, ${m.open} open)` : 'n/a'}`);
-}
+const memorySection = (section, title, extra = '') => {
+  const memory = { idle_conns: null };
+  for (const r of rows.filter((x) => x.section === section)) {
+    memory.idle_conns = r.idle_conns;
+    memory[r.server] = r.result;
+  }
+  console.log('');
+  console.log(`${title} (${memory.idle_conns} idle WebSocket connections${extra}, VmRSS):`);
+  for (const s of ['ours', 'node']) {
+    const m = memory[s];
+    const got = m && m.msgs_received !== undefined ? `, ${m.msgs_received} messages received` : '';
+    console.log(`  ${padr(s, 5)} ${m ? `${m.kib_per_conn} KiB/conn  (${m.rss_before_kib} -> ` +
+      `${m.rss_after_kib} KiB, ${m.open} open${got})` : 'n/a'}`);
+  }
+  return memory;
+};
+const memory = ranEcho ? memorySection('memory', 'Memory per idle connection, echo') : null;
 
 let syscalls = null;
 const sc = rows.find((x) => x.section === 'syscalls');
@@ -443,19 +597,157 @@ if (sc && sc.result) {
   console.log('\nSyscalls: the strace run failed');
 }
 
+// ---- fan-out --------------------------------------------------------------------------------
+let fanout = null, hubMemory = null;
+if (sections.includes('fanout')) {
+  const foRows = rows.filter((r) => r.section === 'fanout');
+  const keys = [];
+  for (const r of foRows) {
+    const k = `${r.pattern} ${r.subs} ${r.window}`;
+    if (!keys.includes(k)) keys.push(k);
+  }
+  fanout = [];
+  for (const k of keys) {
+    const [pattern, subsS, windowS] = k.split(' ');
+    const subs = Number(subsS), window = Number(windowS);
+    const entry = { pattern, subs, window, size: Number(fanoutSize) };
+    for (const server of ['ours', 'node']) {
+      const runs = foRows.filter((r) => r.server === server && r.pattern === pattern &&
+                                        r.subs === subs && r.window === window);
+      const ok = runs.map((r) => r.result).filter(Boolean);
+      const pick = (f) => ok.map((r) => r[f]);
+      const sum = (f) => pick(f).reduce((a, b) => a + (b || 0), 0);
+      const codes = {};
+      for (const r of ok) {
+        for (const [c, n] of Object.entries(r.close_codes || {})) codes[c] = (codes[c] || 0) + n;
+      }
+      entry[server] = {
+        runs: runs.map((r) => r.result),
+        failed_runs: runs.length - ok.length,
+        median: {
+          deliveries_per_s: median(pick('deliveries_per_s')),
+          msgs_per_s: median(pick('msgs_per_s')),
+          last_p50_us: median(pick('last_p50_us')),
+          last_p99_us: median(pick('last_p99_us')),
+          each_p50_us: median(pick('each_p50_us')),
+          each_p99_us: median(pick('each_p99_us')),
+          server_cpu_pct: median(pick('server_cpu_pct')),
+          server_cpu_ns_per_delivery: median(pick('server_cpu_ns_per_delivery')),
+          client_cpu_pct: median(pick('client_cpu_pct')),
+          msgs: median(pick('msgs')),
+          connect_s: median(pick('connect_s')),
+        },
+        max_client_cpu_pct: max(pick('client_cpu_pct')),
+        max_other_cpu_pct: max(pick('other_cpu_pct')),
+        errors: sum('errors'),
+        gaps: sum('gaps'),
+        stalled_runs: ok.filter((r) => r.stalled).length,
+        close_codes: codes,
+      };
+    }
+    const a = entry.ours.median.deliveries_per_s, b = entry.node.median.deliveries_per_s;
+    entry.ratio = a && b ? a / b : null;
+    fanout.push(entry);
+  }
+  const label = (e) => e.pattern === 'one'
+    ? `1 -> ${e.subs}, ${e.window === 1 ? 'lockstep' : `window ${e.window}`}`
+    : `${e.subs} all publishing`;
+  const ms = (us) => (us === null || us === undefined ? '-'
+    : (us / 1000).toFixed(us < 10000 ? 2 : us < 100000 ? 1 : 0));
+  const pair = (a, b) => `${a}/${b}`;
+  console.log('');
+  console.log(`Fan-out, ${fanoutSize}-byte bodies: medians of ${rounds} runs of ${duration} s ` +
+              `(deliveries = messages x receivers; lockstep: next message once the previous ` +
+              `one reached everyone)`);
+  console.log([padr('config', 26), pad('ours deliv/s', 13), pad('node deliv/s', 13),
+    pad('ratio', 6), pad('ours msg/s', 11), pad('node msg/s', 11), pad('srv ns/deliv o/n', 17),
+    pad('srv CPU% o/n', 13), pad('fanout CPU% o/n', 16), pad('other CPU%', 11),
+    pad('errors', 7), pad('1013 closes', 12)].join(' '));
+  for (const e of fanout) {
+    const o = e.ours.median, n = e.node.median;
+    const c1013 = (x) => x.close_codes['1013'] || 0;
+    console.log([
+      padr(label(e), 26), pad(fmt(o.deliveries_per_s), 13), pad(fmt(n.deliveries_per_s), 13),
+      pad(e.ratio ? e.ratio.toFixed(2) + 'x' : '-', 6),
+      pad(fmt(o.msgs_per_s, o.msgs_per_s < 100 ? 1 : 0), 11),
+      pad(fmt(n.msgs_per_s, n.msgs_per_s < 100 ? 1 : 0), 11),
+      pad(pair(fmt(o.server_cpu_ns_per_delivery), fmt(n.server_cpu_ns_per_delivery)), 17),
+      pad(pair(fmt(o.server_cpu_pct), fmt(n.server_cpu_pct)), 13),
+      pad(pair(fmt(e.ours.max_client_cpu_pct), fmt(e.node.max_client_cpu_pct)), 16),
+      pad(pair(fmt(e.ours.max_other_cpu_pct), fmt(e.node.max_other_cpu_pct)), 11),
+      pad(pair(e.ours.errors, e.node.errors), 7),
+      pad(pair(c1013(e.ours), c1013(e.node)), 12),
+    ].join(' '));
+  }
+  console.log('');
+  console.log('Fan-out latency in ms, p50/p99 (median over the runs): from publish to the LAST ' +
+              'receiver of each message, and to each delivery');
+  console.log([padr('config', 26), pad('ours last', 16), pad('node last', 16),
+    pad('ours each', 16), pad('node each', 16), pad('msgs measured o/n', 18),
+    pad('connect s o/n', 14)].join(' '));
+  for (const e of fanout) {
+    const o = e.ours.median, n = e.node.median;
+    console.log([
+      padr(label(e), 26), pad(pair(ms(o.last_p50_us), ms(o.last_p99_us)), 16),
+      pad(pair(ms(n.last_p50_us), ms(n.last_p99_us)), 16),
+      pad(pair(ms(o.each_p50_us), ms(o.each_p99_us)), 16),
+      pad(pair(ms(n.each_p50_us), ms(n.each_p99_us)), 16),
+      pad(pair(fmt(o.msgs), fmt(n.msgs)), 18),
+      pad(pair(fmt(o.connect_s, 1), fmt(n.connect_s, 1)), 14),
+    ].join(' '));
+  }
+  console.log('(deliv/s: deliveries counted at the receivers over the measured window; one ' +
+              'publisher: its own copy, which both servers also send, is not counted. srv ' +
+              'ns/deliv: server CPU time per delivery. fanout CPU%: the load generator, highest ' +
+              'run; other CPU%: anything else on the two cores, highest run; errors: ours/node, ' +
+              'all runs: lost or out-of-order pushes, closes, stalls)');
+  const warn = (cond, what) => {
+    const bad = fanout.filter(cond);
+    if (bad.length) console.log(`warning: ${what}: ${bad.map(label).join('; ')}`);
+  };
+  warn((e) => Math.max(e.ours.max_other_cpu_pct || 0, e.node.max_other_cpu_pct || 0) > 10,
+       'other processes used more than 10% of a core (noisy numbers)');
+  warn((e) => Math.max(e.ours.max_client_cpu_pct || 0, e.node.max_client_cpu_pct || 0) > 90,
+       'fanout used more than 90% of its core (it may be the limit)');
+  warn((e) => e.ours.errors + e.node.errors > 0 || e.ours.failed_runs + e.node.failed_runs > 0,
+       'errors or failed runs (see the per-run lines and bench: notes above)');
+  warn((e) => Object.keys(e.ours.close_codes).length + Object.keys(e.node.close_codes).length > 0,
+       'the server closed connections (1013 = slow consumer dropped)');
+  warn((e) => e.ours.stalled_runs + e.node.stalled_runs > 0, 'a run stalled (a message was lost)');
+  hubMemory = memorySection('hub_memory', 'Memory per idle connection with the hub, broadcast',
+                            ' joined to the group, HELLO sent; target <= 1 KiB');
+}
+
 if (graceFails) console.log(`\nnote: needed SIGKILL after SIGTERM: ${graceFails}`);
 
-const out = {
-  meta: {
-    date: new Date().toISOString(), duration_s: Number(duration), rounds: Number(rounds),
-    warmup_s: Number(warmup), frame, inflight: 1, echo_binary: echoBin,
-    node: process.version, ws: wsVersion, kernel: os.release(),
-    cpu: os.cpus()[0] ? os.cpus()[0].model : null, cores: os.cpus().length,
-    server_core: Number(srvCpu), loadgen_core: Number(cliCpu), loadavg: os.loadavg(),
-    sigkill_needed: graceFails ? graceFails.split(' ') : [],
-  },
-  echo, memory, syscalls,
+const meta = {
+  date: new Date().toISOString(), sections, duration_s: Number(duration), rounds: Number(rounds),
+  warmup_s: Number(warmup), frame, inflight: 1, echo_binary: echoBin,
+  broadcast_binary: broadcastBin, node: process.version, ws: wsVersion, kernel: os.release(),
+  cpu: os.cpus()[0] ? os.cpus()[0].model : null, cores: os.cpus().length,
+  server_core: Number(srvCpu), loadgen_core: Number(cliCpu), loadavg: os.loadavg(),
+  sigkill_needed: graceFails ? graceFails.split(' ') : [],
 };
+// Sections not run this time are kept from the file already there (with the date of that run).
+let prev = null;
+try {
+  prev = JSON.parse(fs.readFileSync(outFile, 'utf8'));
+} catch {}
+const out = { meta };
+const kept = [];
+const keep = (section, keys, value) => {
+  if (sections.includes(section)) {
+    Object.assign(out, value);
+  } else if (prev && keys.some((k) => prev[k] !== undefined && prev[k] !== null)) {
+    for (const k of keys) if (prev[k] !== undefined) out[k] = prev[k];
+    kept.push({ section, date: (prev.meta && (prev.meta[`${section}_date`] || prev.meta.date)) || null });
+  }
+};
+keep('echo', ['echo', 'memory', 'syscalls'], { echo, memory, syscalls });
+keep('fanout', ['fanout', 'hub_memory'], { fanout, hub_memory: hubMemory });
+for (const s of sections) meta[`${s}_date`] = meta.date;
+for (const k of kept) meta[`${k.section}_date`] = k.date;
+if (kept.length) meta.kept_from_previous = kept.map((k) => k.section);
 fs.writeFileSync(outFile, JSON.stringify(out, null, 2) + '\n');
-console.log(`\nresults: ${outFile}`);
+console.log(`\nresults: ${outFile}${kept.length ? ` (kept from the previous file: ${meta.kept_from_previous.join(', ')})` : ''}`);
 EOF

@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+// The Node.js peer of examples/broadcast for the fan-out benchmark: a server on the npm `ws`
+// package doing the same loop over its clients. Same command line as build/examples/broadcast:
+//
+//   node bench/node-broadcast.mjs --port P [--host H]      (port 0 picks a free port)
+//
+// Every binary message received is sent to every client, the sender included. So that what
+// goes on the wire is the same size as Switchboard's (and bench/fanout.c reads both alike),
+// the message is not sent as it came but as a PUSH envelope (docs/PROTOCOL.md §3), built once
+// per message: a 31-byte header (kind 3, stream "g:all", an offset counting 1, 2, 3, ..., an
+// epoch, the sender's method and url) in front of the body of the sender's SEND envelope. That
+// is the whole difference from a plain `for (const c of wss.clients) c.send(data)`: no
+// history, sessions or HELLO. Prints `listening on HOST:PORT` once it accepts connections, has
+// permessage-deflate off, and exits cleanly on SIGTERM or SIGINT.
+import { randomBytes } from 'node:crypto';
+import { WebSocketServer, WebSocket } from 'ws';
+
+function usage(msg) {
+  if (msg) console.error(`node-broadcast: ${msg}`);
+  console.error('usage: node-broadcast.mjs --port P [--host H]');
+  process.exit(2);
+}
+
+let host = '127.0.0.1';
+let port = null;
+const args = process.argv.slice(2);
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  const val = () => {
+    if (i + 1 >= args.length) usage(`${a} needs a value`);
+    return args[++i];
+  };
+  if (a === '--port') port = Number(val());
+  else if (a === '--host') host = val();
+  else if (a === '--help' || a === '-h') usage();
+  else usage(`unknown argument ${a}`);
+}
+if (port === null || !Number.isInteger(port) || port < 0 || port > 65535) usage('--port is required');
+
+const STREAM = Buffer.from('g:all');
+const EPOCH = randomBytes(8);
+EPOCH[0] |= 1; // non-zero
+let offset = 0;
+
+// Reads a LEB128 length at buf[i]; returns [value, next index] or null.
+function varint(buf, i) {
+  let v = 0;
+  for (let shift = 0; shift < 35 && i < buf.length; shift += 7) {
+    const b = buf[i++];
+    v += (b & 0x7f) * 2 ** shift;
+    if (!(b & 0x80)) return [v, i];
+  }
+  return null;
+}
+
+// A SEND or REQUEST envelope: kind method status(2) id(4) stream offset(8) epoch(8) url body.
+// Returns the PUSH to send, or null if `data` is not one.
+function toPush(data) {
+  if (data.length < 26 || (data[0] !== 4 && data[0] !== 1)) return null;
+  let r = varint(data, 8);
+  if (!r || r[0] > data.length - r[1] - 16) return null;
+  let i = r[1] + r[0] + 16;
+  r = varint(data, i);
+  if (!r || r[0] > data.length - r[1]) return null;
+  const urlStart = i;
+  const bodyStart = r[1] + r[0];
+  const urlField = bodyStart - urlStart; // varint + url bytes, copied as they are
+  const out = Buffer.allocUnsafe(8 + 1 + STREAM.length + 16 + urlField + data.length - bodyStart);
+  out[0] = 3;
+  out[1] = data[1];
+  out.writeUInt16BE(0, 2);
+  out.writeUInt32BE(0, 4);
+  out[8] = STREAM.length;
+  STREAM.copy(out, 9);
+  i = 9 + STREAM.length;
+  offset++;
+  out.writeUInt32BE(Math.floor(offset / 2 ** 32), i);
+  out.writeUInt32BE(offset >>> 0, i + 4);
+  EPOCH.copy(out, i + 8);
+  i += 16;
+  data.copy(out, i, urlStart, data.length);
+  return out;
+}
+
+const wss = new WebSocketServer({ host, port, perMessageDeflate: false });
+
+wss.on('connection', (ws) => {
+  ws.on('message', (data, isBinary) => {
+    if (!isBinary) return;
+    const push = toPush(data);
+    if (!push) return;
+    for (const client of wss.clients) {
+      if (client.readyState === WebSocket.OPEN) client.send(push, { binary: true });
+    }
+  });
+  ws.on('error', () => {}); // a client that vanishes must not crash the server
+});
+
+wss.on('listening', () => {
+  const a = wss.address();
+  process.stdout.write(`listening on ${a.address}:${a.port}\n`);
+});
+
+wss.on('error', (err) => {
+  console.error(`node-broadcast: ${err.message}`);
+  process.exit(1);
+});
+
+let stopping = false;
+function stop() {
+  if (stopping) return;
+  stopping = true;
+  for (const ws of wss.clients) ws.terminate();
+  wss.close(() => process.exit(0));
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
