@@ -88,6 +88,11 @@ typedef struct sb_engine_ops {
   int (*session_closed)(sb_engine *e, const char *conn_id);
   int (*session_token)(sb_engine *e, const char *conn_id, const char *token);
   int (*session_take)(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx);
+  /* A barrier: `cb` fires once every subscribe issued before this call is live (deliveries of
+   * messages published from then on will reach the hub). The hub waits for it before it reads
+   * history for a resume, so that nothing published between the read and the subscription
+   * can fall between the two. */
+  int (*sync)(sb_engine *e, void (*cb)(void *ctx, int status), void *ctx);
   /* Housekeeping (expiry of sessions and history), about once a second. */
   void (*tick)(sb_engine *e);
   void (*free)(sb_engine *e);

@@ -327,6 +327,12 @@ static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb 
   return 0;
 }
 
+static int m_sync(sb_engine *e, void (*cb)(void *ctx, int status), void *ctx) {
+  (void)e;
+  cb(ctx, 0); /* subscriptions take effect at once here */
+  return 0;
+}
+
 /* Drops expired sessions and history. */
 static void m_tick(sb_engine *e) {
   mem_engine *m = (mem_engine *)e;
@@ -383,7 +389,8 @@ static const sb_engine_ops memory_ops = {
     "memory",        m_attach,       m_publish,        m_subscribe,      m_unsubscribe,
     m_read,          m_trim,         m_position,       m_position_now,   m_session_open,
     m_session_group,
-    m_session_closed, m_session_token, m_session_take, m_tick,         m_free,
+    m_session_closed, m_session_token, m_session_take, m_sync,         m_tick,
+    m_free,
 };
 
 int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine_limits *lim) {

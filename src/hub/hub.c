@@ -652,6 +652,17 @@ static void subscribe_direct(sb_hub *h, hconn *hc) {
   if (h->engine->ops->subscribe(h->engine, stream, n) == 0) memcpy(hc->sub_id, hc->id, 23);
 }
 
+static void on_synced(void *ctx, int status) {
+  resume_ctx *rc = ctx;
+  sb_hub *h = rc->h;
+  h->pending--;
+  if (rc->hc && rc->hc->resume == rc) {
+    if (status != 0) resume_abort(h, rc->hc, "resume: engine unavailable");
+    else replay_run(h, rc);
+  }
+  resume_release(h, rc);
+}
+
 static void on_session(void *ctx, int status, const sb_session_info *s) {
   resume_ctx *rc = ctx;
   sb_hub *h = rc->h;
@@ -734,8 +745,15 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     resume_release(h, rc);
     return;
   }
+  /* Subscriptions first (the rejoined groups, the direct stream), then history. */
   rc->cur = 0;
-  replay_run(h, rc);
+  rc->refs++;
+  h->pending++;
+  if (h->engine->ops->sync(h->engine, on_synced, rc) != 0) {
+    h->pending--;
+    rc->refs--;
+    resume_abort(h, hc, "resume: engine unavailable");
+  }
   resume_release(h, rc);
 }
 
