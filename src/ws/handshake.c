@@ -208,6 +208,8 @@ sb_hs_result sb_handshake_feed(sb_handshake *h, const uint8_t *data, size_t len,
   if (h->done) return reject(h, 400, "handshake already finished");
   size_t room = h->max_bytes > h->seen ? h->max_bytes - h->seen : 0;
   size_t n = len < room ? len : room;
+  /* Never hand http-parser zero bytes: it takes that as end of stream. */
+  if (n == 0) return len ? reject(h, 431, "request headers too large") : SB_HS_NEED_MORE;
   size_t parsed = http_parser_execute(&h->parser, &settings, (const char *)data, n);
   *consumed = parsed;
   h->seen += parsed;
