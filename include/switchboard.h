@@ -498,6 +498,88 @@ SB_EXPORT int sb_hub_add_schema(sb_hub *hub, const char *name, const sb_schema *
 SB_EXPORT int sb_hub_position(sb_hub *hub, const char *group, uint64_t *offset,
                               uint64_t *epoch);
 
+/* ---------------------------------------------------------------------------------------- */
+/* REST: routes with parameters, Express-style middleware, responses now or later             */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * An app routes the REQUEST and SEND envelopes of a hub's connections by method and path:
+ *
+ *     sb_app_get(app, "/rooms/:roomId", get_room, NULL);
+ *     static void get_room(sb_req *req, void *user) {
+ *       const char *id = sb_req_param(req, "roomId");
+ *       sb_respond(req, 200, body, len);
+ *     }
+ *
+ * Middleware runs first, in the order it was added, for the paths under its prefix; each one
+ * calls sb_next(req) (at once or later) to go on, answers with sb_respond() to stop the chain,
+ * or calls sb_fail() to hand the request to the error handler. Then the most specific route
+ * for the path runs (a literal segment over a ":param" over a "*" tail); a path no route
+ * matches fails with 404, a method no route of the path has with 405.
+ *
+ * A request is answered exactly once, with sb_respond() or sb_fail(); until then its handle
+ * stays valid, also after its connection closed (then sb_respond() returns SB_ECLOSED and
+ * frees it). A SEND (one-way) is handled the same way; its response is not sent.
+ */
+typedef struct sb_app sb_app;
+typedef struct sb_req sb_req;
+
+typedef void (*sb_handler_cb)(sb_req *req, void *user);
+/* The error handler: answer `req` (sb_respond) with a status and a body that shows no
+ * internal detail. `message` is what sb_fail was given (or the router's reason). */
+typedef void (*sb_error_cb)(sb_req *req, int status, const char *message, void *user);
+
+/* Creates an app on `hub`; from then on the hub's REQUEST and SEND envelopes go to the app
+ * (the hub options' on_message no longer sees them). One app per hub. */
+SB_EXPORT int sb_app_new(sb_app **out, sb_hub *hub);
+
+/* Frees the app. SB_EBUSY while requests are unanswered. */
+SB_EXPORT int sb_app_free(sb_app *app);
+
+/* Adds a route. `method`: "GET", "POST", "PUT", "PATCH", "DELETE", or "*" for any. `pattern`:
+ * '/'-separated segments: literals, ":name" parameters, and a last "*" or "*name" tail.
+ * SB_EINVAL for a malformed pattern or a method/pattern pair that is already routed. */
+SB_EXPORT int sb_app_route(sb_app *app, const char *method, const char *pattern,
+                           sb_handler_cb cb, void *user);
+SB_EXPORT int sb_app_get(sb_app *app, const char *pattern, sb_handler_cb cb, void *user);
+SB_EXPORT int sb_app_post(sb_app *app, const char *pattern, sb_handler_cb cb, void *user);
+SB_EXPORT int sb_app_put(sb_app *app, const char *pattern, sb_handler_cb cb, void *user);
+SB_EXPORT int sb_app_patch(sb_app *app, const char *pattern, sb_handler_cb cb, void *user);
+SB_EXPORT int sb_app_delete(sb_app *app, const char *pattern, sb_handler_cb cb, void *user);
+
+/* Adds middleware for the paths under `prefix` (whole segments: "/admin" covers "/admin" and
+ * "/admin/x", not "/administrator"); NULL or "/" covers every path. At most 32. */
+SB_EXPORT int sb_app_use(sb_app *app, const char *prefix, sb_handler_cb cb, void *user);
+
+/* Replaces the default error handler (which answers the status with
+ * {"error":"<reason phrase>"} and, for 405, the allowed methods). */
+SB_EXPORT void sb_app_on_error(sb_app *app, sb_error_cb cb, void *user);
+
+/* Goes on to the next middleware, or to the route. After it returns the request may already
+ * be answered and freed: do not touch `req` after calling it. */
+SB_EXPORT void sb_next(sb_req *req);
+
+/* Answers the request and frees it. SB_ECLOSED (and freed all the same) if its connection
+ * closed meanwhile; 0 otherwise (for a SEND nothing is sent). */
+SB_EXPORT int sb_respond(sb_req *req, uint16_t status, const void *body, size_t len);
+
+/* Hands the request to the error handler with `status` (4xx/5xx) and a message for it. */
+SB_EXPORT void sb_fail(sb_req *req, uint16_t status, const char *message);
+
+/* The request. Strings are NUL-terminated and valid until the request is answered. */
+SB_EXPORT sb_method sb_req_method(const sb_req *req);
+SB_EXPORT const char *sb_req_path(const sb_req *req);  /* without the query string */
+SB_EXPORT const char *sb_req_param(const sb_req *req, const char *name); /* NULL if none */
+SB_EXPORT const char *sb_req_query(const sb_req *req, const char *name); /* decoded, or NULL */
+SB_EXPORT const void *sb_req_body(const sb_req *req, size_t *len);
+SB_EXPORT int sb_req_one_way(const sb_req *req); /* a SEND: no response goes out */
+SB_EXPORT sb_conn *sb_req_conn(const sb_req *req); /* NULL once the connection closed */
+
+/* Per-request values that middleware hands on to later middleware and the handler. The key
+ * is copied (at most 31 bytes); the value is the caller's. At most 8 keys. */
+SB_EXPORT int sb_req_set(sb_req *req, const char *key, void *value);
+SB_EXPORT void *sb_req_get(const sb_req *req, const char *key);
+
 #ifdef __cplusplus
 }
 #endif

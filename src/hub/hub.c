@@ -38,6 +38,7 @@
 #include "engine/engine.h"
 #include "hub/envelope.h"
 #include "hub/groups.h"
+#include "hub/hub.h"
 #include "net/net.h"
 #include "ws/utf8.h"
 
@@ -118,6 +119,9 @@ struct sb_hub {
   named_schema schemas[SB_HUB_SCHEMAS];
   size_t nschemas, schemas_bytes;
   size_t pending; /* engine calls with a callback still to come */
+  void *app;      /* the rest layer, when installed */
+  sb_hub_app_message_fn app_message;
+  sb_hub_app_close_fn app_close;
   uint64_t last_tick;
 };
 
@@ -924,7 +928,8 @@ static void on_message(sb_conn *c, sb_opcode op, const void *data, size_t len, v
   switch (env.kind) {
     case SB_KIND_REQUEST:
     case SB_KIND_SEND:
-      if (h->opts.on_message) h->opts.on_message(c, &env, h->opts.user);
+      if (h->app) h->app_message(h->app, c, &env);
+      else if (h->opts.on_message) h->opts.on_message(c, &env, h->opts.user);
       else if (env.kind == SB_KIND_REQUEST) send_error(h, c, env.id, 404, "no handler");
       break;
     case SB_KIND_RESUME:
@@ -960,6 +965,7 @@ static void on_close(sb_conn *c, int code, const char *reason, size_t rlen, void
       resume_release(h, rc);
     }
   }
+  if (h->app) h->app_close(h->app, c);
   if (h->opts.on_close && (!hc || hc->user_opened))
     h->opts.on_close(c, code, reason, rlen, h->opts.user);
   if (hc) {
@@ -1038,6 +1044,15 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
 }
 
 sb_server *sb_hub_server(sb_hub *h) { return h ? h->srv : NULL; }
+
+void sb_hub_set_app(sb_hub *h, void *app, sb_hub_app_message_fn message_fn,
+                    sb_hub_app_close_fn close_fn) {
+  h->app = app;
+  h->app_message = message_fn;
+  h->app_close = close_fn;
+}
+
+const sb_allocator *sb_hub_allocator(const sb_hub *h) { return h->a; }
 
 sb_hub *sb_conn_hub(const sb_conn *c) { return c && c->hub ? c->srv->hub : NULL; }
 

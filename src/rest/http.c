@@ -66,6 +66,10 @@ static int on_headers_complete(http_parser *p) {
     while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) v[--n] = '\0';
   }
   r->head_done = 1;
+  /* HTTP/1.0 and 1.1 only: http-parser reads a request line without a version as HTTP/0.9
+   * and ends the message at that line, which no client of ours sends and which makes what
+   * follows parse differently depending on how the bytes were split. */
+  if (p->http_major != 1) return fail(r, 505, "HTTP/1.x required");
   /* An announced body that is too big is refused before a byte of it is read. */
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body)
     return fail(r, 413, "request body too large");

@@ -140,6 +140,9 @@ static void test_limits_and_errors(void **state) {
   assert_int_equal(one("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 1024,
                        1000, &status), SB_HTTP_ERROR);
   assert_int_equal(status, 501);
+  /* no version: read as HTTP/0.9 by http-parser; refused */
+  assert_int_equal(one("POST /b/z\nHost: a\r\n\r\n", 1024, 1000, &status), SB_HTTP_ERROR);
+  assert_int_equal(status, 505);
   /* exactly at the body limit is fine */
   assert_int_equal(one("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", 1024, 5,
                        &status), SB_HTTP_DONE);
