@@ -50,9 +50,8 @@ void sb_schemas_free(sb_schemas *s) {
   memset(s, 0, sizeof(*s));
 }
 
-int sb_envelope_msg(const sb_schemas *s, sb_server *srv, const sb_envelope *env, sb_msg **out) {
-  sb_value v[SB_ENV_NFIELDS];
-  memset(v, 0, sizeof(v));
+void sb_envelope_values(const sb_envelope *env, sb_value v[SB_ENV_NFIELDS]) {
+  memset(v, 0, SB_ENV_NFIELDS * sizeof(*v));
   v[SB_ENV_KIND].u = env->kind;
   v[SB_ENV_METHOD].u = env->method;
   v[SB_ENV_STATUS].u = env->status;
@@ -65,6 +64,11 @@ int sb_envelope_msg(const sb_schemas *s, sb_server *srv, const sb_envelope *env,
   v[SB_ENV_URL].len = env->url_len;
   v[SB_ENV_BODY].data = env->body;
   v[SB_ENV_BODY].len = env->body_len;
+}
+
+int sb_envelope_msg(const sb_schemas *s, sb_server *srv, const sb_envelope *env, sb_msg **out) {
+  sb_value v[SB_ENV_NFIELDS];
+  sb_envelope_values(env, v);
   size_t size, n;
   int r = sb_schema_encoded_size(s->envelope, v, &size, NULL, 0);
   if (r) return r;

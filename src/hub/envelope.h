@@ -36,6 +36,9 @@ typedef struct sb_schemas {
 int sb_schemas_init(sb_schemas *s, const sb_allocator *a);
 void sb_schemas_free(sb_schemas *s);
 
+/* The envelope's fields as codec values, in schema order. */
+void sb_envelope_values(const sb_envelope *env, sb_value v[SB_ENV_NFIELDS]);
+
 /* Encodes an envelope into a new prepared message (frame included). */
 int sb_envelope_msg(const sb_schemas *s, sb_server *srv, const sb_envelope *env, sb_msg **out);
 

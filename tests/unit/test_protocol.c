@@ -61,19 +61,8 @@ static void check_bytes(const char *name, const uint8_t *got, size_t glen) {
 static sb_schemas sch;
 
 static void encode_env(const char *name, const sb_envelope *env) {
-  sb_value v[SB_ENV_NFIELDS] = {{0}};
-  v[SB_ENV_KIND].u = env->kind;
-  v[SB_ENV_METHOD].u = env->method;
-  v[SB_ENV_STATUS].u = env->status;
-  v[SB_ENV_ID].u = env->id;
-  v[SB_ENV_STREAM].data = env->stream;
-  v[SB_ENV_STREAM].len = env->stream_len;
-  v[SB_ENV_OFFSET].u = env->offset;
-  v[SB_ENV_EPOCH].u = env->epoch;
-  v[SB_ENV_URL].data = env->url;
-  v[SB_ENV_URL].len = env->url_len;
-  v[SB_ENV_BODY].data = env->body;
-  v[SB_ENV_BODY].len = env->body_len;
+  sb_value v[SB_ENV_NFIELDS];
+  sb_envelope_values(env, v);
   uint8_t buf[1024];
   size_t n;
   assert_int_equal(sb_schema_encode(sch.envelope, v, buf, sizeof(buf), &n, NULL, 0), 0);
