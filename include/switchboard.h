@@ -162,6 +162,13 @@ typedef struct sb_server_options {
   sb_subprotocol_cb on_subprotocol;
   void *user;                    /* passed back untouched to every callback above */
 
+  /* Origin allow-list for upgrades (against cross-site WebSocket hijacking from browsers):
+   * when set, an upgrade whose Origin header is not one of these exact strings (e.g.
+   * "https://app.example") is refused with 403. An upgrade without an Origin header (not a
+   * browser) is let through to the auth that follows. NULL: any origin. Copied. */
+  const char *const *allowed_origins;
+  size_t allowed_origins_count;
+
   const sb_allocator *allocator; /* NULL: malloc. Copied; must outlive the server */
 } sb_server_options;
 

@@ -4,7 +4,7 @@
  * This is the server that the conformance tests and the benchmarks run against.
  *   echo [PORT] [--host H] [--port P] [--handshake-timeout-ms N] [--idle-timeout-ms N]
  *        [--close-timeout-ms N] [--max-message-bytes N] [--max-header-bytes N]
- *        [--max-queued-bytes N] [--subprotocols a,b,...]
+ *        [--max-queued-bytes N] [--subprotocols a,b,...] [--origins o1,o2,...]
  * Port 0 picks a free port. Once bound it prints "listening on HOST:PORT". SIGINT or SIGTERM
  * shuts it down gracefully: every client gets close 1001, then the process exits 0.
  */
@@ -21,6 +21,7 @@ typedef struct app {
   uv_signal_t sigint, sigterm;
   char *protocols[16];
   size_t nprotocols;
+  char *origins_list;
 } app;
 
 static void on_message(sb_conn *c, sb_opcode op, const void *data, size_t len, void *user) {
@@ -95,6 +96,14 @@ int main(int argc, char **argv) {
       for (char *t = strtok(list, ","); t && a.nprotocols < 16; t = strtok(NULL, ","))
         a.protocols[a.nprotocols++] = t;
       o.on_subprotocol = on_subprotocol;
+    } else if (!strcmp(f, "--origins")) {
+      /* comma-separated allow-list, e.g. https://a.example,https://b.example */
+      static const char *origins[16];
+      char *list = a.origins_list = strdup(v);
+      size_t n = 0;
+      for (char *t = strtok(list, ","); t && n < 16; t = strtok(NULL, ",")) origins[n++] = t;
+      o.allowed_origins = origins;
+      o.allowed_origins_count = n;
     } else {
       fprintf(stderr, "echo: unknown option %s\n", f);
       return 2;
@@ -124,5 +133,6 @@ int main(int argc, char **argv) {
   r = sb_server_free(a.server);
   uv_loop_close(loop);
   if (a.nprotocols) free(a.protocols[0]);
+  free(a.origins_list);
   return r == 0 ? 0 : 1;
 }

@@ -78,6 +78,8 @@ struct sb_server {
   uv_check_t check;
   uv_timer_t sweep;
   sb_server_options opts;
+  char **origins;        /* copy of opts.allowed_origins */
+  size_t norigins;
   sb_allocator alloc;
   uint8_t *readbuf;
   size_t readbuf_len;

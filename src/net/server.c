@@ -81,6 +81,30 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
   if (!s->opts.close_timeout_ms) s->opts.close_timeout_ms = def.close_timeout_ms;
   if (s->opts.backlog <= 0) s->opts.backlog = def.backlog;
   s->opts.allocator = &s->alloc;
+  if (opts->allowed_origins_count) {
+    if (!opts->allowed_origins) {
+      sb_free(a, s);
+      return SB_EINVAL;
+    }
+    s->origins = sb_malloc(a, opts->allowed_origins_count * sizeof(char *));
+    if (!s->origins) {
+      sb_free(a, s);
+      return SB_ENOMEM;
+    }
+    for (size_t i = 0; i < opts->allowed_origins_count; i++) {
+      size_t n = strlen(opts->allowed_origins[i]) + 1;
+      s->origins[i] = sb_malloc(a, n);
+      if (!s->origins[i]) {
+        while (i--) sb_free(a, s->origins[i]);
+        sb_free(a, s->origins);
+        sb_free(a, s);
+        return SB_ENOMEM;
+      }
+      memcpy(s->origins[i], opts->allowed_origins[i], n);
+    }
+    s->norigins = opts->allowed_origins_count;
+  }
+  s->opts.allowed_origins = NULL; /* the copy above is what counts */
   /* The sweep runs often enough to honour the shortest timeout within a quarter of it. */
   unsigned shortest = SB_MIN(s->opts.handshake_timeout_ms,
                              SB_MIN(s->opts.idle_timeout_ms, s->opts.close_timeout_ms));
@@ -88,6 +112,8 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
   s->readbuf_len = SB_READBUF;
   s->readbuf = sb_malloc(a, s->readbuf_len);
   if (!s->readbuf) {
+    for (size_t i = 0; i < s->norigins; i++) sb_free(a, s->origins[i]);
+    sb_free(a, s->origins);
     sb_free(a, s);
     return SB_ENOMEM;
   }
@@ -531,6 +557,8 @@ int sb_server_free(sb_server *s) {
     sb_outq_free(&io->out, &a);
     sb_free(&a, io);
   }
+  for (size_t i = 0; i < s->norigins; i++) sb_free(&a, s->origins[i]);
+  sb_free(&a, s->origins);
   sb_free(&a, s->readbuf);
   sb_free(&a, s);
   return 0;

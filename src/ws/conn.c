@@ -216,6 +216,7 @@ static const char *reason_phrase(int status) {
     case 408: return "Request Timeout";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
+    case 403: return "Forbidden";
     default: return "Internal Server Error";
   }
 }
@@ -283,6 +284,17 @@ static void accept_upgrade(sb_conn *c) {
   s->nopen++;
   if (s->opts.on_open) s->opts.on_open(c, s->opts.user);
   if (c->state != SB_CONN_CLOSED) sb_net_flush_now(c);
+}
+
+static int origin_allowed(const sb_conn *c) {
+  const sb_server *s = c->srv;
+  if (s->norigins == 0) return 1;
+  const char *origin = sb_handshake_header(c->hs, "Origin");
+  if (!origin) return 1; /* not a browser: the allow-list guards browsers' ambient credentials */
+  for (size_t i = 0; i < s->norigins; i++) {
+    if (strcmp(origin, s->origins[i]) == 0) return 1;
+  }
+  return 0;
 }
 
 void sb_ws_on_accept(sb_conn *c) {
@@ -420,6 +432,7 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
       if (r == SB_HS_NEED_MORE) return;
       if (r == SB_HS_REJECT) return http_reject(c, c->hs->status, c->hs->error);
       if (r == SB_HS_HTTP) return http_reject(c, 404, "Not Found");
+      if (!origin_allowed(c)) return http_reject(c, 403, "origin not allowed");
       accept_upgrade(c);
       if (used < len && c->state == SB_CONN_OPEN) on_frames(c, data + used, len - used);
       return;
