@@ -156,26 +156,17 @@ static int m_read(sb_engine *e, const char *name, size_t n, uint64_t from, size_
   uint64_t first = s->count ? s->ring[s->start].offset : s->head + 1;
   size_t skip = from > first ? (size_t)SB_MIN(from - first, (uint64_t)s->count) : 0;
   size_t k = SB_MIN(max, s->count - skip);
+  /* The records in order, from a stack batch in the common case (a resume a few messages
+   * behind), else from one allocation. */
   sb_record batch[64];
-  size_t done = 0;
-  /* Hand records out in slices of the stack batch; the callback gets them in order. The
-   * common case (a resume a few messages behind) fits in one. */
-  if (k <= 64) {
-    for (size_t i = 0; i < k; i++) {
-      mem_rec *r = &s->ring[(s->start + skip + i) % s->cap];
-      batch[i] = (sb_record){r->offset, r->time_ms, r->data, r->len};
-    }
-    cb(ctx, 0, s->epoch, first, s->head, batch, k);
-    return 0;
-  }
-  sb_record *recs = sb_malloc(m->a, k * sizeof(*recs));
+  sb_record *recs = k <= 64 ? batch : sb_malloc(m->a, k * sizeof(*recs));
   if (!recs) return SB_ENOMEM;
-  for (; done < k; done++) {
-    mem_rec *r = &s->ring[(s->start + skip + done) % s->cap];
-    recs[done] = (sb_record){r->offset, r->time_ms, r->data, r->len};
+  for (size_t i = 0; i < k; i++) {
+    mem_rec *r = &s->ring[(s->start + skip + i) % s->cap];
+    recs[i] = (sb_record){r->offset, r->time_ms, r->data, r->len};
   }
   cb(ctx, 0, s->epoch, first, s->head, recs, k);
-  sb_free(m->a, recs);
+  if (recs != batch) sb_free(m->a, recs);
   return 0;
 }
 

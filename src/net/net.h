@@ -114,6 +114,7 @@ void sb_net_shutdown(sb_conn *c);           /* half-close (FIN) once the queue i
 void sb_net_flush_now(sb_conn *c);          /* flush the queue now, freeing it when empty */
 void sb_net_want_drain(sb_conn *c);         /* fire on_drain once the queue is written */
 void sb_net_io_release(sb_conn *c);         /* give the busy-state block back (pooled) */
+int sb_net_io_idle(const sb_conn *c);       /* it holds nothing that is still needed */
 int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *payload,
                       size_t plen);                             /* queue (or write) a frame */
 void sb_net_conn_gone(sb_conn *c);          /* bookkeeping when a conn's memory is freed */

@@ -191,6 +191,12 @@ void sb_net_io_release(sb_conn *c) {
   s->io_pooled++;
 }
 
+int sb_net_io_idle(const sb_conn *c) {
+  const sb_conn_io *io = c->io;
+  return io && !c->wreq && io->out.bytes == 0 && io->msg_len == 0 && !c->fp.in_payload &&
+         c->fp.hdr_len == 0 && !c->fp.fragmented;
+}
+
 void sb_net_want_drain(sb_conn *c) {
   c->flags |= SB_F_BACKPRESSURE;
   sb_net_mark_dirty(c);
@@ -331,37 +337,26 @@ static void write_rest(sb_conn *c) {
   }
   w->out = c->io->out;
   memset(&c->io->out, 0, sizeof(c->io->out));
+  /* Every unwritten item in one uv_write; libuv copies the buffer array, so a temporary one
+   * (on the stack when small) is enough. */
   unsigned count = w->out.n - w->out.head;
+  sb_iov small_iov[SB_IOV_BATCH], *iov = small_iov;
   uv_buf_t small[SB_IOV_BATCH], *bufs = small;
   if (count > SB_IOV_BATCH) {
-    bufs = sb_malloc(&s->alloc, count * sizeof(*bufs));
-    if (!bufs) {
+    iov = sb_malloc(&s->alloc, count * (sizeof(*iov) + sizeof(*bufs)));
+    if (!iov) {
       sb_outq_free(&w->out, &s->alloc);
       sb_free(&s->alloc, w);
       sb_ws_on_write_error(c, UV_ENOMEM);
       return;
     }
+    bufs = (uv_buf_t *)(void *)(iov + count);
   }
-  sb_iov iov[SB_IOV_BATCH];
-  unsigned done = 0;
-  sb_outq view = w->out;
-  while (done < count) { /* libuv copies the buffer array, so a temporary one is enough */
-    unsigned k = sb_outq_iov(&view, iov, SB_IOV_BATCH);
-    for (unsigned i = 0; i < k; i++) bufs[done + i] = uv_buf_init(iov[i].base, (unsigned)iov[i].len);
-    done += k;
-    size_t bytes = 0;
-    for (unsigned i = 0; i < k; i++) bytes += iov[i].len;
-    /* advance the view without releasing anything: it is only a cursor */
-    for (unsigned i = 0; i < k; i++) {
-      if (!view.items[view.head].msg) view.own_off += view.items[view.head].len;
-      view.head++;
-      view.head_off = 0;
-    }
-    (void)bytes;
-  }
+  sb_outq_iov(&w->out, iov, count);
+  for (unsigned i = 0; i < count; i++) bufs[i] = uv_buf_init(iov[i].base, (unsigned)iov[i].len);
   c->wreq = w;
   int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, count, on_write);
-  if (bufs != small) sb_free(&s->alloc, bufs);
+  if (iov != small_iov) sb_free(&s->alloc, iov);
   if (r < 0) {
     c->wreq = NULL;
     sb_outq_free(&w->out, &s->alloc);
@@ -405,10 +400,7 @@ void sb_net_flush_now(sb_conn *c) {
   flush(c);
   /* Give the busy-state block back at once when it is empty: a connection that goes idle
    * right after its handshake then holds nothing but its struct (see conn.c). */
-  sb_conn_io *io = c->io;
-  if (io && c->state == SB_CONN_OPEN && !c->wreq && io->out.bytes == 0 && io->msg_len == 0 &&
-      !c->fp.in_payload && c->fp.hdr_len == 0 && !c->fp.fragmented)
-    sb_net_io_release(c);
+  if (c->state == SB_CONN_OPEN && sb_net_io_idle(c)) sb_net_io_release(c);
 }
 
 static void on_check(uv_check_t *h) {

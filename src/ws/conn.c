@@ -485,10 +485,7 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
       break;
   }
   /* Give back the busy-state block of a connection that has been quiet for a whole sweep. */
-  sb_conn_io *io = c->io;
-  if (io && !(c->flags & SB_F_IO_TOUCHED) && io->out.bytes == 0 && io->msg_len == 0 &&
-      c->fp.hdr_len == 0 && !c->fp.in_payload && !c->fp.fragmented)
-    sb_net_io_release(c);
+  if (!(c->flags & SB_F_IO_TOUCHED) && sb_net_io_idle(c)) sb_net_io_release(c);
   c->flags &= (uint8_t)~SB_F_IO_TOUCHED;
 }
 
