@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "common/url.h"
 
 typedef struct sb_router sb_router;
 
@@ -63,21 +64,5 @@ int sb_router_mount(sb_router *r, const char *prefix, sb_router *child);
  * values are decoded into scratch[0..scratch_len) (path length + 1 bytes always suffice). */
 void sb_router_match(const sb_router *r, unsigned m, const char *path, size_t len,
                      char *scratch, size_t scratch_len, sb_route_match *out);
-
-/* Percent-decodes src[0..n) into dst (n + 1 bytes suffice), NUL-terminates, and returns the
- * length, or -1 for a malformed escape or a NUL byte. With plus_is_space, '+' becomes ' '
- * (query strings). */
-long sb_percent_decode(const char *src, size_t n, char *dst, int plus_is_space);
-
-typedef struct sb_query_pair {
-  const char *key, *value; /* NUL-terminated, decoded, in the caller's scratch */
-  size_t key_len, value_len;
-} sb_query_pair;
-
-/* Parses "a=1&b=x%20y&flag" into pairs (a key without '=' has the empty value). Returns the
- * number of pairs, or -1 when an escape is malformed or more than `max` pairs come. scratch
- * needs len + number of pairs * 2 bytes (2 * len + 2 always suffices). */
-long sb_query_parse(const char *q, size_t len, sb_query_pair *pairs, size_t max, char *scratch,
-                    size_t scratch_len);
 
 #endif
