@@ -89,7 +89,9 @@ enum {
   SB_CLOSE_POLICY = 1008,
   SB_CLOSE_TOO_BIG = 1009,        /* a message over max_message_bytes */
   SB_CLOSE_INTERNAL = 1011,
-  SB_CLOSE_TRY_AGAIN = 1013
+  SB_CLOSE_TRY_AGAIN = 1013,
+  SB_CLOSE_EXPIRED = 4001,        /* the connection's credentials expired, no new token came */
+  SB_CLOSE_IDENTITY = 4003        /* a refreshed token named another identity */
 };
 
 /* The allocator. All of Switchboard's own memory comes from here (libuv and OpenSSL keep
@@ -131,6 +133,17 @@ typedef void (*sb_drain_cb)(sb_conn *conn, void *user);
  * strings are borrowed for this call only. */
 typedef int (*sb_subprotocol_cb)(const char *const *offered, size_t count, void *user);
 
+/* A pending WebSocket upgrade (or a token refresh on an open connection) waiting for the
+ * application's verdict; see "Upgrade auth" below. */
+typedef struct sb_upgrade sb_upgrade;
+
+/* Decides on an upgrade request that passed the protocol checks and the Origin allow-list:
+ * call sb_upgrade_accept() or sb_upgrade_reject() on `up`, during this call or later (after a
+ * lookup). Until then the connection waits and reads nothing. The same callback verifies a
+ * new token that an open connection sends before its credentials expire
+ * (sb_upgrade_is_refresh() is then 1). */
+typedef void (*sb_upgrade_cb)(sb_upgrade *up, void *user);
+
 /* Graceful shutdown has finished: every connection is closed and the server's handles are
  * closed, so uv_run() returns once nothing else is active. */
 typedef void (*sb_shutdown_cb)(sb_server *server, void *user);
@@ -160,6 +173,8 @@ typedef struct sb_server_options {
   sb_close_cb on_close;
   sb_drain_cb on_drain;
   sb_subprotocol_cb on_subprotocol;
+  sb_upgrade_cb on_upgrade;      /* upgrade auth; NULL: every valid upgrade is accepted,
+                                    anonymously */
   void *user;                    /* passed back untouched to every callback above */
 
   /* Origin allow-list for upgrades (against cross-site WebSocket hijacking from browsers):
@@ -168,6 +183,12 @@ typedef struct sb_server_options {
    * browser) is let through to the auth that follows. NULL: any origin. Copied. */
   const char *const *allowed_origins;
   size_t allowed_origins_count;
+
+  /* Connections whose credentials expire (sb_upgrade_accept with expires_at) are asked for a
+   * new token this long before they expire (on a hub: an AUTH message, docs/PROTOCOL.md),
+   * but never earlier than halfway through their lifetime; at expiry, without a new token,
+   * they are closed with SB_CLOSE_EXPIRED. 30 s */
+  unsigned refresh_before_ms;
 
   const sb_allocator *allocator; /* NULL: malloc. Copied; must outlive the server */
 } sb_server_options;
@@ -233,6 +254,122 @@ SB_EXPORT const char *sb_conn_subprotocol(const sb_conn *conn);
 
 /* Bytes queued on the connection and not yet accepted by the kernel. */
 SB_EXPORT size_t sb_conn_queued_bytes(const sb_conn *conn);
+
+/* The identity the upgrade auth accepted the connection as, or "" (anonymous). Borrowed;
+ * valid while the connection is (a refresh keeps the identity). */
+SB_EXPORT const char *sb_conn_identity(const sb_conn *conn);
+
+/* The claims the upgrade auth attached (JSON text, as given to sb_upgrade_accept), or NULL.
+ * Borrowed; valid until the connection closes or its token is refreshed. */
+SB_EXPORT const char *sb_conn_claims(const sb_conn *conn);
+
+/* When the connection's credentials expire, in seconds since the Unix epoch; 0 for never. */
+SB_EXPORT int64_t sb_conn_expires(const sb_conn *conn);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Upgrade auth                                                                               */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * With on_upgrade set, every WebSocket upgrade that is valid (RFC 6455 §4.2.1) and from an
+ * allowed Origin is handed to it before the 101 is sent. The callback reads the request and
+ * answers, at once or later:
+ *
+ *     static void auth(sb_upgrade *up, void *user) {
+ *       const char *token = sb_upgrade_token(up);
+ *       if (!token) { sb_upgrade_reject(up, 401, NULL, "token required"); return; }
+ *       ... look the token up, then (maybe from another callback):
+ *       sb_upgrade_accept(up, "user-42", "{\"role\":\"admin\"}", expires_at);
+ *     }
+ *
+ * Or use the built-in JWT verification: sb_jwt_new() and on_upgrade = sb_jwt_upgrade_cb with
+ * user = the sb_jwt.
+ *
+ * The handle stays valid until accept or reject, even if the client went away (they then
+ * return SB_ECLOSED, and free it all the same). The strings it hands out are NUL-terminated and
+ * valid until then. An upgrade left unanswered for handshake_timeout_ms is answered 503.
+ */
+
+/* The request target's path, without the query string (not decoded). */
+SB_EXPORT const char *sb_upgrade_path(sb_upgrade *up);
+/* The first value of a request header (case-insensitive name), or NULL. */
+SB_EXPORT const char *sb_upgrade_header(sb_upgrade *up, const char *name);
+/* The value of a cookie from the Cookie header(s), or NULL. */
+SB_EXPORT const char *sb_upgrade_cookie(sb_upgrade *up, const char *name);
+/* The first value of a query parameter, percent-decoded, or NULL. */
+SB_EXPORT const char *sb_upgrade_query(sb_upgrade *up, const char *name);
+/* The peer's address, "127.0.0.1" or "::1" style, or "" if unknown. */
+SB_EXPORT const char *sb_upgrade_remote_address(sb_upgrade *up);
+
+/*
+ * The credential the client presented, looked for in this order:
+ *   1. `Authorization: Bearer <token>`           (Node, native apps)
+ *   2. a Sec-WebSocket-Protocol entry `bearer.<token>`, offered next to a real subprotocol
+ *      (browsers: `new WebSocket(url, ["sb.v1", "bearer." + token])`; the recommended way,
+ *      as browsers cannot set headers on a WebSocket and a URL ends up in logs). That entry
+ *      is never chosen as the subprotocol.
+ *   3. the cookie `sb_token`                      (same-site apps with an HttpOnly cookie)
+ *   4. the query parameter `access_token`         (last resort: URLs are logged)
+ * For a refresh, the token the connection sent. NULL if none.
+ */
+SB_EXPORT const char *sb_upgrade_token(sb_upgrade *up);
+
+/* 1 when `up` is a token refresh on an open connection rather than a new upgrade. */
+SB_EXPORT int sb_upgrade_is_refresh(const sb_upgrade *up);
+/* The connection (still waiting for its 101, or open for a refresh), or NULL if it is gone. */
+SB_EXPORT sb_conn *sb_upgrade_conn(const sb_upgrade *up);
+
+/*
+ * Accepts: the connection opens (101) as `identity` (at most 190 bytes; NULL or "" for
+ * anonymous), with `claims` (any text, usually JSON; may be NULL; copied) and credentials
+ * valid until `expires_at` (seconds since the Unix epoch; 0: no expiry). A refresh must name
+ * the same identity, else the connection is closed with SB_CLOSE_IDENTITY. Frees `up`.
+ * Returns 0, SB_ECLOSED (the client is gone) or SB_EINVAL (bad identity: rejected with 500).
+ */
+SB_EXPORT int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
+                                int64_t expires_at);
+
+/*
+ * Rejects with an HTTP status (400-599, e.g. 401, 403, 429), extra response headers
+ * `headers[0..nheaders)` given as "Name: value" strings (e.g. "WWW-Authenticate: Bearer",
+ * "Retry-After: 30"; no CR or LF inside), and a short text body (may be NULL). The connection
+ * is closed after the answer. For a refresh, the connection stays open until its old
+ * credentials expire (the client may try again) and gets an AUTH error. Frees `up`.
+ * Returns 0, SB_ECLOSED, or SB_EINVAL (a bad status or header: answered 500 instead).
+ */
+SB_EXPORT int sb_upgrade_reject(sb_upgrade *up, int status, const char *const *headers,
+                                size_t nheaders, const char *body);
+
+/* Built-in JWT verification (libjwt): HS256 with a shared secret or RS256 with a PEM public
+ * key, exactly one per verifier; the token's own "alg" must match it, so "none" and key
+ * confusion are refused. exp is required, nbf checked when present, aud and iss when set
+ * here; sub becomes the connection's identity and the whole payload its claims. */
+typedef struct sb_jwt sb_jwt;
+
+typedef struct sb_jwt_options {
+  const char *alg;      /* "HS256" or "RS256" */
+  const void *key;      /* HS256: the secret (at least 32 bytes); RS256: PEM public key */
+  size_t key_len;
+  const char *audience; /* NULL: not checked */
+  const char *issuer;   /* NULL: not checked */
+  unsigned leeway_s;    /* clock skew allowed on exp and nbf */
+} sb_jwt_options;
+
+/* Creates a verifier; everything is copied. SB_EINVAL for an unknown alg or a short secret. */
+SB_EXPORT int sb_jwt_new(sb_jwt **out, const sb_jwt_options *opts);
+SB_EXPORT void sb_jwt_free(sb_jwt *jwt);
+
+/* Verifies `token` now. On success fills identity[0..cap) (the sub), *claims (malloc'd JSON,
+ * free() it; may be NULL to skip) and *expires_at, and returns 0; otherwise SB_EPROTO with a
+ * reason in err. For checking tokens elsewhere (plain HTTP middleware, say). */
+SB_EXPORT int sb_jwt_verify_token(const sb_jwt *jwt, const char *token, char *identity,
+                                  size_t cap, char **claims, int64_t *expires_at, char *err,
+                                  size_t errlen);
+
+/* An sb_upgrade_cb that verifies sb_upgrade_token() with the sb_jwt passed as `user`: accepts
+ * with the token's sub, claims and exp, or rejects with 401 and `WWW-Authenticate: Bearer`
+ * (error="invalid_token" and the reason, when a token was there). */
+SB_EXPORT void sb_jwt_upgrade_cb(sb_upgrade *up, void *jwt);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Prepared messages: framed once, sent to any number of connections without copying          */
@@ -388,7 +525,8 @@ typedef enum {
   SB_KIND_RESUME = 6,   /* client → server: token and positions */
   SB_KIND_RESUMED = 7,  /* server → client: per stream, recovered or not */
   SB_KIND_ACK = 8,      /* client → server: positions */
-  SB_KIND_ERROR = 9     /* server → client: status, id (when about a request), text */
+  SB_KIND_ERROR = 9,    /* server → client: status, id (when about a request), text */
+  SB_KIND_AUTH = 10     /* both ways: credentials about to expire / a new token / the verdict */
 } sb_kind;
 
 typedef enum {
@@ -485,6 +623,12 @@ SB_EXPORT int sb_hub_publish(sb_hub *hub, const char *group, sb_method method, c
  * replayed if the connection resumes). SB_ENOTFOUND when no session has this id. */
 SB_EXPORT int sb_hub_send_to(sb_hub *hub, const char *conn_id, sb_method method,
                              const char *url, const void *body, size_t len);
+
+/* Pushes a message to every connection of an identity (the group "user:<identity>", which
+ * every connection the upgrade auth accepted as that identity joins): all of a user's tabs
+ * and devices, on every node. Recorded and replayed like any group message. */
+SB_EXPORT int sb_hub_send_to_user(sb_hub *hub, const char *identity, sb_method method,
+                                  const char *url, const void *body, size_t len);
 
 /* Pushes to every open connection of this node, unrecorded (no stream, no redelivery). */
 SB_EXPORT int sb_hub_broadcast(sb_hub *hub, sb_method method, const char *url, const void *body,

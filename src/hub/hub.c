@@ -356,6 +356,14 @@ int sb_hub_send_to(sb_hub *h, const char *conn_id, sb_method method, const char 
   return publish(h, stream, slen, conn_id, method, url, body, len);
 }
 
+int sb_hub_send_to_user(sb_hub *h, const char *identity, sb_method method, const char *url,
+                        const void *body, size_t len) {
+  if (!identity || !*identity || strlen(identity) > SB_IDENTITY_MAX) return SB_EINVAL;
+  char g[SB_IDENTITY_MAX + 6];
+  snprintf(g, sizeof(g), "user:%s", identity);
+  return sb_hub_publish(h, g, method, url, body, len);
+}
+
 int sb_hub_broadcast(sb_hub *h, sb_method method, const char *url, const void *body,
                      size_t len) {
   if (!h || (!body && len) || method > SB_METHOD_DELETE) return SB_EINVAL;
@@ -676,7 +684,7 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     resume_release(h, rc);
     return;
   }
-  if (status != 0 || strcmp(s->identity, "") != 0) {
+  if (status != 0 || strcmp(s->identity, sb_conn_identity(hc->conn)) != 0) {
     /* Unknown, used, expired, forged, or another identity's token: refuse, and carry on as
      * the fresh session this connection already is. */
     send_error(h, hc->conn, 0, status != 0 ? 401 : 403,
@@ -719,7 +727,7 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
   memcpy(hc->id, conn_id, 23);
   hc->owner = 1;
   int r = sb_map_put(&h->conns, hc->id, strlen(hc->id), hc);
-  if (r == 0) r = h->engine->ops->session_open(h->engine, hc->id, "");
+  if (r == 0) r = h->engine->ops->session_open(h->engine, hc->id, sb_conn_identity(hc->conn));
   if (r != 0) {
     hc->owner = r == 0;
     sb_free(h->a, names);
@@ -873,6 +881,51 @@ static void on_ack_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
 
 /* ---- server callbacks ----------------------------------------------------------------- */
 
+/* ---- credentials: refresh before expiry ------------------------------------------------ */
+
+/* AUTH, server to client: status 401 "send a new token before `expires`", 200 "the new
+ * token is accepted until `expires`" (error NULL: the body is {"expires":N}), or 4xx/5xx
+ * "refused" with {"error":"<reason>"}. */
+static void send_auth(sb_hub *h, sb_conn *c, uint16_t status, const char *error) {
+  char body[600];
+  size_t n;
+  if (!error) {
+    n = (size_t)snprintf(body, sizeof(body), "{\"expires\":%lld}",
+                         (long long)sb_conn_expires(c));
+  } else {
+    /* The reason (control characters already replaced) as a JSON string. */
+    memcpy(body, "{\"error\":\"", 10);
+    n = 10;
+    for (const char *p = error; *p && n < 400; p++) {
+      if (*p == '"' || *p == '\\') body[n++] = '\\';
+      body[n++] = *p;
+    }
+    memcpy(body + n, "\"}", 2);
+    n += 2;
+  }
+  sb_envelope env = {0};
+  env.kind = SB_KIND_AUTH;
+  env.status = status;
+  env.body = body;
+  env.body_len = n;
+  send_env(h, c, &env);
+}
+
+static void on_auth_event(void *hub, sb_conn *c, int status, const char *text) {
+  if (!HC(c)) return;
+  if (status == 0) send_auth(hub, c, 401, NULL);
+  else send_auth(hub, c, (uint16_t)status, status == 200 ? NULL : text);
+}
+
+/* AUTH, client to server: the body is a new token, verified by the same on_upgrade callback
+ * as the upgrade was (docs/PROTOCOL.md, "Credentials"). */
+static void on_auth_msg(sb_hub *h, sb_conn *c, const sb_envelope *env) {
+  int r = sb_ws_refresh(c, env->body, env->body_len);
+  if (r == SB_ESTATE) send_auth(h, c, 400, "this connection has no credentials to refresh");
+  else if (r == SB_EBUSY) send_auth(h, c, 409, "a refresh is already being verified");
+  else if (r != 0) send_auth(h, c, 503, "out of memory");
+}
+
 static void on_open(sb_conn *c, void *user) {
   sb_hub *h = user;
   hconn *hc = sb_malloc(h->a, sizeof(*hc));
@@ -888,10 +941,22 @@ static void on_open(sb_conn *c, void *user) {
     return;
   }
   hc->owner = 1;
-  if (h->engine->ops->session_open(h->engine, hc->id, "") != 0 ||
+  const char *identity = sb_conn_identity(c);
+  if (h->engine->ops->session_open(h->engine, hc->id, identity) != 0 ||
       new_token_and_hello(h, hc) != 0) {
     sb_conn_close(c, SB_CLOSE_INTERNAL, "cannot start a session", 22);
     return;
+  }
+  /* Every connection of an identity is in "user:<identity>": one publish reaches all of a
+   * user's tabs and devices (sb_hub_send_to_user). Recorded like any group, so a resume
+   * keeps it. */
+  if (*identity) {
+    char g[SB_IDENTITY_MAX + 6];
+    int n = snprintf(g, sizeof(g), "user:%s", identity);
+    if (local_join(h, hc, g, (size_t)n, 1) != 0) {
+      sb_conn_close(c, SB_CLOSE_INTERNAL, "cannot join the user's group", 28);
+      return;
+    }
   }
   subscribe_direct(h, hc); /* direct messages reach the open connection live */
   hc->user_opened = 1;
@@ -937,6 +1002,9 @@ static void on_message(sb_conn *c, sb_opcode op, const void *data, size_t len, v
       break;
     case SB_KIND_ACK:
       on_ack_msg(h, hc, &env);
+      break;
+    case SB_KIND_AUTH:
+      on_auth_msg(h, c, &env);
       break;
     default:
       send_error(h, c, env.id, 400, "unexpected envelope kind from a client");
@@ -1023,6 +1091,8 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   h->a = &h->srv->alloc;
   h->srv->hub = h;
   h->srv->tick = on_tick;
+  h->srv->auth_event = on_auth_event;
+  h->srv->hook_user = server_opts->user; /* the application's, for on_upgrade/on_subprotocol */
   sb_map_init_borrowed(&h->conns, h->a); /* the key is the hconn's own id */
   sb_groups_init(&h->groups, h->a);
   h->groups.on_first = on_first_member;

@@ -45,6 +45,19 @@ typedef struct sb_conn_io {
   uint8_t ctl_len;
 } sb_conn_io;
 
+/* An identity is at most this long, so that its group "user:<identity>" is a valid name. */
+#define SB_IDENTITY_MAX 190
+
+/* What the upgrade auth accepted: one allocation, identity and claims after the struct. */
+typedef struct sb_conn_auth {
+  int64_t expires;     /* seconds since the Unix epoch; 0: never */
+  int64_t ask_at;      /* when to ask for a new token */
+  void *refresh;       /* the sb_upgrade of a refresh in progress, or NULL */
+  const char *claims;  /* NULL or NUL-terminated, after identity */
+  int asked;
+  char identity[];
+} sb_conn_auth;
+
 /* A write libuv holds because the kernel refused part of a flush: it owns the queue it
  * writes (moved out of the connection, so later sends cannot move its buffers). */
 typedef struct sb_wreq {
@@ -63,6 +76,7 @@ struct sb_conn {
   sb_wreq *wreq;
   sb_handshake *hs;      /* during the handshake only */
   char *subprotocol;
+  sb_conn_auth *auth;    /* NULL: anonymous, no expiry */
   sb_frame_parser fp;
   sb_utf8_state utf8;    /* of the text message being received */
   uint32_t t0;           /* ms: state start (handshake, closing, draining) or last read (open) */
@@ -78,6 +92,8 @@ struct sb_server {
   uv_check_t check;
   uv_timer_t sweep;
   sb_server_options opts;
+  void *hook_user;       /* user of on_subprotocol and on_upgrade: opts.user, but a hub
+                            keeps its application's there while opts.user is the hub */
   char **origins;        /* copy of opts.allowed_origins */
   size_t norigins;
   sb_allocator alloc;
@@ -94,6 +110,9 @@ struct sb_server {
   int handles_started;
   void *hub;             /* the hub running on this server, or NULL */
   void (*tick)(void *);  /* called from the sweep timer (the hub's housekeeping) */
+  /* Token refresh news for the hub (which speaks the AUTH message): status 0 "expiring, ask
+   * for a new token", 200 "refreshed", 4xx "refused" with a reason. */
+  void (*auth_event)(void *hub, sb_conn *c, int status, const char *text);
   sb_conn_io *io_pool;   /* free busy-state blocks (linked through out.buf), reused */
   unsigned io_pooled;
   sb_handshake *hs_pool; /* free handshake states (linked through parser.data), reused */
@@ -118,6 +137,9 @@ int sb_net_io_idle(const sb_conn *c);       /* it holds nothing that is still ne
 int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *payload,
                       size_t plen);                             /* queue (or write) a frame */
 void sb_net_conn_gone(sb_conn *c);          /* bookkeeping when a conn's memory is freed */
+void sb_net_pause(sb_conn *c);              /* stop reading (an upgrade waiting for auth) */
+void sb_net_resume(sb_conn *c);             /* read again */
+void sb_net_peer(const sb_conn *c, char *out, size_t cap); /* "127.0.0.1", or "" */
 
 /* A prepared message with room for `len` payload bytes, header written, payload not. */
 int sb_msg_alloc(sb_msg **out, sb_server *s, sb_opcode op, size_t len);
@@ -131,5 +153,18 @@ void sb_ws_on_write_error(sb_conn *c, int status);
 void sb_ws_sweep(sb_conn *c, uint32_t now);
 void sb_ws_shutdown(sb_conn *c);
 void sb_ws_free(sb_conn *c);                /* release protocol state before the memory goes */
+
+/* conn.c, for the upgrade auth (upgrade.c) */
+void sb_ws_accept_upgrade(sb_conn *c, const uint8_t *early, size_t early_len);
+void sb_ws_reject_upgrade(sb_conn *c, int status, const char *headers, const char *body);
+void sb_ws_fail(sb_conn *c, uint16_t code, const char *why);
+
+/* upgrade.c */
+void sb_ws_upgrade_start(sb_conn *c, const uint8_t *early, size_t early_len);
+void sb_ws_upgrade_orphan(void *upgrade);   /* its connection is gone */
+/* An open connection sent a new token (the hub's AUTH message): verify it with on_upgrade. */
+int sb_ws_refresh(sb_conn *c, const char *token, size_t len);
+void sb_ws_auth_sweep(sb_conn *c);          /* expiry and refresh requests, from the sweep */
+void sb_ws_auth_free(sb_conn *c);
 
 #endif

@@ -57,6 +57,7 @@ void sb_server_options_init(sb_server_options *o) {
   o->idle_timeout_ms = 60000;
   o->close_timeout_ms = 5000;
   o->backlog = 1024;
+  o->refresh_before_ms = 30000;
 }
 
 int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opts) {
@@ -80,7 +81,9 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
   if (!s->opts.idle_timeout_ms) s->opts.idle_timeout_ms = def.idle_timeout_ms;
   if (!s->opts.close_timeout_ms) s->opts.close_timeout_ms = def.close_timeout_ms;
   if (s->opts.backlog <= 0) s->opts.backlog = def.backlog;
+  if (!s->opts.refresh_before_ms) s->opts.refresh_before_ms = def.refresh_before_ms;
   s->opts.allocator = &s->alloc;
+  s->hook_user = opts->user;
   if (opts->allowed_origins_count) {
     if (!opts->allowed_origins) {
       sb_free(a, s);
@@ -449,6 +452,25 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   sb_ws_on_accept(c);
+}
+
+void sb_net_pause(sb_conn *c) {
+  if (c->state != SB_CONN_CLOSED) uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void sb_net_resume(sb_conn *c) {
+  if (c->state != SB_CONN_CLOSED &&
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    sb_net_close(c);
+}
+
+void sb_net_peer(const sb_conn *c, char *out, size_t cap) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  out[0] = '\0';
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET) uv_ip4_name((const struct sockaddr_in *)&ss, out, cap);
+  else if (ss.ss_family == AF_INET6) uv_ip6_name((const struct sockaddr_in6 *)&ss, out, cap);
 }
 
 /* ---- server --------------------------------------------------------------------------- */

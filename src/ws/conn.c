@@ -21,6 +21,7 @@
 #include "net/net.h"
 
 static void send_close_frame(sb_conn *c, uint16_t code, const char *reason, size_t len);
+static void on_frames(sb_conn *c, uint8_t *data, size_t len);
 
 static const sb_allocator *A(const sb_conn *c) { return &c->srv->alloc; }
 
@@ -178,6 +179,8 @@ static void drop_handshake(sb_conn *c) {
   if (!h) return;
   c->hs = NULL;
   sb_server *s = c->srv;
+  if (h->upgrade) sb_ws_upgrade_orphan(h->upgrade); /* the application may still answer it */
+  h->upgrade = NULL;
   if (s->hs_pooled >= SB_HS_POOL) {
     sb_handshake_free(h);
     sb_free(A(c), h);
@@ -212,7 +215,10 @@ static sb_handshake *take_handshake(sb_conn *c) {
 static const char *reason_phrase(int status) {
   switch (status) {
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 404: return "Not Found";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
     case 408: return "Request Timeout";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
@@ -221,17 +227,19 @@ static const char *reason_phrase(int status) {
   }
 }
 
-/* Answers with a plain HTTP status and closes (after the answer is written). */
-static void http_reject(sb_conn *c, int status, const char *why) {
-  char buf[512];
+/* Answers with a plain HTTP status, extra header lines (each ending in CRLF, already
+ * checked) and a text body, and closes after the answer is written. */
+void sb_ws_reject_upgrade(sb_conn *c, int status, const char *headers, const char *why) {
+  char buf[2048];
   int n = snprintf(buf, sizeof(buf),
                    "HTTP/1.1 %d %s\r\n"
                    "Content-Type: text/plain; charset=utf-8\r\n"
                    "Content-Length: %zu\r\n"
-                   "%s"
+                   "%s%s"
                    "Connection: close\r\n\r\n%s\n",
                    status, reason_phrase(status), strlen(why) + 1,
-                   status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", why);
+                   status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", headers ? headers : "",
+                   why);
   drop_handshake(c);
   if (n < 0 || (size_t)n >= sizeof(buf) || sb_net_io(c) ||
       sb_outq_push_bytes(&c->io->out, A(c), buf, (size_t)n)) {
@@ -246,12 +254,21 @@ static void accept_upgrade(sb_conn *c) {
   const char *chosen = NULL;
   const char *offered[16];
   char scratch[1024];
-  if (s->opts.on_subprotocol) {
-    size_t n = sb_handshake_subprotocols(c->hs, offered, 16, scratch, sizeof(scratch));
-    if (n > 0) {
-      int i = s->opts.on_subprotocol(offered, n, s->opts.user);
-      if (i >= 0 && (size_t)i < n) chosen = offered[i];
-    }
+  /* A "bearer.<token>" entry carries a browser's credential (sb_upgrade_token), not a
+   * protocol: it is never offered to the hook nor chosen. Browsers fail a connection that
+   * offered subprotocols and got none back, so without a hook the first real one is chosen
+   * when a token came that way. */
+  size_t all = sb_handshake_subprotocols(c->hs, offered, 16, scratch, sizeof(scratch)), n = 0;
+  int bearer = 0;
+  for (size_t i = 0; i < all; i++) {
+    if (strncmp(offered[i], "bearer.", 7) == 0) bearer = 1;
+    else offered[n++] = offered[i];
+  }
+  if (s->opts.on_subprotocol && n > 0) {
+    int i = s->opts.on_subprotocol(offered, n, s->hook_user);
+    if (i >= 0 && (size_t)i < n) chosen = offered[i];
+  } else if (bearer && n > 0) {
+    chosen = offered[0];
   }
   char buf[512];
   int len = snprintf(buf, sizeof(buf),
@@ -263,9 +280,9 @@ static void accept_upgrade(sb_conn *c) {
                      c->hs->accept, chosen ? "Sec-WebSocket-Protocol: " : "",
                      chosen ? chosen : "", chosen ? "\r\n" : "");
   if (chosen) {
-    size_t n = strlen(chosen) + 1;
-    c->subprotocol = sb_malloc(A(c), n);
-    if (c->subprotocol) memcpy(c->subprotocol, chosen, n);
+    size_t size = strlen(chosen) + 1;
+    c->subprotocol = sb_malloc(A(c), size);
+    if (c->subprotocol) memcpy(c->subprotocol, chosen, size);
   }
   drop_handshake(c);
   /* The 101 and whatever on_open sends (a HELLO) leave together in one write, at once rather
@@ -296,6 +313,16 @@ static int origin_allowed(const sb_conn *c) {
   }
   return 0;
 }
+
+/* Sends the 101 and opens; `early` holds bytes that came after the request (frames sent
+ * before the answer, which this server tolerates). */
+void sb_ws_accept_upgrade(sb_conn *c, const uint8_t *early, size_t early_len) {
+  accept_upgrade(c);
+  /* on_frames unmasks in place: early bytes are the read buffer or the upgrade's copy */
+  if (early_len && c->state == SB_CONN_OPEN) on_frames(c, (uint8_t *)early, early_len);
+}
+
+void sb_ws_fail(sb_conn *c, uint16_t code, const char *why) { fail(c, code, why); }
 
 void sb_ws_on_accept(sb_conn *c) {
   c->t0 = sb_net_now(c->srv);
@@ -430,12 +457,11 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
       size_t used = 0;
       sb_hs_result r = sb_handshake_feed(c->hs, data, len, &used);
       if (r == SB_HS_NEED_MORE) return;
-      if (r == SB_HS_REJECT) return http_reject(c, c->hs->status, c->hs->error);
-      if (r == SB_HS_HTTP) return http_reject(c, 404, "Not Found");
-      if (!origin_allowed(c)) return http_reject(c, 403, "origin not allowed");
-      accept_upgrade(c);
-      if (used < len && c->state == SB_CONN_OPEN) on_frames(c, data + used, len - used);
-      return;
+      if (r == SB_HS_REJECT) return sb_ws_reject_upgrade(c, c->hs->status, NULL, c->hs->error);
+      if (r == SB_HS_HTTP) return sb_ws_reject_upgrade(c, 404, NULL, "Not Found");
+      if (!origin_allowed(c)) return sb_ws_reject_upgrade(c, 403, NULL, "origin not allowed");
+      if (c->srv->opts.on_upgrade) return sb_ws_upgrade_start(c, data + used, len - used);
+      return sb_ws_accept_upgrade(c, data + used, len - used);
     }
     case SB_CONN_OPEN:
       c->t0 = sb_net_now(c->srv);
@@ -470,13 +496,19 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
   uint32_t age = now - c->t0;
   switch (c->state) {
     case SB_CONN_HANDSHAKE:
-      if (age >= o->handshake_timeout_ms) return http_reject(c, 408, "request timeout");
-      break;
+      if (age < o->handshake_timeout_ms) break;
+      if (c->hs && c->hs->upgrade)
+        return sb_ws_reject_upgrade(c, 503, NULL, "authentication timed out");
+      return sb_ws_reject_upgrade(c, 408, NULL, "request timeout");
     case SB_CONN_OPEN:
       if (age >= 2 * o->idle_timeout_ms) return abort_conn(c, "idle timeout");
       if (age >= o->idle_timeout_ms && !(c->flags & SB_F_PING_SENT)) {
         c->flags |= SB_F_PING_SENT;
         if (queue_frame(c, SB_OP_PING, NULL, 0, 1) < 0) return abort_conn(c, "out of memory");
+      }
+      if (c->auth && c->auth->expires) {
+        sb_ws_auth_sweep(c);
+        if (c->state != SB_CONN_OPEN) return;
       }
       break;
     case SB_CONN_CLOSING:
@@ -496,6 +528,7 @@ void sb_ws_shutdown(sb_conn *c) {
 
 void sb_ws_free(sb_conn *c) {
   drop_handshake(c);
+  sb_ws_auth_free(c);
   if (c->io) {
     sb_outq_free(&c->io->out, A(c)); /* drops message references still queued */
     sb_net_io_release(c);

@@ -43,6 +43,7 @@ typedef struct sb_handshake {
   int status;           /* the HTTP status to answer with on SB_HS_REJECT */
   const char *error;    /* static text explaining a rejection */
   char accept[29];      /* Sec-WebSocket-Accept, NUL-terminated, on SB_HS_UPGRADE */
+  void *upgrade;        /* the sb_upgrade waiting for the application's verdict, or NULL */
   void *(*realloc_fn)(void *, size_t, void *);
   void *alloc_ctx;
 } sb_handshake;

@@ -142,7 +142,7 @@ export class HubClient {
   }
 
   /** Connects, upgrades, and (unless hello:false) reads the HELLO into this.hello. */
-  static async connect(port, { hello = true, label = '', timeoutMs = 10000 } = {}) {
+  static async connect(port, { hello = true, label = '', timeoutMs = 10000, path: target = '/', extra = [], protocols } = {}) {
     const sock = await new Promise((resolve, reject) => {
       const s = net.connect({ port, host: HOST });
       s.once('error', reject);
@@ -150,9 +150,9 @@ export class HubClient {
     });
     const c = new HubClient(sock, label);
     const key = crypto.randomBytes(16).toString('base64');
-    sock.write(upgradeRequest({ key, host: `${HOST}:${port}` }));
+    sock.write(upgradeRequest({ key, host: `${HOST}:${port}`, path: target, extra, protocols }));
     await c.waitFor(() => (c.head ? true : undefined), timeoutMs, 'the 101 response');
-    if (c.head.status !== 101) throw new Error(`handshake: ${c.head.statusLine}`);
+    if (c.head.status !== 101) { sock.destroy(); throw new Error(`handshake: ${c.head.statusLine}`); }
     if (c.head.header('sec-websocket-accept') !== acceptKey(key)) throw new Error('handshake: bad accept key');
     if (hello) {
       const m = await c.next(timeoutMs);

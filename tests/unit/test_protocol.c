@@ -112,6 +112,12 @@ static void test_envelopes(void **state) {
   encode_env("response", &res);
   sb_envelope err = {SB_KIND_ERROR, 0, 400, 0, "", 0, 0, 0, "", 0, S("bad")};
   encode_env("error", &err);
+  sb_envelope ask = {SB_KIND_AUTH, 0, 401, 0, "", 0, 0, 0, "", 0, S("{\"expires\":1800000000}")};
+  encode_env("auth-ask", &ask);
+  sb_envelope tok = {SB_KIND_AUTH, 0, 0, 0, "", 0, 0, 0, "", 0, S("eyJhbGciOiJIUzI1NiJ9.e30.c2ln")};
+  encode_env("auth-token", &tok);
+  sb_envelope ok = {SB_KIND_AUTH, 0, 200, 0, "", 0, 0, 0, "", 0, S("{\"expires\":1800003600}")};
+  encode_env("auth-ok", &ok);
 }
 
 static size_t put_position(uint8_t *out, const char *stream, uint64_t off, uint64_t epoch) {

@@ -1,0 +1,348 @@
+/*
+ * upgrade.c — the upgrade auth: an upgrade request waiting for the application's verdict, the
+ * identity and claims it leaves on the connection, and the renewal of expiring credentials.
+ *
+ * Waiting. A valid upgrade from an allowed Origin becomes an sb_upgrade handed to on_upgrade.
+ * The connection stops reading while it waits (a client must wait for the 101 anyway), keeps
+ * its parsed request (the handshake state points back at the handle), and stays under the
+ * handshake deadline: left unanswered, it is answered 503 by the sweep. The handle belongs to
+ * the application until it calls accept or reject, so it outlives its connection if need be:
+ * when the connection goes first, the handle is orphaned (conn = NULL) and the late verdict
+ * returns SB_ECLOSED. The handle copies the allocator for that reason: the server may be gone
+ * too by then.
+ *
+ * Expiry. Credentials accepted with an expiry time are watched by the sweep (no timer per
+ * connection). At ask_at the hub is told (it sends an AUTH message asking for a new token);
+ * the token the client sends back goes through the same on_upgrade callback as a refresh
+ * handle, which must name the same identity. At expiry, without a new token, the connection
+ * is closed with 4001, so that no connection outlives its credentials.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/url.h"
+#include "net/net.h"
+
+typedef struct str {
+  struct str *next;
+  char s[];
+} str;
+
+struct sb_upgrade {
+  sb_conn *conn;    /* NULL once the connection is gone */
+  sb_allocator a;   /* a copy: the server may be freed before the application answers */
+  int refresh;
+  int token_done;
+  const char *token;
+  str *strs;        /* strings handed out, freed with the handle */
+  uint8_t *early;   /* bytes that came after the request */
+  size_t early_len;
+  char addr[64];
+};
+
+static void up_free(sb_upgrade *up) {
+  while (up->strs) {
+    str *n = up->strs->next;
+    sb_free(&up->a, up->strs);
+    up->strs = n;
+  }
+  sb_free(&up->a, up->early);
+  sb_free(&up->a, up);
+}
+
+static const char *keep(sb_upgrade *up, const char *s, size_t n) {
+  str *k = sb_malloc(&up->a, sizeof(*k) + n + 1);
+  if (!k) return NULL;
+  memcpy(k->s, s, n);
+  k->s[n] = '\0';
+  k->next = up->strs;
+  up->strs = k;
+  return k->s;
+}
+
+static sb_handshake *HS(const sb_upgrade *up) {
+  return up->conn && !up->refresh ? up->conn->hs : NULL;
+}
+
+void sb_ws_upgrade_orphan(void *upgrade) { ((sb_upgrade *)upgrade)->conn = NULL; }
+
+void sb_ws_upgrade_start(sb_conn *c, const uint8_t *early, size_t early_len) {
+  sb_server *s = c->srv;
+  sb_upgrade *up = sb_malloc(&s->alloc, sizeof(*up));
+  if (!up) return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
+  memset(up, 0, sizeof(*up));
+  up->conn = c;
+  up->a = s->alloc;
+  if (early_len) {
+    up->early = sb_malloc(&s->alloc, early_len);
+    if (!up->early) {
+      sb_free(&s->alloc, up);
+      return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
+    }
+    memcpy(up->early, early, early_len);
+    up->early_len = early_len;
+  }
+  sb_net_peer(c, up->addr, sizeof(up->addr));
+  c->hs->upgrade = up;
+  sb_net_pause(c);
+  s->opts.on_upgrade(up, s->hook_user);
+}
+
+/* ---- reading the request -------------------------------------------------------------- */
+
+const char *sb_upgrade_path(sb_upgrade *up) {
+  sb_handshake *h = HS(up);
+  if (!h) return "";
+  const char *url = sb_handshake_url(h);
+  const char *q = strchr(url, '?');
+  return q ? keep(up, url, (size_t)(q - url)) : url;
+}
+
+const char *sb_upgrade_header(sb_upgrade *up, const char *name) {
+  sb_handshake *h = HS(up);
+  return h && name ? sb_handshake_header(h, name) : NULL;
+}
+
+const char *sb_upgrade_remote_address(sb_upgrade *up) { return up->addr; }
+
+const char *sb_upgrade_query(sb_upgrade *up, const char *name) {
+  sb_handshake *h = HS(up);
+  if (!h || !name) return NULL;
+  const char *q = strchr(sb_handshake_url(h), '?');
+  if (!q) return NULL;
+  size_t len = strlen(q + 1);
+  char *tmp = sb_malloc(&up->a, len + 1);
+  if (!tmp) return NULL;
+  long n = sb_query_find(q + 1, len, name, tmp, len + 1);
+  const char *r = n < 0 ? NULL : keep(up, tmp, (size_t)n);
+  sb_free(&up->a, tmp);
+  return r;
+}
+
+/* Cookie: a=1; b=2 (RFC 6265 §5.4), in every Cookie header. Values may be quoted. */
+const char *sb_upgrade_cookie(sb_upgrade *up, const char *name) {
+  sb_handshake *h = HS(up);
+  if (!h || !name) return NULL;
+  size_t nlen = strlen(name);
+  for (unsigned i = 0; i < h->nheaders; i++) {
+    if (strcasecmp(h->buf + h->headers[i].name, "Cookie") != 0) continue;
+    const char *p = h->buf + h->headers[i].value;
+    while (*p) {
+      while (*p == ' ' || *p == ';') p++;
+      const char *end = strchr(p, ';');
+      if (!end) end = p + strlen(p);
+      const char *eq = memchr(p, '=', (size_t)(end - p));
+      if (eq && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
+        const char *v = eq + 1;
+        size_t vlen = (size_t)(end - v);
+        while (vlen && v[vlen - 1] == ' ') vlen--;
+        if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') v++, vlen -= 2;
+        return keep(up, v, vlen);
+      }
+      p = end;
+    }
+  }
+  return NULL;
+}
+
+const char *sb_upgrade_token(sb_upgrade *up) {
+  if (up->token_done || !HS(up)) return up->token;
+  up->token_done = 1;
+  const char *auth = sb_upgrade_header(up, "Authorization");
+  if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+    const char *t = auth + 7;
+    while (*t == ' ') t++;
+    if (*t) return up->token = keep(up, t, strlen(t));
+  }
+  const char *offered[16];
+  char scratch[1024];
+  size_t n = sb_handshake_subprotocols(HS(up), offered, 16, scratch, sizeof(scratch));
+  for (size_t i = 0; i < n; i++) {
+    if (strncmp(offered[i], "bearer.", 7) == 0 && offered[i][7])
+      return up->token = keep(up, offered[i] + 7, strlen(offered[i] + 7));
+  }
+  const char *t = sb_upgrade_cookie(up, "sb_token");
+  if (!t || !*t) t = sb_upgrade_query(up, "access_token");
+  return up->token = t && *t ? t : NULL;
+}
+
+int sb_upgrade_is_refresh(const sb_upgrade *up) { return up->refresh; }
+sb_conn *sb_upgrade_conn(const sb_upgrade *up) { return up->conn; }
+
+/* ---- the verdict ---------------------------------------------------------------------- */
+
+static int64_t wall_now(void) { return (int64_t)time(NULL); }
+
+/* ask_at: refresh_before_ms ahead of expiry, but not in the first half of the lifetime (a
+ * short-lived token would otherwise be asked for again at once). */
+static int64_t ask_time(const sb_server *s, int64_t expires) {
+  int64_t now = wall_now();
+  int64_t early = expires - (int64_t)(s->opts.refresh_before_ms / 1000);
+  int64_t half = now + (expires - now) / 2;
+  return early > half ? early : half;
+}
+
+static sb_conn_auth *auth_new(const sb_server *s, const char *identity, const char *claims,
+                              int64_t expires) {
+  size_t il = strlen(identity), cl = claims ? strlen(claims) + 1 : 0;
+  sb_conn_auth *au = sb_malloc(&s->alloc, sizeof(*au) + il + 1 + cl);
+  if (!au) return NULL;
+  memset(au, 0, sizeof(*au));
+  memcpy(au->identity, identity, il + 1);
+  if (claims) {
+    memcpy(au->identity + il + 1, claims, cl);
+    au->claims = au->identity + il + 1;
+  }
+  au->expires = expires;
+  au->ask_at = expires ? ask_time(s, expires) : 0;
+  return au;
+}
+
+static int identity_ok(const char *identity) {
+  return strlen(identity) <= SB_IDENTITY_MAX;
+}
+
+int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
+                      int64_t expires_at) {
+  if (!up) return SB_EINVAL;
+  sb_conn *c = up->conn;
+  if (!identity) identity = "";
+  if (!c) {
+    up_free(up);
+    return SB_ECLOSED;
+  }
+  sb_server *s = c->srv;
+  if (up->refresh) {
+    c->auth->refresh = NULL;
+    up_free(up);
+    if (strcmp(identity, c->auth->identity) != 0) {
+      sb_ws_fail(c, SB_CLOSE_IDENTITY, "a refreshed token named another identity");
+      return 0;
+    }
+    sb_conn_auth *au = auth_new(s, identity, claims, expires_at);
+    if (!au) return SB_ENOMEM; /* the old credentials stand until they expire */
+    sb_free(&s->alloc, c->auth);
+    c->auth = au;
+    if (s->auth_event) s->auth_event(s->hub, c, 200, "");
+    return 0;
+  }
+  if (!identity_ok(identity) || expires_at < 0) {
+    up_free(up);
+    c->hs->upgrade = NULL;
+    sb_ws_reject_upgrade(c, 500, NULL, "internal error");
+    return SB_EINVAL;
+  }
+  if (*identity || claims || expires_at) {
+    c->auth = auth_new(s, identity, claims, expires_at);
+    if (!c->auth) {
+      up_free(up);
+      c->hs->upgrade = NULL;
+      sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
+      return SB_ENOMEM;
+    }
+  }
+  c->hs->upgrade = NULL;
+  sb_net_resume(c);
+  sb_ws_accept_upgrade(c, up->early, up->early_len);
+  up_free(up);
+  return 0;
+}
+
+/* Extra header lines must be "Name: value" with a token name and no CR or LF anywhere: they
+ * are written into the response as they are. */
+static int header_ok(const char *h) {
+  const char *colon = strchr(h, ':');
+  if (!colon || colon == h) return 0;
+  for (const char *p = h; p < colon; p++) {
+    if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p)) return 0;
+  }
+  for (const char *p = colon; *p; p++) {
+    if (*p == '\r' || *p == '\n' || (*p < ' ' && *p != '\t') || *p == 127) return 0;
+  }
+  return 1;
+}
+
+int sb_upgrade_reject(sb_upgrade *up, int status, const char *const *headers, size_t nheaders,
+                      const char *body) {
+  if (!up) return SB_EINVAL;
+  sb_conn *c = up->conn;
+  int refresh = up->refresh;
+  char lines[1024];
+  size_t n = 0;
+  int bad = status < 400 || status > 599 || (nheaders && !headers);
+  for (size_t i = 0; i < nheaders && !bad; i++) {
+    size_t l = headers[i] ? strlen(headers[i]) : 0;
+    if (!headers[i] || !header_ok(headers[i]) || n + l + 3 > sizeof(lines)) bad = 1;
+    else {
+      memcpy(lines + n, headers[i], l);
+      memcpy(lines + n + l, "\r\n", 2);
+      n += l + 2;
+    }
+  }
+  lines[n] = '\0';
+  char text[256];
+  snprintf(text, sizeof(text), "%s", body ? body : "");
+  for (char *p = text; *p; p++) {
+    if ((unsigned char)*p < ' ') *p = ' ';
+  }
+  up_free(up);
+  if (!c) return SB_ECLOSED;
+  if (refresh) {
+    c->auth->refresh = NULL;
+    if (c->srv->auth_event) c->srv->auth_event(c->srv->hub, c, bad ? 500 : status, text);
+    return bad ? SB_EINVAL : 0;
+  }
+  c->hs->upgrade = NULL;
+  if (bad) {
+    sb_ws_reject_upgrade(c, 500, NULL, "internal error");
+    return SB_EINVAL;
+  }
+  sb_ws_reject_upgrade(c, status, lines, text);
+  return 0;
+}
+
+/* ---- refresh and expiry --------------------------------------------------------------- */
+
+int sb_ws_refresh(sb_conn *c, const char *token, size_t len) {
+  sb_server *s = c->srv;
+  if (!s->opts.on_upgrade || !c->auth || !c->auth->expires) return SB_ESTATE;
+  if (c->auth->refresh) return SB_EBUSY;
+  sb_upgrade *up = sb_malloc(&s->alloc, sizeof(*up));
+  if (!up) return SB_ENOMEM;
+  memset(up, 0, sizeof(*up));
+  up->conn = c;
+  up->a = s->alloc;
+  up->refresh = 1;
+  up->token_done = 1;
+  up->token = len && !memchr(token, '\0', len) ? keep(up, token, len) : NULL;
+  sb_net_peer(c, up->addr, sizeof(up->addr));
+  c->auth->refresh = up;
+  s->opts.on_upgrade(up, s->hook_user);
+  return 0;
+}
+
+void sb_ws_auth_sweep(sb_conn *c) {
+  sb_conn_auth *au = c->auth;
+  int64_t now = wall_now();
+  if (now >= au->expires) {
+    sb_ws_fail(c, SB_CLOSE_EXPIRED, "credentials expired");
+  } else if (!au->asked && now >= au->ask_at) {
+    au->asked = 1;
+    if (c->srv->auth_event) c->srv->auth_event(c->srv->hub, c, 0, "");
+  }
+}
+
+void sb_ws_auth_free(sb_conn *c) {
+  if (!c->auth) return;
+  if (c->auth->refresh) sb_ws_upgrade_orphan(c->auth->refresh);
+  sb_free(&c->srv->alloc, c->auth);
+  c->auth = NULL;
+}
+
+/* ---- the connection's credentials ----------------------------------------------------- */
+
+const char *sb_conn_identity(const sb_conn *c) { return c && c->auth ? c->auth->identity : ""; }
+const char *sb_conn_claims(const sb_conn *c) { return c && c->auth ? c->auth->claims : NULL; }
+int64_t sb_conn_expires(const sb_conn *c) { return c && c->auth ? c->auth->expires : 0; }
