@@ -578,9 +578,9 @@ typedef struct sb_hub_options {
 
 SB_EXPORT void sb_hub_options_init(sb_hub_options *opts);
 
-/* Creates a hub and the server it runs on. The server's own message, open and close
- * callbacks in `server_opts` are ignored (the hub's take their place); limits, timeouts and
- * the allocator apply. Listen with sb_server_listen(sb_hub_server(hub), ...). */
+/* Creates a hub and the server it runs on. The server's own message, open, close and drain
+ * callbacks in `server_opts` are ignored (the hub's take their place); on_upgrade,
+ * on_subprotocol (with `user`), the Origin list, limits, timeouts and the allocator apply. Listen with sb_server_listen(sb_hub_server(hub), ...). */
 SB_EXPORT int sb_hub_new(sb_hub **out, struct uv_loop_s *loop,
                          const sb_server_options *server_opts, const sb_hub_options *opts);
 
