@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# bench/run.sh — Switchboard's benchmarks against Node's `ws`. `make bench` runs it as
+# bench/run.sh — Switchboard's benchmarks against Node's `ws` and Socket.IO. `make bench` runs
+# it as
 #
 #   bench/run.sh PATH/TO/examples/echo PATH/TO/bench/loadgen [PATH/TO/broadcast PATH/TO/fanout]
 #
-# (broadcast and fanout default to the files of those names beside echo and loadgen).
+# (broadcast and fanout default to the files of those names beside echo and loadgen; the REST
+# benchmark's rest-server and restgen are taken from beside loadgen, i.e. build/bench/).
 #
 # Environment (all optional):
-#   BENCH_ONLY        sections to run, comma-separated: echo (1-3), fanout (4-5); default both
+#   BENCH_ONLY        sections to run, comma-separated: echo (1-3), fanout (4-5), rest (6);
+#                     default all three
 #   BENCH_DURATION    measured seconds per run (default 5)
 #   BENCH_ROUNDS      runs per server and configuration (default 3)
 #   BENCH_WARMUP      seconds of load before each measurement (default 1)
@@ -15,6 +18,8 @@
 #   BENCH_FANOUT_SUBS    subscriber counts for one publisher (default "1000 10000")
 #   BENCH_FANOUT_WINDOW  messages in flight of the windowed variant (default 8; 1 = lockstep only)
 #   BENCH_FANOUT_ALL     client counts for "every client publishing" (default "100 1000"; "" = none)
+#   BENCH_REST_CONNS     connection counts of the REST round-trip runs (default "100 1000")
+#   BENCH_REST_WINDOW    requests in flight of an extra windowed variant (default 1 = lockstep only)
 #   BENCH_OUT         JSON results (default: results.json beside loadgen, i.e. build/bench/);
 #                     sections not run this time are kept from the file already there
 #   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  cores for server and load generator (default 0 and 1)
@@ -34,6 +39,12 @@
 #      publish to the last delivery and to each delivery, alternating A B A B, pinned.
 #   5. Memory with the hub: VmRSS of each broadcast server before and after
 #      BENCH_IDLE_CONNS idle connections (each joined to the group, HELLO received).
+#   6. REST round trips: bench/rest-server (GET /items/:id through the rest layer) against
+#      bench/node-socketio.mjs (Socket.IO, the same work in an event handler answering through
+#      its acknowledgement), both driven by restgen: N connections, one request in flight each
+#      (lockstep), every answer checked; round trips per second, latency, server CPU per
+#      request, alternating A B A B, pinned. First the Socket.IO peer is checked with the real
+#      npm socket.io-client (bench/sio-check.mjs).
 # Every process it starts is killed by PID when it ends (or is interrupted).
 set -uo pipefail
 
@@ -48,6 +59,10 @@ FANOUT=$(readlink -f "${4:-$(dirname "$LOADGEN")/fanout}")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NODE_ECHO=$HERE/node-echo.mjs
 NODE_BROADCAST=$HERE/node-broadcast.mjs
+REST_BIN=$(dirname "$LOADGEN")/rest-server
+RESTGEN=$(dirname "$LOADGEN")/restgen
+NODE_SIO=$HERE/node-socketio.mjs
+SIO_CHECK=$HERE/sio-check.mjs
 NODE=${NODE:-node}
 
 DURATION=${BENCH_DURATION:-5}
@@ -59,11 +74,13 @@ OUT=${BENCH_OUT:-$(dirname "$LOADGEN")/results.json}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 CONFIGS=("100 32" "100 16384" "1000 32" "1000 16384") # conns size
-ONLY=${BENCH_ONLY:-echo,fanout}
+ONLY=${BENCH_ONLY:-echo,fanout,rest}
 FANOUT_SUBS=${BENCH_FANOUT_SUBS-1000 10000}
 FANOUT_WINDOW=${BENCH_FANOUT_WINDOW:-8}
 FANOUT_ALL=${BENCH_FANOUT_ALL-100 1000}
 FANOUT_SIZE=32 # body of the publisher's SEND envelope; our pushes carry it with a 31-byte header
+REST_CONNS=${BENCH_REST_CONNS-100 1000}
+REST_WINDOW=${BENCH_REST_WINDOW:-1}
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -71,7 +88,7 @@ note() { echo "bench: $*" >&2; }
 # want SECTION: whether BENCH_ONLY asks for it.
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 for s in ${ONLY//,/ }; do
-  case "$s" in echo|fanout) ;; *) die "BENCH_ONLY takes echo and/or fanout, comma-separated (got '$s')" ;; esac
+  case "$s" in echo|fanout|rest) ;; *) die "BENCH_ONLY takes echo, fanout and/or rest, comma-separated (got '$s')" ;; esac
 done
 
 [ -x "$LOADGEN" ] || die "not an executable: $2"
@@ -88,12 +105,27 @@ if want fanout; then
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "BENCH_FANOUT_SUBS and BENCH_FANOUT_ALL are lists of counts (got '$n')"
   done
 fi
+if want rest; then
+  [ -x "$REST_BIN" ] || die "not an executable: $REST_BIN (build bench/rest-server)"
+  [ -x "$RESTGEN" ] || die "not an executable: $RESTGEN (build bench/restgen)"
+  [ -f "$NODE_SIO" ] && [ -f "$SIO_CHECK" ] || die "missing $NODE_SIO or $SIO_CHECK"
+  [[ "$REST_WINDOW" =~ ^[1-9][0-9]*$ ]] || die "BENCH_REST_WINDOW must be a positive integer"
+  [ -n "${REST_CONNS// /}" ] || die "BENCH_REST_CONNS is empty"
+  for n in $REST_CONNS; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "BENCH_REST_CONNS is a list of counts (got '$n')"
+  done
+fi
 command -v "$NODE" >/dev/null || die "node not found (NODE=$NODE)"
 case "$FRAME" in binary|text) ;; *) die "BENCH_FRAME is binary or text" ;; esac
 [[ "$DURATION" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BENCH_DURATION must be a number of seconds"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 (cd "$HERE" && "$NODE" -e "require.resolve('ws')" >/dev/null 2>&1) ||
   die "the npm package ws is missing: run scripts/setup.sh bench (npm ci)"
+if want rest; then
+  (cd "$HERE" && "$NODE" -e "require.resolve('socket.io'); require.resolve('socket.io-client')" \
+    >/dev/null 2>&1) ||
+    die "the npm packages socket.io and socket.io-client are missing: run scripts/setup.sh bench (npm ci)"
+fi
 
 TMP=$(mktemp -d /tmp/sb-bench.XXXXXX)
 PIDS=()
@@ -153,21 +185,22 @@ SRV_PID=
 SRV_PORT=
 SRV_LOG=
 
-# start_server ours|node [echo|broadcast]: sets SRV_PID and SRV_PORT; returns non-zero if it
-# did not come up.
+# start_server ours|node [echo|broadcast|rest]: sets SRV_PID and SRV_PORT; returns non-zero if
+# it did not come up. (node rest is the Socket.IO server.)
 start_server() {
   local cmd app=${2:-echo}
   NSTART=$((NSTART + 1))
   SRV_LOG=$TMP/server-$NSTART-$1-$app
-  if [ "$1" = ours ] && [ "$app" = echo ]; then
-    cmd=("$ECHO_BIN" --port 0 --host 127.0.0.1)
-  elif [ "$1" = ours ]; then
-    cmd=("$BROADCAST_BIN" --port 0 --host 127.0.0.1)
-  elif [ "$app" = echo ]; then
-    cmd=("$NODE" "$NODE_ECHO" --port 0 --host 127.0.0.1)
-  else
-    cmd=("$NODE" "$NODE_BROADCAST" --port 0 --host 127.0.0.1)
-  fi
+  case "$1 $app" in
+    "ours echo") cmd=("$ECHO_BIN") ;;
+    "ours broadcast") cmd=("$BROADCAST_BIN") ;;
+    "ours rest") cmd=("$REST_BIN") ;;
+    "node echo") cmd=("$NODE" "$NODE_ECHO") ;;
+    "node broadcast") cmd=("$NODE" "$NODE_BROADCAST") ;;
+    "node rest") cmd=("$NODE" "$NODE_SIO") ;;
+    *) die "start_server: unknown server '$1 $app'" ;;
+  esac
+  cmd+=(--port 0 --host 127.0.0.1)
   "${PIN_SERVER[@]}" "${LINEBUF[@]}" "${cmd[@]}" >"$SRV_LOG.out" 2>"$SRV_LOG.err" </dev/null &
   SRV_PID=$!
   PIDS+=("$SRV_PID")
@@ -446,17 +479,95 @@ if want fanout; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 6. REST round trips: bench/rest-server (GET /items/:id, the rest layer) against Socket.IO
+#    (bench/node-socketio.mjs, an event with an acknowledgement), load from restgen
+# ---------------------------------------------------------------------------------------------
+REST_CHECK=skipped
+if want rest; then
+  echo "REST round trips: GET /items/<k> answered 200 {\"id\":\"<k>\",\"name\":\"item <k>\",\"price\":42};" \
+       "ours: REQUEST/RESPONSE envelopes, Socket.IO: emit('get', url, ack); load from restgen"
+  # First the peer, checked with Socket.IO's own client: what restgen measures must be what a
+  # real Socket.IO application gets. (restgen checks every answer of both servers itself.)
+  REST_CHECK=failed
+  if start_server node rest; then
+    if run_bg 30 "$NODE" "$SIO_CHECK" --host 127.0.0.1 --port "$SRV_PORT" \
+         >"$TMP/sio-check.out" 2>"$TMP/sio-check.err"; then
+      REST_CHECK=passed
+    fi
+    sed 's/^/  /' "$TMP/sio-check.out" "$TMP/sio-check.err"
+    stop_server node
+  fi
+  if [ "$REST_CHECK" != passed ]; then
+    note "the Socket.IO peer failed its check with socket.io-client: no REST measurements"
+  else
+    REST_CONFIGS=() # conns window
+    for n in $REST_CONNS; do
+      REST_CONFIGS+=("$n 1")
+      [ "$REST_WINDOW" -gt 1 ] && REST_CONFIGS+=("$n $REST_WINDOW")
+    done
+    rest_timeout=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 90 }')
+    for cfg in "${REST_CONFIGS[@]}"; do
+      read -r conns window <<<"$cfg"
+      for round in $(seq "$ROUNDS"); do
+        for kind in ours node; do
+          result=null
+          proto=sb
+          [ "$kind" = node ] && proto=sio
+          if start_server "$kind" rest; then
+            rg_out=$TMP/rest-$kind-$conns-$window-$round
+            run_bg "$rest_timeout" "${PIN_CLIENT[@]}" "$RESTGEN" --proto "$proto" \
+              --host 127.0.0.1 --port "$SRV_PORT" --conns "$conns" --window "$window" \
+              --duration "$DURATION" --warmup "$WARMUP" --connect-timeout 60 \
+              --server-pid "$SRV_PID" >"$rg_out.out" 2>"$rg_out.err"
+            rc=$?
+            alive=1
+            kill -0 "$SRV_PID" 2>/dev/null || alive=0
+            stop_server "$kind"
+            line=$(grep -m1 '^{' "$rg_out.out")
+            [ -n "$line" ] && result=$line
+            if [ $rc -ne 0 ] || [ $alive -eq 0 ] || [ -s "$rg_out.err" ]; then
+              note "$kind rest ${conns}x w$window round $round: restgen exit $rc, server" \
+                   "alive=$alive; restgen stderr: $(head -c 600 "$rg_out.err" | tr '\n' ' ')"
+            fi
+            if [ -s "$SRV_LOG.err" ]; then
+              note "$kind server stderr: $(head -c 300 "$SRV_LOG.err" | tr '\n' ' ')"
+            fi
+          fi
+          echo "{\"section\":\"rest\",\"server\":\"$kind\",\"conns\":$conns,\"window\":$window,\"round\":$round,\"result\":$result}" >>"$RESULTS"
+          label=$([ "$kind" = ours ] && echo ours || echo sio)
+          if [ "$result" != null ]; then
+            printf '%-4s %4s conns w%-3s round %s: %s\n' "$label" "$conns" "$window" "$round" \
+              "$("$NODE" -e '
+                const r = JSON.parse(process.argv[1]);
+                const f = (x) => x === undefined ? "?" : x;
+                console.log(`${r.rps} req/s  p50 ${r.p50_us} us  p99 ${r.p99_us} us  ` +
+                  `errors ${r.errors}  server ${f(r.server_cpu_pct)}% CPU, ` +
+                  `${f(r.server_cpu_us_per_req)} us/req  restgen ${r.client_cpu_pct}% CPU  ` +
+                  `other ${f(r.other_cpu_pct)}%`);' "$result")"
+          else
+            printf '%-4s %4s conns w%-3s round %s: FAILED\n' "$label" "$conns" "$window" "$round"
+          fi
+        done
+      done
+    done
+  fi
+  echo
+fi
+
+# ---------------------------------------------------------------------------------------------
 # Report: tables on stdout, everything as JSON in $OUT
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
 ws_version=$(cd "$HERE" && "$NODE" -p "require('ws/package.json').version" 2>/dev/null || echo unknown)
+sio_version=$(cd "$HERE" && "$NODE" -p "require('socket.io/package.json').version" 2>/dev/null || echo unknown)
 "$NODE" - "$RESULTS" "$OUT" "$DURATION" "$ROUNDS" "$WARMUP" "$FRAME" "$ECHO_BIN" \
   "$ws_version" "$SERVER_CPU" "$CLIENT_CPU" "${GRACE_FAILS[*]:-}" "$ONLY" "$BROADCAST_BIN" \
-  "$FANOUT_SIZE" <<'EOF'
+  "$FANOUT_SIZE" "$REST_BIN" "$sio_version" "$REST_CHECK" <<'EOF'
 const fs = require('fs');
 const os = require('os');
 const [resultsFile, outFile, duration, rounds, warmup, frame, echoBin, wsVersion, srvCpu,
-       cliCpu, graceFails, only, broadcastBin, fanoutSize] = process.argv.slice(2);
+       cliCpu, graceFails, only, broadcastBin, fanoutSize, restBin, sioVersion,
+       restCheck] = process.argv.slice(2);
 const sections = only.split(',').filter(Boolean);
 const rows = fs.readFileSync(resultsFile, 'utf8').trim().split('\n').filter(Boolean)
   .map((l) => {
@@ -718,12 +829,98 @@ if (sections.includes('fanout')) {
                             ' joined to the group, HELLO sent; target <= 1 KiB');
 }
 
+// ---- REST round trips -------------------------------------------------------------------------
+let rest = null;
+if (sections.includes('rest')) {
+  const rRows = rows.filter((r) => r.section === 'rest');
+  const keys = [];
+  for (const r of rRows) {
+    const k = `${r.conns} ${r.window}`;
+    if (!keys.includes(k)) keys.push(k);
+  }
+  rest = [];
+  for (const k of keys) {
+    const [conns, window] = k.split(' ').map(Number);
+    const entry = { conns, window };
+    for (const [server, kind] of [['ours', 'ours'], ['socketio', 'node']]) {
+      const runs = rRows.filter((r) => r.server === kind && r.conns === conns && r.window === window);
+      const ok = runs.map((r) => r.result).filter(Boolean);
+      const pick = (f) => ok.map((r) => r[f]);
+      entry[server] = {
+        runs: runs.map((r) => r.result),
+        failed_runs: runs.length - ok.length,
+        median: {
+          rps: median(pick('rps')),
+          p50_us: median(pick('p50_us')),
+          p99_us: median(pick('p99_us')),
+          server_cpu_us_per_req: median(pick('server_cpu_us_per_req')),
+          server_cpu_pct: median(pick('server_cpu_pct')),
+          client_cpu_pct: median(pick('client_cpu_pct')),
+        },
+        max_client_cpu_pct: max(pick('client_cpu_pct')),
+        max_other_cpu_pct: max(pick('other_cpu_pct')),
+        errors: pick('errors').reduce((a, b) => a + (b || 0), 0),
+      };
+    }
+    const o = entry.ours.median, n = entry.socketio.median;
+    entry.ratio = o.rps && n.rps ? o.rps / n.rps : null;
+    entry.cpu_ratio = o.server_cpu_us_per_req && n.server_cpu_us_per_req
+      ? n.server_cpu_us_per_req / o.server_cpu_us_per_req : null;
+    rest.push(entry);
+  }
+  const label = (e) => `${e.conns} conns, ${e.window === 1 ? 'lockstep' : `window ${e.window}`}`;
+  const ms = (us) => (us === null || us === undefined ? '-'
+    : (us / 1000).toFixed(us < 10000 ? 2 : us < 100000 ? 1 : 0));
+  console.log('');
+  console.log(`REST round trips, GET /items/<k> -> 200 + JSON (Socket.IO ${sioVersion}: emit with ` +
+              `ack; peer check with socket.io-client: ${restCheck}): medians of ${rounds} runs ` +
+              `of ${duration} s`);
+  if (!rest.length) console.log('  (nothing measured)');
+  else {
+    console.log([padr('config', 22), pad('ours rt/s', 10), pad('sio rt/s', 10), pad('ratio', 6),
+      pad('ours p50/p99 ms', 16), pad('sio p50/p99 ms', 16), pad('CPU us/req o/s', 15),
+      pad('CPU ratio', 10), pad('srv CPU% o/s', 13), pad('restgen CPU%', 13),
+      pad('other CPU%', 11), pad('errors', 7)].join(' '));
+  }
+  for (const e of rest) {
+    const o = e.ours.median, n = e.socketio.median;
+    console.log([
+      padr(label(e), 22), pad(fmt(o.rps), 10), pad(fmt(n.rps), 10),
+      pad(e.ratio ? e.ratio.toFixed(2) + 'x' : '-', 6),
+      pad(`${ms(o.p50_us)}/${ms(o.p99_us)}`, 16), pad(`${ms(n.p50_us)}/${ms(n.p99_us)}`, 16),
+      pad(`${fmt(o.server_cpu_us_per_req, 2)}/${fmt(n.server_cpu_us_per_req, 2)}`, 15),
+      pad(e.cpu_ratio ? e.cpu_ratio.toFixed(2) + 'x' : '-', 10),
+      pad(`${fmt(o.server_cpu_pct)}/${fmt(n.server_cpu_pct)}`, 13),
+      pad(`${fmt(e.ours.max_client_cpu_pct)}/${fmt(e.socketio.max_client_cpu_pct)}`, 13),
+      pad(`${fmt(e.ours.max_other_cpu_pct)}/${fmt(e.socketio.max_other_cpu_pct)}`, 11),
+      pad(`${e.ours.errors}/${e.socketio.errors}`, 7),
+    ].join(' '));
+  }
+  if (rest.length) {
+    console.log('(rt/s: answered and checked requests per second; ratio: ours/Socket.IO; CPU us/req: ' +
+                'server CPU time per request, CPU ratio = Socket.IO/ours; restgen CPU% and other ' +
+                'CPU%: highest run against ours/Socket.IO; errors: ours/Socket.IO, all runs)');
+  }
+  const warn = (cond, what) => {
+    const bad = rest.filter(cond);
+    if (bad.length) console.log(`warning: ${what}: ${bad.map(label).join('; ')}`);
+  };
+  warn((e) => Math.max(e.ours.max_other_cpu_pct || 0, e.socketio.max_other_cpu_pct || 0) > 10,
+       'other processes used more than 10% of a core (noisy numbers)');
+  warn((e) => Math.max(e.ours.max_client_cpu_pct || 0, e.socketio.max_client_cpu_pct || 0) > 90,
+       'restgen used more than 90% of its core (it may be the limit)');
+  warn((e) => e.ours.errors + e.socketio.errors > 0 ||
+              e.ours.failed_runs + e.socketio.failed_runs > 0,
+       'errors or failed runs (see the per-run lines and bench: notes above)');
+}
+
 if (graceFails) console.log(`\nnote: needed SIGKILL after SIGTERM: ${graceFails}`);
 
 const meta = {
   date: new Date().toISOString(), sections, duration_s: Number(duration), rounds: Number(rounds),
   warmup_s: Number(warmup), frame, inflight: 1, echo_binary: echoBin,
-  broadcast_binary: broadcastBin, node: process.version, ws: wsVersion, kernel: os.release(),
+  broadcast_binary: broadcastBin, rest_binary: restBin, node: process.version, ws: wsVersion,
+  socketio: sioVersion, kernel: os.release(),
   cpu: os.cpus()[0] ? os.cpus()[0].model : null, cores: os.cpus().length,
   server_core: Number(srvCpu), loadgen_core: Number(cliCpu), loadavg: os.loadavg(),
   sigkill_needed: graceFails ? graceFails.split(' ') : [],
@@ -745,6 +942,7 @@ const keep = (section, keys, value) => {
 };
 keep('echo', ['echo', 'memory', 'syscalls'], { echo, memory, syscalls });
 keep('fanout', ['fanout', 'hub_memory'], { fanout, hub_memory: hubMemory });
+keep('rest', ['rest', 'rest_peer_check'], { rest, rest_peer_check: restCheck });
 for (const s of sections) meta[`${s}_date`] = meta.date;
 for (const k of kept) meta[`${k.section}_date`] = k.date;
 if (kept.length) meta.kept_from_previous = kept.map((k) => k.section);
