@@ -698,6 +698,34 @@ SB_EXPORT int sb_app_put(sb_app *app, const char *pattern, sb_handler_cb cb, voi
 SB_EXPORT int sb_app_patch(sb_app *app, const char *pattern, sb_handler_cb cb, void *user);
 SB_EXPORT int sb_app_delete(sb_app *app, const char *pattern, sb_handler_cb cb, void *user);
 
+/* Routers to mount under a prefix, like Express's express.Router(): build a group of routes
+ * on its own, then mount it (once or under several prefixes):
+ *
+ *     sb_routes *v1;
+ *     sb_routes_new(&v1, app);
+ *     sb_routes_get(v1, "/rooms/:roomId", get_room, NULL);
+ *     sb_app_mount(app, "/api/v1", v1);          // GET /api/v1/rooms/7
+ *
+ * A routes object belongs to its app and is freed with it. Its routes count for 404/405 and
+ * specificity as if added to the app with the prefix in front. `prefix`: literal segments
+ * ("/api/v1"), no parameters. Routes may be added before or after mounting. */
+typedef struct sb_routes sb_routes;
+SB_EXPORT int sb_routes_new(sb_routes **out, sb_app *app);
+SB_EXPORT int sb_routes_route(sb_routes *routes, const char *method, const char *pattern,
+                              sb_handler_cb cb, void *user);
+SB_EXPORT int sb_routes_get(sb_routes *routes, const char *pattern, sb_handler_cb cb, void *user);
+SB_EXPORT int sb_routes_post(sb_routes *routes, const char *pattern, sb_handler_cb cb, void *user);
+SB_EXPORT int sb_routes_put(sb_routes *routes, const char *pattern, sb_handler_cb cb, void *user);
+SB_EXPORT int sb_routes_patch(sb_routes *routes, const char *pattern, sb_handler_cb cb,
+                              void *user);
+SB_EXPORT int sb_routes_delete(sb_routes *routes, const char *pattern, sb_handler_cb cb,
+                               void *user);
+/* Mounts `routes` under `prefix` in the app, or in another routes object (nesting).
+ * SB_EINVAL for a prefix with parameters, routes of another app, or a routes object mounted
+ * into itself. */
+SB_EXPORT int sb_app_mount(sb_app *app, const char *prefix, sb_routes *routes);
+SB_EXPORT int sb_routes_mount(sb_routes *parent, const char *prefix, sb_routes *child);
+
 /* Adds middleware for the paths under `prefix` (whole segments: "/admin" covers "/admin" and
  * "/admin/x", not "/administrator"); NULL or "/" covers every path. At most 32. */
 SB_EXPORT int sb_app_use(sb_app *app, const char *prefix, sb_handler_cb cb, void *user);

@@ -47,6 +47,16 @@ struct sb_app {
   size_t npending;
   route_target *targets; /* one per route added (the router's handler points at it) */
   size_t ntargets;
+  sb_routes *routes;     /* routers made for mounting, freed with the app */
+};
+
+/* A router to mount under a prefix (Express's express.Router()): its own trie, but its
+ * handlers are the app's targets, so matching through a mount is the same as matching a
+ * route of the app. */
+struct sb_routes {
+  sb_app *app;
+  sb_router *router;
+  sb_routes *next;
 };
 
 typedef struct kv {
@@ -87,8 +97,8 @@ static unsigned method_bits(const char *m) {
   return 0;
 }
 
-int sb_app_route(sb_app *app, const char *method, const char *pattern, sb_handler_cb cb,
-                 void *user) {
+static int add_route(sb_app *app, sb_router *router, const char *method, const char *pattern,
+                     sb_handler_cb cb, void *user) {
   unsigned bits = method_bits(method);
   if (!app || !pattern || !cb || !bits) return SB_EINVAL;
   /* Targets live in one array that only grows; the router keeps an index into it. */
@@ -96,9 +106,73 @@ int sb_app_route(sb_app *app, const char *method, const char *pattern, sb_handle
   if (!t) return SB_ENOMEM;
   app->targets = t;
   app->targets[app->ntargets] = (route_target){cb, user};
-  int r = sb_router_add(app->router, bits, pattern, (void *)(uintptr_t)(app->ntargets + 1), NULL);
+  int r = sb_router_add(router, bits, pattern, (void *)(uintptr_t)(app->ntargets + 1), NULL);
   if (r == 0) app->ntargets++;
   return r;
+}
+
+int sb_app_route(sb_app *app, const char *method, const char *pattern, sb_handler_cb cb,
+                 void *user) {
+  return app ? add_route(app, app->router, method, pattern, cb, user) : SB_EINVAL;
+}
+
+int sb_routes_new(sb_routes **out, sb_app *app) {
+  *out = NULL;
+  if (!app) return SB_EINVAL;
+  sb_routes *rs = sb_malloc(app->a, sizeof(*rs));
+  if (!rs) return SB_ENOMEM;
+  int r = sb_router_new(&rs->router, app->a);
+  if (r) {
+    sb_free(app->a, rs);
+    return r;
+  }
+  rs->app = app;
+  rs->next = app->routes;
+  app->routes = rs;
+  *out = rs;
+  return 0;
+}
+
+int sb_routes_route(sb_routes *rs, const char *method, const char *pattern, sb_handler_cb cb,
+                    void *user) {
+  return rs ? add_route(rs->app, rs->router, method, pattern, cb, user) : SB_EINVAL;
+}
+
+int sb_routes_get(sb_routes *rs, const char *p, sb_handler_cb cb, void *u) {
+  return sb_routes_route(rs, "GET", p, cb, u);
+}
+int sb_routes_post(sb_routes *rs, const char *p, sb_handler_cb cb, void *u) {
+  return sb_routes_route(rs, "POST", p, cb, u);
+}
+int sb_routes_put(sb_routes *rs, const char *p, sb_handler_cb cb, void *u) {
+  return sb_routes_route(rs, "PUT", p, cb, u);
+}
+int sb_routes_patch(sb_routes *rs, const char *p, sb_handler_cb cb, void *u) {
+  return sb_routes_route(rs, "PATCH", p, cb, u);
+}
+int sb_routes_delete(sb_routes *rs, const char *p, sb_handler_cb cb, void *u) {
+  return sb_routes_route(rs, "DELETE", p, cb, u);
+}
+
+/* A prefix is literal segments only: parameters belong to the routes. */
+static int literal_prefix(const char *prefix) {
+  if (!prefix || prefix[0] != '/') return 0;
+  for (const char *p = prefix; *p; p++) {
+    if ((p[0] == '/' && (p[1] == ':' || p[1] == '*')) || *p == '%') return 0;
+  }
+  return 1;
+}
+
+int sb_app_mount(sb_app *app, const char *prefix, sb_routes *rs) {
+  if (!app || !rs || rs->app != app || !literal_prefix(prefix)) return SB_EINVAL;
+  return sb_router_mount(app->router, prefix, rs->router);
+}
+
+int sb_routes_mount(sb_routes *parent, const char *prefix, sb_routes *child) {
+  if (!parent || !child || parent == child || parent->app != child->app ||
+      !literal_prefix(prefix))
+    return SB_EINVAL;
+  return sb_router_mount(parent->router, prefix, child->router);
 }
 
 int sb_app_get(sb_app *a, const char *p, sb_handler_cb cb, void *u) {
@@ -379,6 +453,12 @@ int sb_app_free(sb_app *app) {
   if (app->npending) return SB_EBUSY;
   sb_hub_set_app(app->hub, NULL, NULL, NULL);
   sb_router_free(app->router);
+  while (app->routes) {
+    sb_routes *n = app->routes->next;
+    sb_router_free(app->routes->router);
+    sb_free(app->a, app->routes);
+    app->routes = n;
+  }
   sb_free(app->a, app->targets);
   sb_free(app->a, app);
   return 0;

@@ -31,6 +31,22 @@ async function call(url, { method = METHOD.GET, body = '' } = {}) {
   return { kind: r.kind, status: r.status, body: r.body.toString('utf8') };
 }
 
+describe('mounted routers', () => {
+  test('routes under a prefix, with the app\'s middleware and parameters', async () => {
+    assert.deepEqual(await call('/api/v1/rooms/9?as=zoe'), { kind: KIND.RESPONSE, status: 200, body: 'v1 room=9 user=zoe' });
+    assert.deepEqual(await call('/api/v1/rooms/9', { method: METHOD.DELETE }), { kind: KIND.RESPONSE, status: 204, body: '' });
+  });
+  test('a router nested in a mounted router', async () => {
+    assert.deepEqual(await call('/api/v1/admin/health'), { kind: KIND.RESPONSE, status: 200, body: 'ok' });
+  });
+  test('404 and 405 through a mount', async () => {
+    assert.equal((await call('/api/v2/rooms/9')).status, 404);
+    assert.equal((await call('/api/v1/nothing')).status, 404);
+    assert.deepEqual(await call('/api/v1/rooms/9', { method: METHOD.PUT }),
+      { kind: KIND.RESPONSE, status: 405, body: '{"error":"Method Not Allowed","allow":["GET","DELETE"]}' });
+  });
+});
+
 describe('routing', () => {
   test('a parameter, the query string decoded, and a value set by middleware', async () => {
     assert.deepEqual(await call('/rooms/42?x=a%20b&as=alice'),
