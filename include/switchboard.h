@@ -753,6 +753,11 @@ SB_EXPORT const char *sb_req_query(const sb_req *req, const char *name); /* deco
 SB_EXPORT const void *sb_req_body(const sb_req *req, size_t *len);
 SB_EXPORT int sb_req_one_way(const sb_req *req); /* a SEND: no response goes out */
 SB_EXPORT sb_conn *sb_req_conn(const sb_req *req); /* NULL once the connection closed */
+/* Who sent it: the connection's identity from the upgrade auth ("" when anonymous), valid
+ * until the request is answered; and its claims (JSON text or NULL), valid while the
+ * connection is open and its credentials are not refreshed. */
+SB_EXPORT const char *sb_req_identity(const sb_req *req);
+SB_EXPORT const char *sb_req_claims(const sb_req *req);
 
 /* Per-request values that middleware hands on to later middleware and the handler. The key
  * is copied (at most 31 bytes); the value is the caller's. At most 8 keys. */

@@ -95,16 +95,14 @@ static void group_of(char *out, size_t cap, const char *room_id) {
 static void log_requests(sb_req *req, void *user) {
   (void)user;
   static const char *names[] = {"-", "GET", "POST", "PUT", "PATCH", "DELETE"};
-  sb_conn *c = sb_req_conn(req);
   fprintf(stderr, "%s %s (%s)\n", names[sb_req_method(req)], sb_req_path(req),
-          c && *sb_conn_identity(c) ? sb_conn_identity(c) : "anonymous");
+          *sb_req_identity(req) ? sb_req_identity(req) : "anonymous");
   sb_next(req);
 }
 
 static void writers_only(sb_req *req, void *user) {
   (void)user;
-  sb_conn *c = sb_req_conn(req);
-  if (sb_req_method(req) != SB_METHOD_GET && (!c || !*sb_conn_identity(c))) {
+  if (sb_req_method(req) != SB_METHOD_GET && !*sb_req_identity(req)) {
     sb_fail(req, 401, "writes need an identity");
     return;
   }
@@ -117,7 +115,7 @@ static void get_me(sb_req *req, void *user) {
   (void)user;
   char out[256];
   size_t n = (size_t)snprintf(out, sizeof(out), "{\"identity\":");
-  json_str(out, sizeof(out), &n, sb_conn_identity(sb_req_conn(req)));
+  json_str(out, sizeof(out), &n, sb_req_identity(req));
   snprintf(out + n, sizeof(out) - n, "}");
   reply_json(req, 200, out);
 }
@@ -174,7 +172,7 @@ static void post_message(sb_req *req, void *user) {
   room *r = find_room(sb_req_param(req, "roomId"), 1);
   if (!r) return sb_fail(req, 507, "too many rooms");
   message *m = &r->last[r->count++ % KEEP];
-  snprintf(m->from, sizeof(m->from), "%s", sb_conn_identity(sb_req_conn(req)));
+  snprintf(m->from, sizeof(m->from), "%s", sb_req_identity(req));
   memcpy(m->text, text, len);
   m->text[len] = '\0';
   /* Push to the room's group: recorded in its stream, so members that reconnect get it. */
@@ -217,7 +215,7 @@ static void poke_user(sb_req *req, void *user) {
   (void)user;
   char body[256];
   size_t n = (size_t)snprintf(body, sizeof(body), "{\"from\":");
-  json_str(body, sizeof(body), &n, sb_conn_identity(sb_req_conn(req)));
+  json_str(body, sizeof(body), &n, sb_req_identity(req));
   n += (size_t)snprintf(body + n, sizeof(body) - n, "}");
   int r = sb_hub_send_to_user(hub, sb_req_param(req, "userId"), SB_METHOD_POST, "/pokes", body, n);
   if (r != 0) return sb_fail(req, 400, sb_strerror(r));

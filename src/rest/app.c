@@ -72,6 +72,7 @@ struct sb_req {
   uint8_t method, kind;
   size_t mw_next;
   char *path, *query;
+  const char *identity; /* copied: it outlives the connection */
   const uint8_t *body;
   size_t body_len;
   sb_route_match match;
@@ -316,8 +317,10 @@ static void on_envelope(void *ctx, sb_conn *c, const sb_envelope *env) {
   size_t qlen = q ? env->url_len - plen - 1 : 0;
   size_t pairs = qlen ? SB_REQ_MAX_QUERY * sizeof(sb_query_pair) : 0;
   size_t rscratch = 2 * plen + 2, qscratch = qlen ? 2 * qlen + 2 : 0;
-  sb_req *req = sb_malloc(app->a, sizeof(*req) + pairs + plen + 1 + qlen + 1 + env->body_len +
-                                      rscratch + qscratch);
+  const char *identity = sb_conn_identity(c);
+  size_t ilen = strlen(identity);
+  sb_req *req = sb_malloc(app->a, sizeof(*req) + pairs + plen + 1 + qlen + 1 + ilen + 1 +
+                                      env->body_len + rscratch + qscratch);
   if (!req) {
     if (env->kind == SB_KIND_REQUEST) sb_hub_respond(c, env->id, 503, "", 0);
     return;
@@ -339,6 +342,9 @@ static void on_envelope(void *ctx, sb_conn *c, const sb_envelope *env) {
   if (qlen) memcpy(p, q + 1, qlen);
   p[qlen] = '\0';
   p += qlen + 1;
+  memcpy(p, identity, ilen + 1);
+  req->identity = p;
+  p += ilen + 1;
   req->body = (const uint8_t *)p;
   req->body_len = env->body_len;
   if (env->body_len) memcpy(p, env->body, env->body_len);
@@ -386,6 +392,8 @@ sb_method sb_req_method(const sb_req *r) { return (sb_method)r->method; }
 const char *sb_req_path(const sb_req *r) { return r->path; }
 sb_conn *sb_req_conn(const sb_req *r) { return r->conn; }
 int sb_req_one_way(const sb_req *r) { return r->kind == SB_KIND_SEND; }
+const char *sb_req_identity(const sb_req *r) { return r->identity ? r->identity : ""; }
+const char *sb_req_claims(const sb_req *r) { return r->conn ? sb_conn_claims(r->conn) : NULL; }
 
 const void *sb_req_body(const sb_req *r, size_t *len) {
   if (len) *len = r->body_len;
