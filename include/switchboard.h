@@ -320,11 +320,13 @@ SB_EXPORT int sb_upgrade_is_refresh(const sb_upgrade *up);
 SB_EXPORT sb_conn *sb_upgrade_conn(const sb_upgrade *up);
 
 /*
- * Accepts: the connection opens (101) as `identity` (at most 190 bytes; NULL or "" for
+ * Accepts: the connection opens (101) as `identity` (UTF-8, at most 190 bytes; NULL or "" for
  * anonymous), with `claims` (any text, usually JSON; may be NULL; copied) and credentials
- * valid until `expires_at` (seconds since the Unix epoch; 0: no expiry). A refresh must name
- * the same identity, else the connection is closed with SB_CLOSE_IDENTITY. Frees `up`.
- * Returns 0, SB_ECLOSED (the client is gone) or SB_EINVAL (bad identity: rejected with 500).
+ * valid until `expires_at` (seconds since the Unix epoch; 0: no expiry). The strings may be
+ * the handle's own (sb_upgrade_token ...). Frees `up`. Returns 0; SB_ECLOSED when the client
+ * is gone; SB_EINVAL for a bad identity (the client gets 500) or an expiry already past (401);
+ * SB_ENOMEM (503). A refresh must name the same identity, else the connection is closed with
+ * SB_CLOSE_IDENTITY (and 0 is returned); a refresh that fails leaves the old credentials.
  */
 SB_EXPORT int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
                                 int64_t expires_at);
@@ -601,7 +603,8 @@ SB_EXPORT const char *sb_conn_id(const sb_conn *conn);
 SB_EXPORT sb_conn *sb_hub_find(sb_hub *hub, const char *conn_id);
 
 /* Joins / leaves a group (1..200 bytes of UTF-8 name). Joining twice, or leaving a group the
- * connection is not in, does nothing and returns 0. Membership is part of the session: a
+ * connection is not in, does nothing and returns 0. Names starting with "user:" are reserved
+ * (SB_EINVAL): those groups are joined by the upgrade auth, one per identity. Membership is part of the session: a
  * resumed connection is in the same groups. */
 SB_EXPORT int sb_conn_join(sb_conn *conn, const char *group);
 SB_EXPORT int sb_conn_leave(sb_conn *conn, const char *group);

@@ -207,6 +207,9 @@ static int local_join(sb_hub *h, hconn *hc, const char *name, size_t n, int reco
 }
 
 int sb_conn_join(sb_conn *c, const char *name) {
+  /* "user:<identity>" is joined by the upgrade auth only: a client-named group must not let
+   * anyone into another user's pushes. */
+  if (name && strncmp(name, "user:", 5) == 0) return SB_EINVAL;
   hconn *hc = HC(c);
   if (!hc || !name) return SB_EINVAL;
   if (hc->closing) return SB_ECLOSED;

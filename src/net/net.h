@@ -48,15 +48,19 @@ typedef struct sb_conn_io {
 /* An identity is at most this long, so that its group "user:<identity>" is a valid name. */
 #define SB_IDENTITY_MAX 190
 
-/* What the upgrade auth accepted: one allocation, identity and claims after the struct. */
+/* What the upgrade auth accepted. The identity is fixed for the connection's life (a refresh
+ * must name the same one), so it sits in the block; the claims change with a refresh. */
 typedef struct sb_conn_auth {
   int64_t expires;     /* seconds since the Unix epoch; 0: never */
   int64_t ask_at;      /* when to ask for a new token */
   void *refresh;       /* the sb_upgrade of a refresh in progress, or NULL */
-  const char *claims;  /* NULL or NUL-terminated, after identity */
+  char *claims;        /* NULL, or its own allocation */
   int asked;
   char identity[];
 } sb_conn_auth;
+
+/* Bytes a client may send after its upgrade request while the auth decides. */
+#define SB_EARLY_MAX (16 * 1024)
 
 /* A write libuv holds because the kernel refused part of a flush: it owns the queue it
  * writes (moved out of the connection, so later sends cannot move its buffers). */

@@ -459,9 +459,9 @@ void sb_net_pause(sb_conn *c) {
 }
 
 void sb_net_resume(sb_conn *c) {
-  if (c->state != SB_CONN_CLOSED &&
-      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
-    sb_net_close(c);
+  if (c->state == SB_CONN_CLOSED) return;
+  int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (r != 0 && r != UV_EALREADY) sb_net_close(c);
 }
 
 void sb_net_peer(const sb_conn *c, char *out, size_t cap) {

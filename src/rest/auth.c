@@ -38,6 +38,7 @@ void sb_jwt_free(sb_jwt *j) {
 }
 
 int sb_jwt_new(sb_jwt **out, const sb_jwt_options *o) {
+  if (!out) return SB_EINVAL;
   *out = NULL;
   if (!o || !o->alg || !o->key || !o->key_len) return SB_EINVAL;
   sb_jwt_alg alg;
@@ -98,6 +99,7 @@ void sb_jwt_upgrade_cb(sb_upgrade *up, void *user) {
     sb_upgrade_reject(up, 401, h, 1, err);
     return;
   }
-  sb_upgrade_accept(up, id, claims, exp);
+  /* The verifier honours the leeway on exp; so does the connection. */
+  sb_upgrade_accept(up, id, claims, exp + (int64_t)j->v.leeway_s);
   free(claims);
 }

@@ -217,7 +217,14 @@ static const char *reason_phrase(int status) {
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
+    case 402: return "Payment Required";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
     case 429: return "Too Many Requests";
+    case 451: return "Unavailable For Legal Reasons";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 408: return "Request Timeout";
     case 426: return "Upgrade Required";
@@ -241,6 +248,9 @@ void sb_ws_reject_upgrade(sb_conn *c, int status, const char *headers, const cha
                    status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", headers ? headers : "",
                    why);
   drop_handshake(c);
+  /* An upgrade that waited for auth stopped reading: read again, so that the peer's FIN ends
+   * the drain at once (bytes are discarded) instead of close_timeout_ms later. */
+  sb_net_resume(c);
   if (n < 0 || (size_t)n >= sizeof(buf) || sb_net_io(c) ||
       sb_outq_push_bytes(&c->io->out, A(c), buf, (size_t)n)) {
     sb_net_close(c);
@@ -253,12 +263,23 @@ static void accept_upgrade(sb_conn *c) {
   sb_server *s = c->srv;
   const char *chosen = NULL;
   const char *offered[16];
-  char scratch[1024];
+  char small[1024], *scratch = small;
+  size_t cap = sizeof(small);
+  /* Entries may carry a token of a few KiB: room for the whole header when it is long. */
+  const char *proto = sb_handshake_header(c->hs, "Sec-WebSocket-Protocol");
+  if (proto && strlen(proto) + 64 > cap) {
+    cap = s->opts.max_header_bytes + 64;
+    scratch = sb_malloc(A(c), cap);
+    if (!scratch) {
+      sb_net_close(c);
+      return;
+    }
+  }
   /* A "bearer.<token>" entry carries a browser's credential (sb_upgrade_token), not a
    * protocol: it is never offered to the hook nor chosen. Browsers fail a connection that
    * offered subprotocols and got none back, so without a hook the first real one is chosen
    * when a token came that way. */
-  size_t all = sb_handshake_subprotocols(c->hs, offered, 16, scratch, sizeof(scratch)), n = 0;
+  size_t all = proto ? sb_handshake_subprotocols(c->hs, offered, 16, scratch, cap) : 0, n = 0;
   int bearer = 0;
   for (size_t i = 0; i < all; i++) {
     if (strncmp(offered[i], "bearer.", 7) == 0) bearer = 1;
@@ -284,6 +305,7 @@ static void accept_upgrade(sb_conn *c) {
     c->subprotocol = sb_malloc(A(c), size);
     if (c->subprotocol) memcpy(c->subprotocol, chosen, size);
   }
+  if (scratch != small) sb_free(A(c), scratch);
   drop_handshake(c);
   /* The 101 and whatever on_open sends (a HELLO) leave together in one write, at once rather
    * than at the end of the loop turn, and the busy-state block is given back right after: an
@@ -522,7 +544,10 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
 }
 
 void sb_ws_shutdown(sb_conn *c) {
-  if (c->state == SB_CONN_HANDSHAKE) sb_net_close(c);
+  if (c->state == SB_CONN_HANDSHAKE) {
+    drop_handshake(c); /* a pending upgrade is orphaned: a verdict now returns SB_ECLOSED */
+    sb_net_close(c);
+  }
   else if (c->state == SB_CONN_OPEN) sb_conn_close(c, SB_CLOSE_GOING_AWAY, "server shutting down", 20);
 }
 

@@ -37,8 +37,9 @@ struct sb_upgrade {
   int token_done;
   const char *token;
   str *strs;        /* strings handed out, freed with the handle */
-  uint8_t *early;   /* bytes that came after the request */
+  uint8_t *early;   /* bytes that came after the request (the read buffer's, then a copy) */
   size_t early_len;
+  int early_owned;
   char addr[64];
 };
 
@@ -48,7 +49,7 @@ static void up_free(sb_upgrade *up) {
     sb_free(&up->a, up->strs);
     up->strs = n;
   }
-  sb_free(&up->a, up->early);
+  if (up->early_owned) sb_free(&up->a, up->early);
   sb_free(&up->a, up);
 }
 
@@ -63,31 +64,36 @@ static const char *keep(sb_upgrade *up, const char *s, size_t n) {
 }
 
 static sb_handshake *HS(const sb_upgrade *up) {
-  return up->conn && !up->refresh ? up->conn->hs : NULL;
+  return up->conn && !up->refresh && up->conn->state == SB_CONN_HANDSHAKE ? up->conn->hs : NULL;
 }
 
 void sb_ws_upgrade_orphan(void *upgrade) { ((sb_upgrade *)upgrade)->conn = NULL; }
 
 void sb_ws_upgrade_start(sb_conn *c, const uint8_t *early, size_t early_len) {
   sb_server *s = c->srv;
+  /* A client must wait for the 101 before it sends frames; a little is tolerated. */
+  if (early_len > SB_EARLY_MAX) return sb_ws_reject_upgrade(c, 400, NULL, "data before the 101");
   sb_upgrade *up = sb_malloc(&s->alloc, sizeof(*up));
   if (!up) return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
   memset(up, 0, sizeof(*up));
   up->conn = c;
   up->a = s->alloc;
-  if (early_len) {
-    up->early = sb_malloc(&s->alloc, early_len);
-    if (!up->early) {
-      sb_free(&s->alloc, up);
-      return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
-    }
-    memcpy(up->early, early, early_len);
-    up->early_len = early_len;
-  }
+  up->early = (uint8_t *)early; /* borrowed from the read buffer during the callback */
+  up->early_len = early_len;
   sb_net_peer(c, up->addr, sizeof(up->addr));
   c->hs->upgrade = up;
   sb_net_pause(c);
   s->opts.on_upgrade(up, s->hook_user);
+  /* No verdict yet: the read buffer is about to be reused, so the early bytes are copied. The
+   * connection memory outlives this call (it goes in libuv's close callback), and `up` is
+   * still pending only if the handshake still points at it. */
+  if (c->state == SB_CONN_HANDSHAKE && c->hs && c->hs->upgrade == up && early_len) {
+    uint8_t *copy = sb_malloc(&s->alloc, early_len);
+    if (!copy) return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
+    memcpy(copy, early, early_len);
+    up->early = copy;
+    up->early_owned = 1;
+  }
 }
 
 /* ---- reading the request -------------------------------------------------------------- */
@@ -95,14 +101,17 @@ void sb_ws_upgrade_start(sb_conn *c, const uint8_t *early, size_t early_len) {
 const char *sb_upgrade_path(sb_upgrade *up) {
   sb_handshake *h = HS(up);
   if (!h) return "";
+  /* Copies: the handshake's buffer goes back to the pool when the connection is answered or
+   * dropped, and the application may hold these strings until its verdict. */
   const char *url = sb_handshake_url(h);
   const char *q = strchr(url, '?');
-  return q ? keep(up, url, (size_t)(q - url)) : url;
+  return keep(up, url, q ? (size_t)(q - url) : strlen(url));
 }
 
 const char *sb_upgrade_header(sb_upgrade *up, const char *name) {
   sb_handshake *h = HS(up);
-  return h && name ? sb_handshake_header(h, name) : NULL;
+  const char *v = h && name ? sb_handshake_header(h, name) : NULL;
+  return v ? keep(up, v, strlen(v)) : NULL;
 }
 
 const char *sb_upgrade_remote_address(sb_upgrade *up) { return up->addr; }
@@ -156,12 +165,19 @@ const char *sb_upgrade_token(sb_upgrade *up) {
     while (*t == ' ') t++;
     if (*t) return up->token = keep(up, t, strlen(t));
   }
-  const char *offered[16];
-  char scratch[1024];
-  size_t n = sb_handshake_subprotocols(HS(up), offered, 16, scratch, sizeof(scratch));
-  for (size_t i = 0; i < n; i++) {
-    if (strncmp(offered[i], "bearer.", 7) == 0 && offered[i][7])
-      return up->token = keep(up, offered[i] + 7, strlen(offered[i] + 7));
+  /* Sec-WebSocket-Protocol: a comma-separated list, in one header or several; the entry may
+   * be a few KiB long (an RS256 JWT), so the headers are scanned where they lie. */
+  sb_handshake *h = HS(up);
+  for (unsigned i = 0; i < h->nheaders; i++) {
+    if (strcasecmp(h->buf + h->headers[i].name, "Sec-WebSocket-Protocol") != 0) continue;
+    for (const char *p = h->buf + h->headers[i].value; *p;) {
+      while (*p == ' ' || *p == '\t' || *p == ',') p++;
+      const char *end = p;
+      while (*end && *end != ',' && *end != ' ' && *end != '\t') end++;
+      if (end - p > 7 && strncmp(p, "bearer.", 7) == 0)
+        return up->token = keep(up, p + 7, (size_t)(end - p - 7));
+      p = end;
+    }
   }
   const char *t = sb_upgrade_cookie(up, "sb_token");
   if (!t || !*t) t = sb_upgrade_query(up, "access_token");
@@ -184,24 +200,45 @@ static int64_t ask_time(const sb_server *s, int64_t expires) {
   return early > half ? early : half;
 }
 
+static char *claims_copy(const sb_server *s, const char *claims) {
+  if (!claims) return NULL;
+  size_t n = strlen(claims) + 1;
+  char *c = sb_malloc(&s->alloc, n);
+  if (c) memcpy(c, claims, n);
+  return c;
+}
+
+/* New credentials: claims and expiry (the identity is the block's, set once). 0 or SB_ENOMEM
+ * with nothing changed. */
+static int auth_set(const sb_server *s, sb_conn_auth *au, const char *claims, int64_t expires) {
+  char *c = claims_copy(s, claims);
+  if (claims && !c) return SB_ENOMEM;
+  sb_free(&s->alloc, au->claims);
+  au->claims = c;
+  au->expires = expires;
+  au->ask_at = expires ? ask_time(s, expires) : 0;
+  au->asked = 0;
+  return 0;
+}
+
 static sb_conn_auth *auth_new(const sb_server *s, const char *identity, const char *claims,
                               int64_t expires) {
-  size_t il = strlen(identity), cl = claims ? strlen(claims) + 1 : 0;
-  sb_conn_auth *au = sb_malloc(&s->alloc, sizeof(*au) + il + 1 + cl);
+  size_t il = strlen(identity);
+  sb_conn_auth *au = sb_malloc(&s->alloc, sizeof(*au) + il + 1);
   if (!au) return NULL;
   memset(au, 0, sizeof(*au));
   memcpy(au->identity, identity, il + 1);
-  if (claims) {
-    memcpy(au->identity + il + 1, claims, cl);
-    au->claims = au->identity + il + 1;
+  if (auth_set(s, au, claims, expires) != 0) {
+    sb_free(&s->alloc, au);
+    return NULL;
   }
-  au->expires = expires;
-  au->ask_at = expires ? ask_time(s, expires) : 0;
   return au;
 }
 
+/* An identity names the group "user:<identity>": UTF-8, at most SB_IDENTITY_MAX bytes. */
 static int identity_ok(const char *identity) {
-  return strlen(identity) <= SB_IDENTITY_MAX;
+  size_t n = strlen(identity);
+  return n <= SB_IDENTITY_MAX && sb_utf8_valid((const uint8_t *)identity, n);
 }
 
 int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
@@ -209,29 +246,37 @@ int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
   if (!up) return SB_EINVAL;
   sb_conn *c = up->conn;
   if (!identity) identity = "";
-  if (!c) {
+  if (!c || c->state == SB_CONN_CLOSED) {
     up_free(up);
     return SB_ECLOSED;
   }
   sb_server *s = c->srv;
+  /* Credentials that are already over (a token accepted within its leeway) are refused
+   * rather than accepted and closed at the next sweep. */
+  int stale = expires_at != 0 && expires_at <= wall_now();
   if (up->refresh) {
+    /* identity and claims may be the handle's own strings: use them before freeing it */
     c->auth->refresh = NULL;
-    up_free(up);
-    if (strcmp(identity, c->auth->identity) != 0) {
+    int r = 0;
+    if (c->state != SB_CONN_OPEN) r = SB_ECLOSED;
+    else if (strcmp(identity, c->auth->identity) != 0)
       sb_ws_fail(c, SB_CLOSE_IDENTITY, "a refreshed token named another identity");
-      return 0;
+    else if (stale || expires_at < 0) {
+      if (s->auth_event) s->auth_event(s->hub, c, 401, "credentials expired");
+      r = SB_EINVAL;
+    } else if ((r = auth_set(s, c->auth, claims, expires_at)) != 0) {
+      /* out of memory: the old credentials stand until they expire */
+    } else if (s->auth_event) {
+      s->auth_event(s->hub, c, 200, "");
     }
-    sb_conn_auth *au = auth_new(s, identity, claims, expires_at);
-    if (!au) return SB_ENOMEM; /* the old credentials stand until they expire */
-    sb_free(&s->alloc, c->auth);
-    c->auth = au;
-    if (s->auth_event) s->auth_event(s->hub, c, 200, "");
-    return 0;
+    up_free(up);
+    return r;
   }
-  if (!identity_ok(identity) || expires_at < 0) {
+  if (!identity_ok(identity) || expires_at < 0 || stale) {
     up_free(up);
     c->hs->upgrade = NULL;
-    sb_ws_reject_upgrade(c, 500, NULL, "internal error");
+    if (stale) sb_ws_reject_upgrade(c, 401, NULL, "credentials expired");
+    else sb_ws_reject_upgrade(c, 500, NULL, "internal error");
     return SB_EINVAL;
   }
   if (*identity || claims || expires_at) {
@@ -245,7 +290,7 @@ int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
   }
   c->hs->upgrade = NULL;
   sb_net_resume(c);
-  sb_ws_accept_upgrade(c, up->early, up->early_len);
+  if (c->state == SB_CONN_HANDSHAKE) sb_ws_accept_upgrade(c, up->early, up->early_len);
   up_free(up);
   return 0;
 }
@@ -255,13 +300,21 @@ int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
 static int header_ok(const char *h) {
   const char *colon = strchr(h, ':');
   if (!colon || colon == h) return 0;
-  for (const char *p = h; p < colon; p++) {
+  for (const unsigned char *p = (const unsigned char *)h; p < (const unsigned char *)colon; p++) {
     if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p)) return 0;
   }
-  for (const char *p = colon; *p; p++) {
+  for (const unsigned char *p = (const unsigned char *)colon; *p; p++) {
     if (*p == '\r' || *p == '\n' || (*p < ' ' && *p != '\t') || *p == 127) return 0;
   }
-  return 1;
+  /* The framing of the answer is ours: a second Content-Length or a Connection header could
+   * make a proxy read the stream differently. */
+  static const char *const ours[] = {"Content-Length", "Content-Type", "Transfer-Encoding",
+                                     "Connection", "Upgrade"};
+  size_t n = (size_t)(colon - h);
+  for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+    if (strlen(ours[i]) == n && strncasecmp(h, ours[i], n) == 0) return 0;
+  }
+  return strncasecmp(h, "Sec-WebSocket-", 14) != 0;
 }
 
 int sb_upgrade_reject(sb_upgrade *up, int status, const char *const *headers, size_t nheaders,
@@ -288,7 +341,7 @@ int sb_upgrade_reject(sb_upgrade *up, int status, const char *const *headers, si
     if ((unsigned char)*p < ' ') *p = ' ';
   }
   up_free(up);
-  if (!c) return SB_ECLOSED;
+  if (!c || c->state == SB_CONN_CLOSED) return SB_ECLOSED;
   if (refresh) {
     c->auth->refresh = NULL;
     if (c->srv->auth_event) c->srv->auth_event(c->srv->hub, c, bad ? 500 : status, text);
@@ -337,6 +390,7 @@ void sb_ws_auth_sweep(sb_conn *c) {
 void sb_ws_auth_free(sb_conn *c) {
   if (!c->auth) return;
   if (c->auth->refresh) sb_ws_upgrade_orphan(c->auth->refresh);
+  sb_free(&c->srv->alloc, c->auth->claims);
   sb_free(&c->srv->alloc, c->auth);
   c->auth = NULL;
 }

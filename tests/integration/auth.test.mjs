@@ -38,7 +38,9 @@ async function rejected(port, opts) {
 
 async function identity(c) {
   const [id, cl, exp] = (await c.ok('/identity', '', { method: METHOD.GET })).split('|');
-  return { id, claims: cl === '-' ? null : JSON.parse(cl), exp: Number(exp) };
+  let claims = null;
+  try { claims = cl === '-' ? null : JSON.parse(cl); } catch { /* not JSON: a test's claims */ }
+  return { id, claims, exp: Number(exp) };
 }
 
 const servers = [];
@@ -76,6 +78,15 @@ describe('JWT HS256', () => {
     const c = await HubClient.connect(srv.port, { protocols: `sb.v1, bearer.${jwt(claims('bob'))}` });
     assert.equal(c.head.header('sec-websocket-protocol'), 'sb.v1');
     assert.equal((await identity(c)).id, 'bob');
+    c.destroy();
+  });
+
+  test('a bearer subprotocol token of several KiB (an RS256-sized JWT) is found', async () => {
+    const t = jwt(claims('long', { pad: 'p'.repeat(2500) }));
+    assert.ok(t.length > 3000);
+    const c = await HubClient.connect(srv.port, { protocols: `sb.v1, bearer.${t}` });
+    assert.equal(c.head.header('sec-websocket-protocol'), 'sb.v1');
+    assert.equal((await identity(c)).id, 'long');
     c.destroy();
   });
 
@@ -311,12 +322,59 @@ describe('a custom upgrade hook', () => {
     assert.equal(r.body.toString().trim(), 'authentication timed out');
   });
 
-  test('a client that leaves while its verdict is pending: the late verdict is safe', async () => {
-    const r = httpExchange(srv.port, upgradeRequest({ extra: [['Authorization', 'Bearer slow-sam']] }), { timeoutMs: 20 });
-    await r;
-    await sleep(300); // the verdict comes 100 ms after the request, on a closed connection
+  test('a verdict after the handshake timeout returns SB_ECLOSED, and the strings the hook kept stay valid', async () => {
+    const r = await httpExchange(srv.port, upgradeRequest({
+      extra: [['Authorization', 'Bearer slower-sam'], ['X-Test', 'x'.repeat(6000)]],
+    }), { timeoutMs: 5000 });
+    assert.equal(r.status, 503); // at the 1 s handshake timeout; the verdict comes at 1.5 s
     const c = await HubClient.connect(srv.port, bearer('ok-tom'));
-    assert.equal((await identity(c)).id, 'tom');
+    await sleep(800);
+    assert.equal(await c.ok('/authstats', '', { method: METHOD.GET }), 'eclosed=1');
+    c.destroy();
+  });
+
+  test('a rejected upgrade is closed at once, not after the close timeout', async () => {
+    const r = await httpExchange(srv.port, upgradeRequest({ extra: [['Authorization', 'Bearer deny']] }), { timeoutMs: 4000 });
+    assert.equal(r.status, 403);
+    assert.ok(r.closed && r.closedAfterMs < 1000, `closed after ${r.closedAfterMs} ms`);
+  });
+
+  test('bad verdicts are answered 500, never written as they are', async () => {
+    for (const t of ['badstatus', 'badheader', 'framing', `ok-${'i'.repeat(191)}`, 'ok-\u00ff']) {
+      const r = await rejected(srv.port, bearer(t));
+      assert.equal(r.status, 500, t);
+      assert.equal(r.header('set-cookie'), undefined);
+      assert.equal(r.body, 'internal error');
+    }
+    // 190 bytes is the longest identity
+    const c = await HubClient.connect(srv.port, bearer(`ok-${'i'.repeat(190)}`));
+    assert.equal((await identity(c)).id.length, 190);
+    c.destroy();
+  });
+
+  test('the user:<id> groups cannot be joined by name', async () => {
+    const c = await HubClient.connect(srv.port, bearer('ok-uma'));
+    const r = await c.request('/join/user:victim', '', { method: METHOD.POST });
+    assert.equal(r.status, 400);
+    assert.equal((await c.ok('/join/room')).split('\n').sort().join(','), 'room,user:uma');
+    c.destroy();
+  });
+
+  test('an asynchronous refresh; a second AUTH meanwhile gets 409; claims from the handle', async () => {
+    const c = await HubClient.connect(srv.port, bearer('exp-vic-60'));
+    assert.equal((await identity(c)).claims, null, 'claims are the token text, not JSON');
+    c.sendEnv({ kind: KIND.AUTH, body: 'slowexp-vic-120' });
+    c.sendEnv({ kind: KIND.AUTH, body: 'exp-vic-90' });
+    const busy = await c.take((m) => m.kind === KIND.AUTH, 5000, 'the 409');
+    assert.equal(busy.status, 409);
+    const ok = await c.take((m) => m.kind === KIND.AUTH, 5000, 'the verdict');
+    assert.equal(ok.status, 200);
+    const exp = JSON.parse(ok.body).expires;
+    assert.ok(exp >= now() + 115 && exp <= now() + 121, `expires ${exp}`);
+    c.sendEnv({ kind: KIND.AUTH, body: 'exp-vic-300' }); // the claims are the handle's string
+    assert.equal((await c.take((m) => m.kind === KIND.AUTH, 5000, 'the verdict')).status, 200);
+    const res = await c.request('/identity', '', { method: METHOD.GET });
+    assert.equal(res.body.toString().split('|')[1], 'exp-vic-300');
     c.destroy();
   });
 
