@@ -539,7 +539,7 @@ int sb_server_free(sb_server *s) {
   sb_allocator a = s->alloc;
   while (s->hs_pool) {
     sb_handshake *h = s->hs_pool;
-    s->hs_pool = h->parser.data;
+    s->hs_pool = h->pool_next;
     sb_handshake_free(h);
     sb_free(&a, h);
   }

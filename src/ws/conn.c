@@ -183,8 +183,8 @@ static void drop_handshake(sb_conn *c) {
     sb_free(A(c), h);
     return;
   }
-  if (h->buf_cap > SB_HS_KEEP_BUF) sb_handshake_free(h);
-  h->parser.data = s->hs_pool;
+  if (h->req.buf_cap > SB_HS_KEEP_BUF || h->req.body_cap > SB_HS_KEEP_BUF) sb_handshake_free(h);
+  h->pool_next = s->hs_pool;
   s->hs_pool = h;
   s->hs_pooled++;
 }
@@ -192,33 +192,21 @@ static void drop_handshake(sb_conn *c) {
 static sb_handshake *take_handshake(sb_conn *c) {
   sb_server *s = c->srv;
   sb_handshake *h = s->hs_pool;
-  char *buf = NULL;
-  size_t cap = 0;
   if (h) {
-    s->hs_pool = h->parser.data;
+    s->hs_pool = h->pool_next;
     s->hs_pooled--;
-    buf = h->buf;
-    cap = h->buf_cap;
+    sb_handshake_next(h); /* keeps the pooled buffers */
   } else {
     h = sb_malloc(A(c), sizeof(*h));
     if (!h) return NULL;
+    sb_handshake_init(h, s->opts.max_header_bytes, sb_allocator_realloc_fn, (void *)A(c));
   }
-  sb_handshake_init(h, s->opts.max_header_bytes, sb_allocator_realloc_fn, (void *)A(c));
-  h->buf = buf; /* keep the pooled buffer */
-  h->buf_cap = cap;
   return h;
 }
 
 static const char *reason_phrase(int status) {
-  switch (status) {
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 408: return "Request Timeout";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 403: return "Forbidden";
-    default: return "Internal Server Error";
-  }
+  const char *r = sb_http_reason(status);
+  return r ? r : "Internal Server Error";
 }
 
 /* Answers with a plain HTTP status and closes (after the answer is written). */
