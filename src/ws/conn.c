@@ -201,6 +201,8 @@ static sb_handshake *take_handshake(sb_conn *c) {
     if (!h) return NULL;
     sb_handshake_init(h, s->opts.max_header_bytes, sb_allocator_realloc_fn, (void *)A(c));
   }
+  /* A plain request's body is read only when there is an HTTP handler to give it to. */
+  h->req.max_body = s->on_http ? s->opts.max_body_bytes : SIZE_MAX;
   return h;
 }
 
@@ -419,7 +421,7 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
       sb_hs_result r = sb_handshake_feed(c->hs, data, len, &used);
       if (r == SB_HS_NEED_MORE) return;
       if (r == SB_HS_REJECT) return http_reject(c, c->hs->status, c->hs->error);
-      if (r == SB_HS_HTTP) return http_reject(c, 404, "Not Found");
+      if (r == SB_HS_HTTP) return sb_ws_http_start(c, data + used, len - used);
       if (!origin_allowed(c)) return http_reject(c, 403, "origin not allowed");
       accept_upgrade(c);
       if (used < len && c->state == SB_CONN_OPEN) on_frames(c, data + used, len - used);
@@ -432,6 +434,9 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
       return;
     case SB_CONN_CLOSING:
       on_frames(c, data, len);
+      return;
+    case SB_CONN_HTTP:
+      sb_ws_http_data(c, data, len);
       return;
     default:
       return; /* draining: the conversation is over, bytes are discarded */
@@ -471,6 +476,9 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
     case SB_CONN_DRAINING:
       if (age >= o->close_timeout_ms) return abort_conn(c, "close timeout");
       break;
+    case SB_CONN_HTTP:
+      if (sb_ws_http_sweep(c, now)) return;
+      break;
   }
   /* Give back the busy-state block of a connection that has been quiet for a whole sweep. */
   if (!(c->flags & SB_F_IO_TOUCHED) && sb_net_io_idle(c)) sb_net_io_release(c);
@@ -478,11 +486,13 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
 }
 
 void sb_ws_shutdown(sb_conn *c) {
-  if (c->state == SB_CONN_HANDSHAKE) sb_net_close(c);
+  if (c->state == SB_CONN_HTTP) sb_ws_http_shutdown(c);
+  else if (c->state == SB_CONN_HANDSHAKE) sb_net_close(c);
   else if (c->state == SB_CONN_OPEN) sb_conn_close(c, SB_CLOSE_GOING_AWAY, "server shutting down", 20);
 }
 
 void sb_ws_free(sb_conn *c) {
+  sb_ws_http_free(c);
   drop_handshake(c);
   if (c->io) {
     sb_outq_free(&c->io->out, A(c)); /* drops message references still queued */
@@ -491,3 +501,10 @@ void sb_ws_free(sb_conn *c) {
   sb_free(A(c), c->subprotocol);
   c->subprotocol = NULL;
 }
+
+/* ---- for http_conn.c ------------------------------------------------------------------ */
+
+void sb_ws_http_reject(sb_conn *c, int status, const char *why) { http_reject(c, status, why); }
+void sb_ws_drain(sb_conn *c) { start_drain(c); }
+sb_handshake *sb_ws_take_handshake(sb_conn *c) { return take_handshake(c); }
+void sb_ws_drop_handshake(sb_conn *c) { drop_handshake(c); }
