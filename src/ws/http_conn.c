@@ -75,6 +75,14 @@ static void keep_rest(sb_conn *c, const uint8_t *data, size_t len) {
   }
 }
 
+/* Reading paused while too much waited; whatever comes next (the next requests, a drain that
+ * waits for the peer's FIN, WebSocket frames) needs it again. */
+static void read_again(sb_conn *c) {
+  if (!(c->hflags & SB_H_READ_STOPPED) || c->state == SB_CONN_CLOSED) return;
+  c->hflags &= (uint8_t)~SB_H_READ_STOPPED;
+  if (sb_net_read_start(c) != 0) sb_net_close(c);
+}
+
 /* Between requests: the parser goes back to the pool until the next byte. */
 static void go_idle(sb_conn *c) {
   c->hflags |= SB_H_IDLE;
@@ -152,6 +160,7 @@ static size_t run(sb_conn *c, uint8_t *data, size_t len) {
       }
       if (r == SB_HS_UPGRADE) {
         /* conn.c accepts (or refuses) it as a first request; what follows is frames. */
+        read_again(c);
         c->state = SB_CONN_HANDSHAKE;
         c->hflags = 0;
         sb_ws_on_data(c, data + off, len - off);
@@ -223,11 +232,7 @@ void sb_ws_http_resume(sb_conn *c) {
   } else {
     sb_free(A(c), buf);
   }
-  if ((c->hflags & SB_H_READ_STOPPED) && c->state == SB_CONN_HTTP &&
-      stash_len(c) <= SB_HTTP_STASH_MAX) {
-    c->hflags &= (uint8_t)~SB_H_READ_STOPPED;
-    if (sb_net_read_start(c) != 0) sb_net_close(c);
-  }
+  if (c->state != SB_CONN_HTTP || stash_len(c) <= SB_HTTP_STASH_MAX) read_again(c);
 }
 
 const char *sb_ws_http_connection_header(const sb_conn *c) {
@@ -248,6 +253,7 @@ int sb_ws_http_respond(sb_conn *c, const void *head, size_t hlen, const void *bo
   if (c->hflags & SB_H_CLOSE) {
     sb_ws_drop_handshake(c);
     sb_ws_drain(c);
+    read_again(c); /* the drain ends at the peer's FIN */
     return 0;
   }
   sb_handshake_next(c->hs);
@@ -294,6 +300,7 @@ void sb_ws_http_shutdown(sb_conn *c) {
   }
   sb_ws_drop_handshake(c);
   sb_ws_drain(c);
+  read_again(c);
 }
 
 void sb_ws_http_free(sb_conn *c) {

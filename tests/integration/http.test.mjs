@@ -345,6 +345,23 @@ describe('keep-alive and pipelining', () => {
     for (let i = 0; i < 500; i++) assert.equal((await c.response()).body.toString(), `room=${i} user=anonymous q=-`);
     c.destroy();
   });
+  test('behind a late answer, 300 KiB of pipelined requests (reading pauses and resumes)', async () => {
+    const c = await Conn.connect();
+    let req = get('/async/150');
+    const n = 10000; // ~30 bytes each
+    for (let i = 0; i < n; i++) req += get(`/rooms/${i}`);
+    assert.ok(req.length > 256 * 1024);
+    const written = c.write(req);
+    assert.equal((await c.response({ timeoutMs: 10000 })).body.toString(), 'late');
+    for (let i = 0; i < n; i++) {
+      const r = await c.response({ timeoutMs: 10000 });
+      if (r.body.toString() !== `room=${i} user=anonymous q=-`) assert.fail(`answer ${i}: ${r.body}`);
+    }
+    await written;
+    await c.write(get('/json'));
+    assert.equal((await c.response()).status, 200, 'reading goes on afterwards');
+    c.destroy();
+  });
   test('requests split across writes at odd places', async () => {
     const c = await Conn.connect();
     const all = Buffer.from(get('/rooms/1') + 'POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello' + get('/json'));
