@@ -167,6 +167,12 @@ typedef struct sb_server_options {
   unsigned close_timeout_ms;     /* how long to wait for the peer's half of the close
                                     handshake. 5 s */
   int backlog;                   /* listen(2) backlog. 1024 */
+  size_t max_body_bytes;         /* a plain HTTP request's body (sb_app_new answers plain HTTP);
+                                    413 past it, before any of it is read when Content-Length
+                                    announces it. 1 MiB */
+  unsigned keepalive_timeout_ms; /* a plain HTTP connection idle between requests is closed
+                                    after this long. 5 s. (A request must arrive whole within
+                                    handshake_timeout_ms of its first byte: 408.) */
 
   sb_open_cb on_open;
   sb_message_cb on_message;
@@ -657,7 +663,9 @@ SB_EXPORT int sb_hub_position(sb_hub *hub, const char *group, uint64_t *offset,
 /* ---------------------------------------------------------------------------------------- */
 
 /*
- * An app routes the REQUEST and SEND envelopes of a hub's connections by method and path:
+ * An app routes the REQUEST and SEND envelopes of a hub's connections by method and path, and
+ * the plain HTTP/1.1 requests that reach its server (anything that is not a WebSocket upgrade:
+ * curl, fetch, a form), through the same middleware and routes:
  *
  *     sb_app_get(app, "/rooms/:roomId", get_room, NULL);
  *     static void get_room(sb_req *req, void *user) {
@@ -674,6 +682,14 @@ SB_EXPORT int sb_hub_position(sb_hub *hub, const char *group, uint64_t *offset,
  * A request is answered exactly once, with sb_respond() or sb_fail(); until then its handle
  * stays valid, also after its connection closed (then sb_respond() returns SB_ECLOSED and
  * frees it). A SEND (one-way) is handled the same way; its response is not sent.
+ *
+ * Over plain HTTP the same handler answers with the same status and body. A HEAD request runs
+ * the GET route and its response goes without the body; a method other than GET, HEAD, POST,
+ * PUT, PATCH and DELETE is answered 501 through the error handler. Keep-alive follows HTTP/1.1
+ * (and Connection); pipelined requests are handled one after the other, so a handler never
+ * sees the next request of a connection before it answered the last one. Body limit: the
+ * server option max_body_bytes (413). A client that closes its connection (or only its
+ * sending half) while a request is unanswered is gone: sb_respond() returns SB_ECLOSED.
  */
 typedef struct sb_app sb_app;
 typedef struct sb_req sb_req;
@@ -733,6 +749,20 @@ SB_EXPORT int sb_routes_mount(sb_routes *parent, const char *prefix, sb_routes *
  * "/admin/x", not "/administrator"); NULL or "/" covers every path. At most 32. */
 SB_EXPORT int sb_app_use(sb_app *app, const char *prefix, sb_handler_cb cb, void *user);
 
+/* Serves the files under `folder` (a directory, opened now) for GET and HEAD requests over
+ * plain HTTP under `prefix` ("/static" serves folder/app.js as /static/app.js; NULL or "/"
+ * serves from the root). It is middleware, in the order added: a missing file goes on to the
+ * routes (and so to 404); a path with "." or ".." segments (also percent-encoded), an encoded
+ * '/', a '\', an empty segment ("//"), or a symbolic link anywhere on the way is refused (403;
+ * 400 for a malformed escape or a control character); files whose name starts with '.' are
+ * not served. A directory serves its index.html (without the trailing '/', a 301 adds it).
+ * Content-Type by extension (html, js, mjs, css, json, svg, png, ico, txt, wasm, map; else
+ * application/octet-stream), a weak ETag with 304 for If-None-Match, Last-Modified,
+ * Cache-Control: no-cache. Files are read whole, synchronously, up to 16 MiB (500 past it):
+ * meant for a demo page and a client script. Over WebSocket it does nothing (the routes
+ * answer). SB_EIO if the folder cannot be opened, SB_EINVAL for a bad prefix. */
+SB_EXPORT int sb_app_static(sb_app *app, const char *prefix, const char *folder);
+
 /* Replaces the default error handler (which answers the status with
  * {"error":"<reason phrase>"} and, for 405, the allowed methods). */
 SB_EXPORT void sb_app_on_error(sb_app *app, sb_error_cb cb, void *user);
@@ -742,8 +772,22 @@ SB_EXPORT void sb_app_on_error(sb_app *app, sb_error_cb cb, void *user);
 SB_EXPORT void sb_next(sb_req *req);
 
 /* Answers the request and frees it. SB_ECLOSED (and freed all the same) if its connection
- * closed meanwhile; 0 otherwise (for a SEND nothing is sent). */
+ * closed meanwhile; 0 otherwise (for a SEND nothing is sent). Over plain HTTP the response
+ * carries the status with its reason phrase, Date, the headers set with sb_respond_header(),
+ * Content-Type (unless set: application/json for a body that looks like a JSON object or
+ * array, text/plain; charset=utf-8 for UTF-8 text, else application/octet-stream),
+ * Content-Length (not for 204 and 304, which never carry a body), Allow for a 405, and
+ * Connection when the connection closes after it. A status outside 200..599 is sent as 500
+ * over HTTP. */
 SB_EXPORT int sb_respond(sb_req *req, uint16_t status, const void *body, size_t len);
+
+/* Adds a header to the response of a plain HTTP request (call before sb_respond; several
+ * calls with one name send several lines, as Set-Cookie needs). The name must be a token and
+ * the value free of control characters (no CR or LF), else SB_EINVAL; the library's own
+ * framing headers (Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, Date,
+ * Trailer) are SB_EINVAL too. Both are copied; 8 KiB in all (SB_ENOMEM past it). Over
+ * WebSocket a response has no headers: the call checks its arguments and returns 0. */
+SB_EXPORT int sb_respond_header(sb_req *req, const char *name, const char *value);
 
 /* Hands the request to the error handler with `status` (4xx/5xx) and a message for it. */
 SB_EXPORT void sb_fail(sb_req *req, uint16_t status, const char *message);
@@ -755,10 +799,16 @@ SB_EXPORT const char *sb_req_param(const sb_req *req, const char *name); /* NULL
 SB_EXPORT const char *sb_req_query(const sb_req *req, const char *name); /* decoded, or NULL */
 SB_EXPORT const void *sb_req_body(const sb_req *req, size_t *len);
 SB_EXPORT int sb_req_one_way(const sb_req *req); /* a SEND: no response goes out */
-SB_EXPORT sb_conn *sb_req_conn(const sb_req *req); /* NULL once the connection closed */
-/* Who sent it: the connection's identity from the upgrade auth ("" when anonymous), valid
- * until the request is answered; and its claims (JSON text or NULL), valid while the
- * connection is open and its credentials are not refreshed. */
+/* The WebSocket connection: NULL once it closed, and NULL for a plain HTTP request. */
+SB_EXPORT sb_conn *sb_req_conn(const sb_req *req);
+SB_EXPORT int sb_req_is_http(const sb_req *req); /* 1: a plain HTTP request, 0: an envelope */
+/* A request header of a plain HTTP request (first of that name, case-insensitive, without
+ * surrounding blanks), or NULL; always NULL for a request over WebSocket. */
+SB_EXPORT const char *sb_req_header(const sb_req *req, const char *name);
+/* Who sent it: the connection's identity from the upgrade auth ("" when anonymous, and for a
+ * plain HTTP request, which middleware authenticates with its own headers), valid until the
+ * request is answered; and its claims (JSON text or NULL), valid while the connection is open
+ * and its credentials are not refreshed. */
 SB_EXPORT const char *sb_req_identity(const sb_req *req);
 SB_EXPORT const char *sb_req_claims(const sb_req *req);
 

@@ -17,6 +17,7 @@
 /* Connection states. */
 enum {
   SB_CONN_HANDSHAKE = 0, /* reading the upgrade request */
+  SB_CONN_HTTP,          /* plain HTTP/1.1 requests (keep-alive), for the server's HTTP handler */
   SB_CONN_OPEN,          /* WebSocket open */
   SB_CONN_CLOSING,       /* we sent a close frame and wait for the peer's */
   SB_CONN_DRAINING,      /* done: flush what is queued, half-close, wait for EOF, close */
@@ -43,6 +44,8 @@ typedef struct sb_conn_io {
   size_t msg_len, msg_cap;
   uint8_t ctl[SB_CONTROL_MAX_PAYLOAD];
   uint8_t ctl_len;
+  uint8_t *in;           /* HTTP: bytes read while a request was with the application */
+  size_t in_off, in_len, in_cap;
 } sb_conn_io;
 
 /* An identity is at most this long, so that its group "user:<identity>" is a valid name. */
@@ -88,6 +91,19 @@ struct sb_conn {
   uint8_t state;
   uint8_t flags;
   uint8_t msg_op;        /* opcode of the message being received */
+  uint8_t hflags;        /* SB_H_*: the state of a plain HTTP connection (http_conn.c) */
+};
+
+/* Plain HTTP connection flags (c->hflags). */
+enum {
+  SB_H_HTTP = 1 << 0,         /* the connection carries plain HTTP requests */
+  SB_H_INFLIGHT = 1 << 1,     /* a request is with the application, not answered yet */
+  SB_H_CLOSE = 1 << 2,        /* close after the answer to the request in flight */
+  SB_H_KEEP10 = 1 << 3,       /* HTTP/1.0 keep-alive: say so in the answer */
+  SB_H_RESUME = 1 << 4,       /* answered later: parse what waited, in this turn's check */
+  SB_H_IDLE = 1 << 5,         /* between requests: no byte of the next one yet */
+  SB_H_READ_STOPPED = 1 << 6, /* too much waits unparsed: reading paused */
+  SB_H_RUNNING = 1 << 7       /* inside the parse loop (an answer now is a synchronous one) */
 };
 
 struct sb_server {
@@ -113,6 +129,13 @@ struct sb_server {
   int handles_open;      /* listener/check/timer handles not yet closed */
   int handles_started;
   void *hub;             /* the hub running on this server, or NULL */
+  /* The plain-HTTP handler (the rest layer), or NULL: requests that are not upgrades are then
+   * answered 404. on_http gets each whole request (borrowed for the call); the connection is
+   * busy until sb_ws_http_respond(). on_http_close hears of a connection that goes away while
+   * a request of it is unanswered. */
+  void *http_ctx;
+  void (*on_http)(void *ctx, sb_conn *c, const sb_http_request *req);
+  void (*on_http_close)(void *ctx, sb_conn *c);
   void (*tick)(void *);  /* called from the sweep timer (the hub's housekeeping) */
   /* Token refresh news for the hub (which speaks the AUTH message): status 0 "expiring, ask
    * for a new token", 200 "refreshed", 4xx "refused" with a reason. */
@@ -141,8 +164,12 @@ int sb_net_io_idle(const sb_conn *c);       /* it holds nothing that is still ne
 int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *payload,
                       size_t plen);                             /* queue (or write) a frame */
 void sb_net_conn_gone(sb_conn *c);          /* bookkeeping when a conn's memory is freed */
-void sb_net_pause(sb_conn *c);              /* stop reading (an upgrade waiting for auth) */
-void sb_net_resume(sb_conn *c);             /* read again */
+void sb_net_read_stop(sb_conn *c);          /* an upgrade waiting for auth, a full HTTP stash */
+int sb_net_read_start(sb_conn *c);          /* read again (0 if it already reads) */
+/* Installs the plain-HTTP handler (see struct sb_server); NULLs remove it. */
+void sb_net_set_http(sb_server *s, void *ctx,
+                     void (*on_http)(void *, sb_conn *, const sb_http_request *),
+                     void (*on_http_close)(void *, sb_conn *));
 void sb_net_peer(const sb_conn *c, char *out, size_t cap); /* "127.0.0.1", or "" */
 
 /* A prepared message with room for `len` payload bytes, header written, payload not. */
@@ -170,5 +197,24 @@ void sb_ws_upgrade_orphan(void *upgrade);   /* its connection is gone */
 int sb_ws_refresh(sb_conn *c, const char *token, size_t len);
 void sb_ws_auth_sweep(sb_conn *c);          /* expiry and refresh requests, from the sweep */
 void sb_ws_auth_free(sb_conn *c);
+/* conn.c, for http_conn.c */
+void sb_ws_http_reject(sb_conn *c, int status, const char *why); /* answer, close after it */
+void sb_ws_drain(sb_conn *c);               /* flush, half-close, wait for EOF, close */
+sb_handshake *sb_ws_take_handshake(sb_conn *c);
+void sb_ws_drop_handshake(sb_conn *c);      /* c->hs back to the server's pool */
+
+/* Plain HTTP connections (http_conn.c) */
+void sb_ws_http_start(sb_conn *c, uint8_t *data, size_t len); /* a plain head is in c->hs */
+void sb_ws_http_data(sb_conn *c, uint8_t *data, size_t len);
+void sb_ws_http_resume(sb_conn *c);         /* from the check: parse what waited */
+int sb_ws_http_sweep(sb_conn *c, uint32_t now); /* 1: it closed (or is closing) c */
+void sb_ws_http_shutdown(sb_conn *c);
+void sb_ws_http_free(sb_conn *c);
+/* For the rest layer: the Connection header line ("" when none is needed) that the answer
+ * to the request in flight must carry, and the answer itself (head: status line and headers
+ * with that line and the blank line; body: not for HEAD, 204, 304). SB_ECLOSED when the
+ * connection is gone or closing. */
+const char *sb_ws_http_connection_header(const sb_conn *c);
+int sb_ws_http_respond(sb_conn *c, const void *head, size_t hlen, const void *body, size_t blen);
 
 #endif

@@ -58,6 +58,8 @@ void sb_server_options_init(sb_server_options *o) {
   o->close_timeout_ms = 5000;
   o->backlog = 1024;
   o->refresh_before_ms = 30000;
+  o->max_body_bytes = 1024 * 1024;
+  o->keepalive_timeout_ms = 5000;
 }
 
 int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opts) {
@@ -82,6 +84,8 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
   if (!s->opts.close_timeout_ms) s->opts.close_timeout_ms = def.close_timeout_ms;
   if (s->opts.backlog <= 0) s->opts.backlog = def.backlog;
   if (!s->opts.refresh_before_ms) s->opts.refresh_before_ms = def.refresh_before_ms;
+  if (!s->opts.max_body_bytes) s->opts.max_body_bytes = def.max_body_bytes;
+  if (!s->opts.keepalive_timeout_ms) s->opts.keepalive_timeout_ms = def.keepalive_timeout_ms;
   s->opts.allocator = &s->alloc;
   s->hook_user = opts->user;
   if (opts->allowed_origins_count) {
@@ -109,7 +113,7 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
   }
   s->opts.allowed_origins = NULL; /* the copy above is what counts */
   /* The sweep runs often enough to honour the shortest timeout within a quarter of it. */
-  unsigned shortest = SB_MIN(s->opts.handshake_timeout_ms,
+  unsigned shortest = SB_MIN(SB_MIN(s->opts.handshake_timeout_ms, s->opts.keepalive_timeout_ms),
                              SB_MIN(s->opts.idle_timeout_ms, s->opts.close_timeout_ms));
   s->sweep_ms = SB_MAX(10u, SB_MIN(1000u, shortest / 4));
   s->readbuf_len = SB_READBUF;
@@ -182,6 +186,9 @@ void sb_net_io_release(sb_conn *c) {
   io->msg = NULL;
   io->msg_len = io->msg_cap = 0;
   io->ctl_len = 0;
+  sb_free(&s->alloc, io->in);
+  io->in = NULL;
+  io->in_off = io->in_len = io->in_cap = 0;
   if (s->io_pooled >= SB_IO_POOL || io->out.bytes || io->out.buf_cap > SB_IO_KEEP_BUF ||
       io->out.cap > 64) {
     sb_outq_free(&io->out, &s->alloc);
@@ -196,7 +203,8 @@ void sb_net_io_release(sb_conn *c) {
 
 int sb_net_io_idle(const sb_conn *c) {
   const sb_conn_io *io = c->io;
-  return io && !c->wreq && io->out.bytes == 0 && io->msg_len == 0 && !c->fp.in_payload &&
+  return io && !c->wreq && io->out.bytes == 0 && io->msg_len == 0 && io->in_off == io->in_len &&
+         !c->fp.in_payload &&
          c->fp.hdr_len == 0 && !c->fp.fragmented;
 }
 
@@ -314,6 +322,21 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   else if (nread < 0) sb_ws_on_eof(c, (int)nread);
 }
 
+void sb_net_read_stop(sb_conn *c) { uv_read_stop((uv_stream_t *)&c->tcp); }
+
+int sb_net_read_start(sb_conn *c) {
+  int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  return r == 0 || r == UV_EALREADY ? 0 : SB_EIO;
+}
+
+void sb_net_set_http(sb_server *s, void *ctx,
+                     void (*on_http)(void *, sb_conn *, const sb_http_request *),
+                     void (*on_http_close)(void *, sb_conn *)) {
+  s->http_ctx = ctx;
+  s->on_http = on_http;
+  s->on_http_close = on_http_close;
+}
+
 static void on_write(uv_write_t *req, int status) {
   sb_wreq *w = SB_CONTAINER_OF(req, sb_wreq, req);
   sb_conn *c = (sb_conn *)req->handle;
@@ -412,6 +435,9 @@ static void on_check(uv_check_t *h) {
   while ((c = s->dirty) != NULL) {
     s->dirty = c->dirty_next;
     c->flags &= ~SB_F_DIRTY;
+    /* A plain HTTP request answered later: parse the requests that waited behind it first,
+     * so that their answers leave in this same write. */
+    if (c->hflags & SB_H_RESUME) sb_ws_http_resume(c);
     flush(c);
   }
 }
@@ -452,16 +478,6 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   sb_ws_on_accept(c);
-}
-
-void sb_net_pause(sb_conn *c) {
-  if (c->state != SB_CONN_CLOSED) uv_read_stop((uv_stream_t *)&c->tcp);
-}
-
-void sb_net_resume(sb_conn *c) {
-  if (c->state == SB_CONN_CLOSED) return;
-  int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (r != 0 && r != UV_EALREADY) sb_net_close(c);
 }
 
 void sb_net_peer(const sb_conn *c, char *out, size_t cap) {
@@ -561,7 +577,7 @@ int sb_server_free(sb_server *s) {
   sb_allocator a = s->alloc;
   while (s->hs_pool) {
     sb_handshake *h = s->hs_pool;
-    s->hs_pool = h->parser.data;
+    s->hs_pool = h->pool_next;
     sb_handshake_free(h);
     sb_free(&a, h);
   }

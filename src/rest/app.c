@@ -1,5 +1,15 @@
 /*
- * app.c — the REST layer over a hub: REQUEST/SEND envelopes → middleware → route → response.
+ * app.c — the REST layer over a hub: REQUEST/SEND envelopes, and plain HTTP requests, →
+ * middleware → route → response.
+ *
+ * Plain HTTP: sb_app_new installs the app as its server's HTTP handler (net.h), so a request
+ * that is not a WebSocket upgrade becomes an sb_req just as an envelope does — the same
+ * middleware, router, error handler and per-request values — with its headers copied in too.
+ * sb_respond then writes an HTTP response (status line, the headers set with
+ * sb_respond_header, Content-Type, Content-Length, Connection) instead of a RESPONSE envelope;
+ * a HEAD request runs the GET route and its response goes without the body. The connection
+ * (http_conn.c) holds back the next request until this one is answered, so answers keep the
+ * order of the requests.
  *
  * A request is one allocation: the struct, then copies of the path, the query string and the
  * body (the envelope is borrowed for the duration of the hub's callback only, and a handler
@@ -15,10 +25,14 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "hub/hub.h"
 #include "net/net.h"
 #include "rest/router.h"
+#include "rest/static.h"
+#include "ws/utf8.h"
 
 #define SB_APP_MAX_MW 32
 #define SB_REQ_MAX_VALUES 8
@@ -47,6 +61,10 @@ struct sb_app {
   size_t npending;
   route_target *targets; /* one per route added (the router's handler points at it) */
   size_t ntargets;
+  sb_static_mount **statics; /* sb_app_static folders, closed by sb_app_free */
+  size_t nstatics;
+  time_t date_at;        /* the Date header, formatted once a second */
+  char date[40];
   sb_routes *routes;     /* routers made for mounting, freed with the app */
 };
 
@@ -80,10 +98,17 @@ struct sb_req {
   size_t nvalues;
   sb_query_pair *qpairs; /* the decoded query */
   size_t nq;
-  char data[]; /* [query pairs] path, query, body, route scratch, query scratch */
+  uint8_t http;          /* a plain HTTP request (else an envelope) */
+  uint8_t head;          /* HTTP HEAD: routed as GET, answered without the body */
+  const char *hdrs;      /* HTTP: request headers, "name\0value\0" pairs, in data[] */
+  unsigned nhdrs;
+  char *rhdrs;           /* HTTP: response headers set so far, "Name: value\r\n" lines */
+  size_t rhdrs_len, rhdrs_cap;
+  char data[]; /* [query pairs] path, query, body, route scratch, query scratch, headers */
 };
 
 #define SB_REQ_MAX_QUERY 32
+#define SB_REQ_MAX_RESPONSE_HEADERS 8192
 
 /* ---- routes and middleware ------------------------------------------------------------ */
 
@@ -208,6 +233,23 @@ int sb_app_use(sb_app *app, const char *prefix, sb_handler_cb cb, void *user) {
   return 0;
 }
 
+int sb_app_static(sb_app *app, const char *prefix, const char *folder) {
+  if (!app || !folder) return SB_EINVAL;
+  sb_static_mount **list = sb_realloc(app->a, app->statics, (app->nstatics + 1) * sizeof(*list));
+  if (!list) return SB_ENOMEM;
+  app->statics = list;
+  sb_static_mount *m;
+  int r = sb_static_new(&m, prefix, folder, app->a);
+  if (r) return r;
+  r = sb_app_use(app, prefix, sb_static_handler, m);
+  if (r) {
+    sb_static_free(m, app->a);
+    return r;
+  }
+  app->statics[app->nstatics++] = m;
+  return 0;
+}
+
 void sb_app_on_error(sb_app *app, sb_error_cb cb, void *user) {
   app->on_error = cb;
   app->error_user = user;
@@ -227,13 +269,105 @@ static void req_free(sb_req *req) {
   else app->pending = req->next;
   if (req->next) req->next->prev = req->prev;
   app->npending--;
+  sb_free(app->a, req->rhdrs);
   sb_free(app->a, req);
+}
+
+static const char *reason(int status) {
+  const char *r = sb_http_reason(status);
+  if (r && status >= 400) return r;
+  return status >= 500 ? "Internal Server Error" : "Error";
+}
+
+/* Whether a response header `name` was set (the lines start at 0 or after a CRLF). */
+static int has_rheader(const sb_req *req, const char *name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i < req->rhdrs_len;) {
+    if (i + n < req->rhdrs_len && req->rhdrs[i + n] == ':' &&
+        strncasecmp(req->rhdrs + i, name, n) == 0)
+      return 1;
+    const char *eol = memchr(req->rhdrs + i, '\n', req->rhdrs_len - i);
+    if (!eol) break;
+    i = (size_t)(eol - req->rhdrs) + 1;
+  }
+  return 0;
+}
+
+/* The Content-Type of a body the handler did not type: JSON when it looks like JSON (an object
+ * or an array), text when it is UTF-8 without control characters, bytes otherwise. */
+static const char *default_type(const uint8_t *b, size_t n) {
+  size_t i = 0, j = n;
+  while (i < j && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n')) i++;
+  while (j > i && (b[j - 1] == ' ' || b[j - 1] == '\t' || b[j - 1] == '\r' || b[j - 1] == '\n')) j--;
+  if (j - i >= 2 && ((b[i] == '{' && b[j - 1] == '}') || (b[i] == '[' && b[j - 1] == ']')))
+    return "application/json";
+  for (size_t k = 0; k < n; k++) {
+    if ((b[k] < 0x20 && b[k] != '\t' && b[k] != '\r' && b[k] != '\n') || b[k] == 0x7f)
+      return "application/octet-stream";
+  }
+  return sb_utf8_valid(b, n) ? "text/plain; charset=utf-8" : "application/octet-stream";
+}
+
+/* RFC 9110 §5.6.7 IMF-fixdate, without the locale (strftime's %a and %b follow it). */
+static const char *http_date(sb_app *app) {
+  time_t now = time(NULL);
+  if (now != app->date_at) {
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(app->date, sizeof(app->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+             days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
+    app->date_at = now;
+  }
+  return app->date;
+}
+
+/* Writes the HTTP response: `len` bytes of body, announced as `content_length` (they differ
+ * only for a HEAD answered without reading what it would send). */
+static int http_respond(sb_req *req, unsigned status, const void *body, size_t len,
+                        size_t content_length) {
+  sb_app *app = req->app;
+  if (status < 200 || status > 599) status = 500; /* 1xx are not final answers; 101 is ours */
+  int bodiless = status == 204 || status == 304;
+  const char *type = NULL;
+  if (!bodiless && content_length && !has_rheader(req, "Content-Type"))
+    type = body ? default_type(body, len) : "application/octet-stream";
+  char allow[64] = "";
+  if (status == 405 && !has_rheader(req, "Allow")) { /* RFC 9110 §15.5.6: a 405 lists them */
+    static const char *names[] = {"GET, HEAD", "POST", "PUT", "PATCH", "DELETE"};
+    size_t n = 0;
+    for (int k = 0; k < 5; k++) {
+      if (req->match.allowed & (1u << k))
+        n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "Allow: ", names[k]);
+    }
+    if (n) snprintf(allow + n, sizeof(allow) - n, "\r\n");
+  }
+  const char *conn = sb_ws_http_connection_header(req->conn);
+  const char *phrase = sb_http_reason((int)status);
+  size_t need = 200 + req->rhdrs_len + sizeof(allow) + strlen(conn);
+  char stack[1024], *head = stack;
+  if (need > sizeof(stack) && !(head = sb_malloc(app->a, need))) return SB_ENOMEM;
+  size_t n = (size_t)snprintf(head, need, "HTTP/1.1 %u %s\r\nDate: %s\r\n", status,
+                              phrase ? phrase : "", http_date(app));
+  if (req->rhdrs_len) memcpy(head + n, req->rhdrs, req->rhdrs_len);
+  n += req->rhdrs_len;
+  if (type) n += (size_t)snprintf(head + n, need - n, "Content-Type: %s\r\n", type);
+  if (!bodiless) n += (size_t)snprintf(head + n, need - n, "Content-Length: %zu\r\n", content_length);
+  n += (size_t)snprintf(head + n, need - n, "%s%s\r\n", allow, conn);
+  int send_body = !bodiless && !req->head && len;
+  int r = sb_ws_http_respond(req->conn, head, n, send_body ? body : NULL, send_body ? len : 0);
+  if (head != stack) sb_free(app->a, head);
+  return r;
 }
 
 int sb_respond(sb_req *req, uint16_t status, const void *body, size_t len) {
   if (!req) return SB_EINVAL;
   int r = 0;
   if (!req->conn) r = SB_ECLOSED;
+  else if (req->http) r = http_respond(req, status, body, len, len);
   else if (req->kind == SB_KIND_REQUEST) {
     r = sb_hub_respond(req->conn, req->id, status, body, len);
     if (r > 0) r = r == SB_SEND_DROPPED ? SB_ECLOSED : 0;
@@ -242,20 +376,55 @@ int sb_respond(sb_req *req, uint16_t status, const void *body, size_t len) {
   return r;
 }
 
-static const char *reason(int status) {
-  switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return status >= 500 ? "Internal Server Error" : "Error";
+int sb_respond_sized(sb_req *req, uint16_t status, size_t content_length) {
+  if (!req) return SB_EINVAL;
+  int r = !req->conn ? SB_ECLOSED
+                     : req->http ? http_respond(req, status, NULL, 0, content_length) : SB_EINVAL;
+  req_free(req);
+  return r;
+}
+
+static int valid_header_name(const char *s) {
+  if (!*s) return 0;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          (c && strchr("!#$%&'*+-.^_`|~", c))))
+      return 0;
   }
+  return 1;
+}
+
+static int valid_header_value(const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return 0; /* no CR, LF: no header injection */
+  }
+  return 1;
+}
+
+int sb_respond_header(sb_req *req, const char *name, const char *value) {
+  if (!req || !name || !value || !valid_header_name(name) || !valid_header_value(value))
+    return SB_EINVAL;
+  /* The framing and the connection are the library's. */
+  static const char *const managed[] = {"Content-Length", "Transfer-Encoding", "Connection",
+                                        "Keep-Alive", "Upgrade", "Date", "Trailer"};
+  for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++) {
+    if (strcasecmp(name, managed[i]) == 0) return SB_EINVAL;
+  }
+  if (!req->http) return 0; /* a RESPONSE envelope has no headers */
+  size_t n = strlen(name) + strlen(value) + 4;
+  if (req->rhdrs_len + n > SB_REQ_MAX_RESPONSE_HEADERS) return SB_ENOMEM;
+  if (req->rhdrs_len + n > req->rhdrs_cap) {
+    size_t cap = SB_MAX(req->rhdrs_len + n, SB_MAX((size_t)256, req->rhdrs_cap * 2));
+    char *p = sb_realloc(req->app->a, req->rhdrs, cap);
+    if (!p) return SB_ENOMEM;
+    req->rhdrs = p;
+    req->rhdrs_cap = cap;
+  }
+  req->rhdrs_len += (size_t)snprintf(req->rhdrs + req->rhdrs_len, req->rhdrs_cap - req->rhdrs_len,
+                                     "%s: %s\r\n", name, value);
+  return 0;
 }
 
 /* The default error handler shows the status's reason phrase, never the message (which may
@@ -310,32 +479,31 @@ void sb_next(sb_req *req) {
   t->cb(req, t->user);
 }
 
-static void on_envelope(void *ctx, sb_conn *c, const sb_envelope *env) {
-  sb_app *app = ctx;
-  const char *q = memchr(env->url, '?', env->url_len);
-  size_t plen = q ? (size_t)(q - env->url) : env->url_len;
-  size_t qlen = q ? env->url_len - plen - 1 : 0;
+/* One allocation: the struct, the decoded-query pairs, copies of the path, the query and the
+ * body, the router's and the query parser's scratch, and `extra` bytes at the end (an HTTP
+ * request's headers). The request is pending from here on: it is answered exactly once. */
+static sb_req *req_new(sb_app *app, sb_conn *c, const char *url, size_t url_len,
+                       const void *body, size_t body_len, size_t extra, char **extra_out) {
+  const char *q = memchr(url, '?', url_len);
+  size_t plen = q ? (size_t)(q - url) : url_len;
+  size_t qlen = q ? url_len - plen - 1 : 0;
   size_t pairs = qlen ? SB_REQ_MAX_QUERY * sizeof(sb_query_pair) : 0;
   size_t rscratch = 2 * plen + 2, qscratch = qlen ? 2 * qlen + 2 : 0;
-  const char *identity = sb_conn_identity(c);
+  /* The identity is copied: the request may outlive its connection. A plain HTTP
+   * connection has none (its middleware reads its own headers). */
+  const char *identity = c ? sb_conn_identity(c) : "";
   size_t ilen = strlen(identity);
   sb_req *req = sb_malloc(app->a, sizeof(*req) + pairs + plen + 1 + qlen + 1 + ilen + 1 +
-                                      env->body_len + rscratch + qscratch);
-  if (!req) {
-    if (env->kind == SB_KIND_REQUEST) sb_hub_respond(c, env->id, 503, "", 0);
-    return;
-  }
+                                      body_len + rscratch + qscratch + extra);
+  if (!req) return NULL;
   memset(req, 0, sizeof(*req));
   req->app = app;
   req->conn = c;
-  req->id = env->id;
-  req->method = env->method;
-  req->kind = env->kind;
   char *p = req->data;
   req->qpairs = (sb_query_pair *)(void *)p; /* data[] is 8-aligned: sizeof(sb_req) is */
   p += pairs;
   req->path = p;
-  memcpy(p, env->url, plen);
+  memcpy(p, url, plen);
   p[plen] = '\0';
   p += plen + 1;
   req->query = p;
@@ -346,23 +514,36 @@ static void on_envelope(void *ctx, sb_conn *c, const sb_envelope *env) {
   req->identity = p;
   p += ilen + 1;
   req->body = (const uint8_t *)p;
-  req->body_len = env->body_len;
-  if (env->body_len) memcpy(p, env->body, env->body_len);
-  p += env->body_len;
-  char *route_scratch = p;
-  p += rscratch;
-  /* pending from here on: whatever happens, it is answered exactly once */
+  req->body_len = body_len;
+  if (body_len) memcpy(p, body, body_len);
+  p += body_len;
+  *extra_out = p + rscratch + qscratch;
   req->next = app->pending;
   if (app->pending) app->pending->prev = req;
   app->pending = req;
   app->npending++;
-  if (env->method < SB_METHOD_GET || env->method > SB_METHOD_DELETE || plen == 0 ||
-      req->path[0] != '/' || memchr(env->url, '\0', env->url_len)) {
+  return req;
+}
+
+/* Checks, parses the query, routes once, and starts the chain. */
+static void req_start(sb_req *req, const char *url, size_t url_len) {
+  sb_app *app = req->app;
+  size_t plen = strlen(req->path), qlen = strlen(req->query);
+  char *route_scratch = (char *)req->body + req->body_len;
+  char *query_scratch = route_scratch + 2 * plen + 2;
+  if (req->method < SB_METHOD_GET || req->method > SB_METHOD_DELETE) {
+    /* Over HTTP a method we do not route is "not implemented" (RFC 9110 §15.6.2). */
+    req->match.status = req->http ? 501 : 400;
+    sb_fail(req, (uint16_t)req->match.status, "a request needs a method and a path starting with '/'");
+    return;
+  }
+  if (plen == 0 || req->path[0] != '/' || memchr(url, '\0', url_len)) {
     req->match.status = 400;
     sb_fail(req, 400, "a request needs a method and a path starting with '/'");
     return;
   }
-  long nq = qlen ? sb_query_parse(req->query, qlen, req->qpairs, SB_REQ_MAX_QUERY, p, qscratch)
+  long nq = qlen ? sb_query_parse(req->query, qlen, req->qpairs, SB_REQ_MAX_QUERY, query_scratch,
+                                  2 * qlen + 2)
                  : 0;
   if (nq < 0) {
     req->match.status = 400;
@@ -370,13 +551,79 @@ static void on_envelope(void *ctx, sb_conn *c, const sb_envelope *env) {
     return;
   }
   req->nq = (size_t)nq;
-  sb_router_match(app->router, env->method, req->path, plen, route_scratch, rscratch,
+  sb_router_match(app->router, req->method, req->path, plen, route_scratch, 2 * plen + 2,
                   &req->match);
   if (req->match.status == 400) {
     sb_fail(req, 400, "malformed path");
     return;
   }
   sb_next(req);
+}
+
+static void on_envelope(void *ctx, sb_conn *c, const sb_envelope *env) {
+  sb_app *app = ctx;
+  char *extra;
+  sb_req *req = req_new(app, c, env->url, env->url_len, env->body, env->body_len, 0, &extra);
+  if (!req) {
+    if (env->kind == SB_KIND_REQUEST) sb_hub_respond(c, env->id, 503, "", 0);
+    return;
+  }
+  req->id = env->id;
+  req->method = env->method;
+  req->kind = env->kind;
+  req_start(req, env->url, env->url_len);
+}
+
+/* A plain HTTP request, whole (http_conn.c); `hr` is borrowed for this call. */
+static void on_http(void *ctx, sb_conn *c, const sb_http_request *hr) {
+  sb_app *app = ctx;
+  uint8_t method = SB_METHOD_NONE, head = 0;
+  switch (hr->parser.method) {
+    case HTTP_HEAD: head = 1; method = SB_METHOD_GET; break; /* routed as GET */
+    case HTTP_GET: method = SB_METHOD_GET; break;
+    case HTTP_POST: method = SB_METHOD_POST; break;
+    case HTTP_PUT: method = SB_METHOD_PUT; break;
+    case HTTP_PATCH: method = SB_METHOD_PATCH; break;
+    case HTTP_DELETE: method = SB_METHOD_DELETE; break;
+    default: break;
+  }
+  const char *url = sb_http_url(hr);
+  size_t url_len = strlen(url);
+  /* The absolute form (RFC 9112 §3.2.2, what a proxy sends): routed by its path. */
+  if (url_len > 7 && (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0)) {
+    const char *p = strchr(strstr(url, "://") + 3, '/');
+    const char *path = p ? p : "/";
+    url_len = p ? url_len - (size_t)(p - url) : 1;
+    url = path;
+  }
+  size_t hbytes = 0;
+  for (unsigned i = 0; i < hr->nheaders; i++)
+    hbytes += strlen(hr->buf + hr->headers[i][0]) + strlen(hr->buf + hr->headers[i][1]) + 2;
+  char *h;
+  sb_req *req = req_new(app, c, url, url_len, hr->body, hr->body_len, hbytes, &h);
+  if (!req) {
+    char busy[160];
+    int n = snprintf(busy, sizeof(busy),
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n%s\r\n",
+                     sb_ws_http_connection_header(c));
+    sb_ws_http_respond(c, busy, (size_t)n, NULL, 0);
+    return;
+  }
+  req->method = method;
+  req->kind = SB_KIND_REQUEST;
+  req->http = 1;
+  req->head = head;
+  req->hdrs = h;
+  req->nhdrs = hr->nheaders;
+  for (unsigned i = 0; i < hr->nheaders; i++) {
+    for (int k = 0; k < 2; k++) {
+      const char *s = hr->buf + hr->headers[i][k];
+      size_t n = strlen(s) + 1;
+      memcpy(h, s, n);
+      h += n;
+    }
+  }
+  req_start(req, url, url_len);
 }
 
 static void on_conn_close(void *ctx, sb_conn *c) {
@@ -390,10 +637,26 @@ static void on_conn_close(void *ctx, sb_conn *c) {
 
 sb_method sb_req_method(const sb_req *r) { return (sb_method)r->method; }
 const char *sb_req_path(const sb_req *r) { return r->path; }
-sb_conn *sb_req_conn(const sb_req *r) { return r->conn; }
+sb_conn *sb_req_conn(const sb_req *r) { return r->http ? NULL : r->conn; }
+int sb_req_is_http(const sb_req *r) { return r->http; }
+int sb_req_is_head(const sb_req *r) { return r->head; }
+const char *sb_req_query_string(const sb_req *r) { return r->query; }
+
+const char *sb_req_header(const sb_req *r, const char *name) {
+  if (!r || !name) return NULL;
+  const char *p = r->hdrs;
+  for (unsigned i = 0; i < r->nhdrs; i++) {
+    const char *value = p + strlen(p) + 1;
+    if (strcasecmp(p, name) == 0) return value;
+    p = value + strlen(value) + 1;
+  }
+  return NULL;
+}
 int sb_req_one_way(const sb_req *r) { return r->kind == SB_KIND_SEND; }
 const char *sb_req_identity(const sb_req *r) { return r->identity ? r->identity : ""; }
-const char *sb_req_claims(const sb_req *r) { return r->conn ? sb_conn_claims(r->conn) : NULL; }
+const char *sb_req_claims(const sb_req *r) {
+  return r->conn && !r->http ? sb_conn_claims(r->conn) : NULL;
+}
 
 const void *sb_req_body(const sb_req *r, size_t *len) {
   if (len) *len = r->body_len;
@@ -452,6 +715,7 @@ int sb_app_new(sb_app **out, sb_hub *hub) {
     return r;
   }
   sb_hub_set_app(hub, app, on_envelope, on_conn_close);
+  sb_net_set_http(sb_hub_server(hub), app, on_http, on_conn_close);
   *out = app;
   return 0;
 }
@@ -460,6 +724,9 @@ int sb_app_free(sb_app *app) {
   if (!app) return 0;
   if (app->npending) return SB_EBUSY;
   sb_hub_set_app(app->hub, NULL, NULL, NULL);
+  sb_net_set_http(sb_hub_server(app->hub), NULL, NULL, NULL);
+  for (size_t i = 0; i < app->nstatics; i++) sb_static_free(app->statics[i], app->a);
+  sb_free(app->a, app->statics);
   sb_router_free(app->router);
   while (app->routes) {
     sb_routes *n = app->routes->next;

@@ -186,8 +186,8 @@ static void drop_handshake(sb_conn *c) {
     sb_free(A(c), h);
     return;
   }
-  if (h->buf_cap > SB_HS_KEEP_BUF) sb_handshake_free(h);
-  h->parser.data = s->hs_pool;
+  if (h->req.buf_cap > SB_HS_KEEP_BUF || h->req.body_cap > SB_HS_KEEP_BUF) sb_handshake_free(h);
+  h->pool_next = s->hs_pool;
   s->hs_pool = h;
   s->hs_pooled++;
 }
@@ -195,43 +195,23 @@ static void drop_handshake(sb_conn *c) {
 static sb_handshake *take_handshake(sb_conn *c) {
   sb_server *s = c->srv;
   sb_handshake *h = s->hs_pool;
-  char *buf = NULL;
-  size_t cap = 0;
   if (h) {
-    s->hs_pool = h->parser.data;
+    s->hs_pool = h->pool_next;
     s->hs_pooled--;
-    buf = h->buf;
-    cap = h->buf_cap;
+    sb_handshake_next(h); /* keeps the pooled buffers */
   } else {
     h = sb_malloc(A(c), sizeof(*h));
     if (!h) return NULL;
+    sb_handshake_init(h, s->opts.max_header_bytes, sb_allocator_realloc_fn, (void *)A(c));
   }
-  sb_handshake_init(h, s->opts.max_header_bytes, sb_allocator_realloc_fn, (void *)A(c));
-  h->buf = buf; /* keep the pooled buffer */
-  h->buf_cap = cap;
+  /* A plain request's body is read only when there is an HTTP handler to give it to. */
+  h->req.max_body = s->on_http ? s->opts.max_body_bytes : SIZE_MAX;
   return h;
 }
 
 static const char *reason_phrase(int status) {
-  switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 402: return "Payment Required";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 451: return "Unavailable For Legal Reasons";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 408: return "Request Timeout";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 403: return "Forbidden";
-    default: return "Internal Server Error";
-  }
+  const char *r = sb_http_reason(status);
+  return r ? r : "Internal Server Error";
 }
 
 /* Answers with a plain HTTP status, extra header lines (each ending in CRLF, already
@@ -250,7 +230,7 @@ void sb_ws_reject_upgrade(sb_conn *c, int status, const char *headers, const cha
   drop_handshake(c);
   /* An upgrade that waited for auth stopped reading: read again, so that the peer's FIN ends
    * the drain at once (bytes are discarded) instead of close_timeout_ms later. */
-  sb_net_resume(c);
+  if (c->state != SB_CONN_CLOSED && sb_net_read_start(c) != 0) return sb_net_close(c);
   if (n < 0 || (size_t)n >= sizeof(buf) || sb_net_io(c) ||
       sb_outq_push_bytes(&c->io->out, A(c), buf, (size_t)n)) {
     sb_net_close(c);
@@ -480,7 +460,7 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
       sb_hs_result r = sb_handshake_feed(c->hs, data, len, &used);
       if (r == SB_HS_NEED_MORE) return;
       if (r == SB_HS_REJECT) return sb_ws_reject_upgrade(c, c->hs->status, NULL, c->hs->error);
-      if (r == SB_HS_HTTP) return sb_ws_reject_upgrade(c, 404, NULL, "Not Found");
+      if (r == SB_HS_HTTP) return sb_ws_http_start(c, data + used, len - used);
       if (!origin_allowed(c)) return sb_ws_reject_upgrade(c, 403, NULL, "origin not allowed");
       if (c->srv->opts.on_upgrade) return sb_ws_upgrade_start(c, data + used, len - used);
       return sb_ws_accept_upgrade(c, data + used, len - used);
@@ -492,6 +472,9 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
       return;
     case SB_CONN_CLOSING:
       on_frames(c, data, len);
+      return;
+    case SB_CONN_HTTP:
+      sb_ws_http_data(c, data, len);
       return;
     default:
       return; /* draining: the conversation is over, bytes are discarded */
@@ -537,6 +520,9 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
     case SB_CONN_DRAINING:
       if (age >= o->close_timeout_ms) return abort_conn(c, "close timeout");
       break;
+    case SB_CONN_HTTP:
+      if (sb_ws_http_sweep(c, now)) return;
+      break;
   }
   /* Give back the busy-state block of a connection that has been quiet for a whole sweep. */
   if (!(c->flags & SB_F_IO_TOUCHED) && sb_net_io_idle(c)) sb_net_io_release(c);
@@ -544,7 +530,9 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
 }
 
 void sb_ws_shutdown(sb_conn *c) {
-  if (c->state == SB_CONN_HANDSHAKE) {
+  if (c->state == SB_CONN_HTTP) {
+    sb_ws_http_shutdown(c);
+  } else if (c->state == SB_CONN_HANDSHAKE) {
     drop_handshake(c); /* a pending upgrade is orphaned: a verdict now returns SB_ECLOSED */
     sb_net_close(c);
   }
@@ -552,6 +540,7 @@ void sb_ws_shutdown(sb_conn *c) {
 }
 
 void sb_ws_free(sb_conn *c) {
+  sb_ws_http_free(c);
   drop_handshake(c);
   sb_ws_auth_free(c);
   if (c->io) {
@@ -561,3 +550,12 @@ void sb_ws_free(sb_conn *c) {
   sb_free(A(c), c->subprotocol);
   c->subprotocol = NULL;
 }
+
+/* ---- for http_conn.c ------------------------------------------------------------------ */
+
+void sb_ws_http_reject(sb_conn *c, int status, const char *why) {
+  sb_ws_reject_upgrade(c, status, NULL, why);
+}
+void sb_ws_drain(sb_conn *c) { start_drain(c); }
+sb_handshake *sb_ws_take_handshake(sb_conn *c) { return take_handshake(c); }
+void sb_ws_drop_handshake(sb_conn *c) { drop_handshake(c); }

@@ -82,7 +82,7 @@ void sb_ws_upgrade_start(sb_conn *c, const uint8_t *early, size_t early_len) {
   up->early_len = early_len;
   sb_net_peer(c, up->addr, sizeof(up->addr));
   c->hs->upgrade = up;
-  sb_net_pause(c);
+  sb_net_read_stop(c);
   s->opts.on_upgrade(up, s->hook_user);
   /* No verdict yet: the read buffer is about to be reused, so the early bytes are copied. The
    * connection memory outlives this call (it goes in libuv's close callback), and `up` is
@@ -135,9 +135,9 @@ const char *sb_upgrade_cookie(sb_upgrade *up, const char *name) {
   sb_handshake *h = HS(up);
   if (!h || !name) return NULL;
   size_t nlen = strlen(name);
-  for (unsigned i = 0; i < h->nheaders; i++) {
-    if (strcasecmp(h->buf + h->headers[i].name, "Cookie") != 0) continue;
-    const char *p = h->buf + h->headers[i].value;
+  for (unsigned i = 0; i < h->req.nheaders; i++) {
+    if (strcasecmp(h->req.buf + h->req.headers[i][0], "Cookie") != 0) continue;
+    const char *p = h->req.buf + h->req.headers[i][1];
     while (*p) {
       while (*p == ' ' || *p == ';') p++;
       const char *end = strchr(p, ';');
@@ -168,9 +168,9 @@ const char *sb_upgrade_token(sb_upgrade *up) {
   /* Sec-WebSocket-Protocol: a comma-separated list, in one header or several; the entry may
    * be a few KiB long (an RS256 JWT), so the headers are scanned where they lie. */
   sb_handshake *h = HS(up);
-  for (unsigned i = 0; i < h->nheaders; i++) {
-    if (strcasecmp(h->buf + h->headers[i].name, "Sec-WebSocket-Protocol") != 0) continue;
-    for (const char *p = h->buf + h->headers[i].value; *p;) {
+  for (unsigned i = 0; i < h->req.nheaders; i++) {
+    if (strcasecmp(h->req.buf + h->req.headers[i][0], "Sec-WebSocket-Protocol") != 0) continue;
+    for (const char *p = h->req.buf + h->req.headers[i][1]; *p;) {
       while (*p == ' ' || *p == '\t' || *p == ',') p++;
       const char *end = p;
       while (*end && *end != ',' && *end != ' ' && *end != '\t') end++;
@@ -289,7 +289,11 @@ int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
     }
   }
   c->hs->upgrade = NULL;
-  sb_net_resume(c);
+  if (sb_net_read_start(c) != 0) {
+    up_free(up);
+    sb_net_close(c);
+    return SB_EIO;
+  }
   if (c->state == SB_CONN_HANDSHAKE) sb_ws_accept_upgrade(c, up->early, up->early_len);
   up_free(up);
   return 0;

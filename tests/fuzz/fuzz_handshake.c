@@ -76,7 +76,8 @@ static outcome run(const uint8_t *s, size_t n, size_t max_bytes, size_t cut, siz
     o.result = r;
     if (r == SB_HS_REJECT) {
       o.status = h.status;
-      CHECK(h.status == 400 || h.status == 426 || h.status == 431 || h.status == 500,
+      CHECK(h.status == 400 || h.status == 426 || h.status == 431 || h.status == 500 ||
+                h.status == 501 || h.status == 505,
             "status %d", h.status);
       CHECK(h.error != NULL, "no error text");
     } else {
