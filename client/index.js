@@ -743,7 +743,11 @@ export class SwitchboardClient {
       if (this._session?.token) {
         this._fresh = { connId: h.connId, token: h.token };
         this._state = 'resuming';
-        const positions = [...this._positions].slice(-MAX_POSITIONS).map(([stream, p]) => ({ stream, offset: p.offset, epoch: p.epoch }));
+        // At most MAX_POSITIONS: the direct stream, then the streams heard from most recently.
+        const direct = `c:${this._session.connId}`;
+        const all = [...this._positions].filter(([s]) => s !== direct);
+        if (this._positions.has(direct)) all.push([direct, this._positions.get(direct)]);
+        const positions = all.slice(-MAX_POSITIONS).map(([stream, p]) => ({ stream, offset: p.offset, epoch: p.epoch }));
         this._ws.send(this._envelope.encode({ kind: KIND.RESUME, body: encodeResumeBody(this._session.token, positions) }));
       } else {
         this._session = { connId: h.connId, token: h.token };
@@ -855,6 +859,7 @@ export class SwitchboardClient {
         if (!resuming) this._resumeNow(`stream ${env.stream}: offset ${env.offset} after ${last}`);
         return; // while resuming, the replay brings it in order
       }
+      this._positions.delete(env.stream); // re-inserted last: the Map's order is recency
       this._positions.set(env.stream, { offset: env.offset, epoch: env.epoch });
     }
     this._deliver(env);

@@ -535,3 +535,24 @@ test('TOO_BIG: a request over the server\'s max_message is refused before it is 
   await assert.rejects(c.post('/x', 'a'.repeat(200)), E('TOO_BIG'));
   assert.equal((await c.post('/x', 'small')).body, 'small');
 });
+
+test('a RESUME carries at most 1024 positions: the direct stream and the most recently heard', async () => {
+  const server = new FakeServer();
+  const c = connect(server, { reconnect: { initialDelay: 5, maxDelay: 5 } });
+  await c.ready();
+  const conn = server.last;
+  server.push(conn, { url: '/d', stream: `c:${conn.id}`, offset: 1, epoch: 1 });
+  for (let i = 0; i < 1100; i++) server.push(conn, { url: '/g', stream: `g:${i}`, offset: 1, epoch: 1 });
+  server.push(conn, { url: '/g', stream: 'g:0', offset: 2, epoch: 1 }); // heard again: recent
+  await until(() => Object.keys(c.positions()).length === 1101 && c.positions()['g:0'].offset === 2);
+  let resume;
+  server.onResume = (cn, r) => { resume = r; server.resumeOk(cn, r); };
+  server.close(conn, 1006);
+  await until(() => resume);
+  const streams = resume.positions.map((p) => p.stream);
+  assert.equal(streams.length, 1024);
+  assert.ok(streams.includes(`c:${conn.id}`));
+  assert.ok(streams.includes('g:0'));
+  assert.ok(streams.includes('g:1099'));
+  assert.ok(!streams.includes('g:1'));
+});
