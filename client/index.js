@@ -579,7 +579,8 @@ export class SwitchboardClient {
       return;
     }
     if (this._opts.reconnect === false) {
-      this._shutdown({ code, reason, error: wasOpen ? null : error });
+      if (!wasOpen && error) this._emit('error', error);
+      this._shutdown({ code, reason, error: wasOpen ? null : new SwitchboardError('GAVE_UP', 'the connection failed and reconnect is off') });
       return;
     }
     this._state = 'waiting';

@@ -556,3 +556,20 @@ test('a RESUME carries at most 1024 positions: the direct stream and the most re
   assert.ok(streams.includes('g:1099'));
   assert.ok(!streams.includes('g:1'));
 });
+
+test('reconnect: false: a lost connection closes the client; a failed first attempt gives up', async () => {
+  const server = new FakeServer();
+  server.refused.add('ws://down/');
+  const c = connect(server, { reconnect: false });
+  const log = record(c);
+  await c.ready();
+  server.close(server.last, 1011, 'bye');
+  await until(() => c.state === 'closed');
+  assert.deepEqual(log.map((e) => e.name), ['open', 'close']);
+  assert.deepEqual(log[1].arg, { code: 1011, reason: 'bye', willReconnect: false });
+  const d = connect(server, { url: 'ws://down/', reconnect: false });
+  const dlog = record(d);
+  await assert.rejects(d.ready(), E('CLOSED'));
+  assert.deepEqual(dlog.map((e) => e.name === 'error' ? e.arg.code : e.name), ['CONNECT', 'GAVE_UP', 'close']);
+  assert.equal(server.conns.length, 2);
+});
