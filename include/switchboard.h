@@ -77,7 +77,7 @@ typedef enum { SB_TEXT = 1, SB_BINARY = 2 } sb_opcode;
  */
 typedef enum { SB_SEND_OK = 0, SB_SEND_BACKPRESSURE = 1, SB_SEND_DROPPED = 2 } sb_send_result;
 
-/* Close codes the library itself uses (RFC 6455 §7.4.1). */
+/* Close codes the library itself uses (RFC 6455 §7.4.1; docs/PROTOCOL.md §8). */
 enum {
   SB_CLOSE_NORMAL = 1000,
   SB_CLOSE_GOING_AWAY = 1001,     /* server shutdown */
@@ -90,6 +90,7 @@ enum {
   SB_CLOSE_TOO_BIG = 1009,        /* a message over max_message_bytes */
   SB_CLOSE_INTERNAL = 1011,
   SB_CLOSE_TRY_AGAIN = 1013,
+  SB_CLOSE_REPLACED = 4000,       /* the session was resumed by another connection */
   SB_CLOSE_EXPIRED = 4001,        /* the connection's credentials expired, no new token came */
   SB_CLOSE_IDENTITY = 4003        /* a refreshed token named another identity */
 };
@@ -534,7 +535,8 @@ typedef enum {
   SB_KIND_RESUMED = 7,  /* server → client: per stream, recovered or not */
   SB_KIND_ACK = 8,      /* client → server: positions */
   SB_KIND_ERROR = 9,    /* server → client: status, id (when about a request), text */
-  SB_KIND_AUTH = 10     /* both ways: credentials about to expire / a new token / the verdict */
+  SB_KIND_AUTH = 10,    /* both ways: credentials about to expire / a new token / the verdict */
+  SB_KIND_PING = 11     /* both ways: a client's heartbeat probe, and the hub's answer */
 } sb_kind;
 
 typedef enum {

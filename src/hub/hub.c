@@ -46,7 +46,6 @@
 #define SB_STREAM_MAX 256
 #define SB_MAX_POSITIONS 1024
 #define SB_HUB_SCHEMAS 16
-#define SB_CLOSE_REPLACED 4000
 
 typedef struct hconn hconn;
 typedef struct resume_ctx resume_ctx;
@@ -1009,6 +1008,17 @@ static void on_message(sb_conn *c, sb_opcode op, const void *data, size_t len, v
     case SB_KIND_AUTH:
       on_auth_msg(h, c, &env);
       break;
+    case SB_KIND_PING: {
+      /* A heartbeat probe (PROTOCOL.md §10): answered at once, without the application. A
+       * browser cannot see WebSocket pings, so this is how its client learns that the
+       * connection still carries messages both ways. */
+      sb_envelope pong = {0};
+      pong.kind = SB_KIND_PING;
+      pong.status = 200;
+      pong.id = env.id;
+      send_env(h, c, &pong);
+      break;
+    }
     default:
       send_error(h, c, env.id, 400, "unexpected envelope kind from a client");
   }

@@ -3,7 +3,7 @@
 const te = new TextEncoder();
 const td = new TextDecoder('utf-8', { fatal: true });
 
-export const KIND = { REQUEST: 1, RESPONSE: 2, PUSH: 3, SEND: 4, HELLO: 5, RESUME: 6, RESUMED: 7, ACK: 8, ERROR: 9, AUTH: 10 };
+export const KIND = { REQUEST: 1, RESPONSE: 2, PUSH: 3, SEND: 4, HELLO: 5, RESUME: 6, RESUMED: 7, ACK: 8, ERROR: 9, AUTH: 10, PING: 11 };
 export const METHOD = { NONE: 0, GET: 1, POST: 2, PUT: 3, PATCH: 4, DELETE: 5 };
 
 function varint(n) {

@@ -4,6 +4,10 @@
  * Every block fenced as ```hex NAME in the document is read from the file and compared byte
  * for byte with what the library encodes for the message the document describes. A change of
  * the wire format therefore fails here until the document says the same.
+ *
+ * spec/protocol.json holds the tables the JavaScript client shares with the C side (kinds,
+ * methods, close codes, the fixed schemas); the C enums and schemas are checked against it
+ * here, both ways, and client/test/protocol.test.mjs checks the client's copy.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,9 +20,11 @@
 #include <cmocka.h>
 
 #include "hub/envelope.h"
+#include "json.h"
 #include "net/net.h"
 
 #define DOC SB_SOURCE_DIR "/docs/PROTOCOL.md"
+#define SPEC SB_SOURCE_DIR "/spec/protocol.json"
 
 static char *doc;
 
@@ -118,6 +124,10 @@ static void test_envelopes(void **state) {
   encode_env("auth-token", &tok);
   sb_envelope ok = {SB_KIND_AUTH, 0, 200, 0, "", 0, 0, 0, "", 0, S("{\"expires\":1800003600}")};
   encode_env("auth-ok", &ok);
+  sb_envelope ping = {SB_KIND_PING, 0, 0, 7, "", 0, 0, 0, "", 0, "", 0};
+  encode_env("ping", &ping);
+  sb_envelope pong = {SB_KIND_PING, 0, 200, 7, "", 0, 0, 0, "", 0, "", 0};
+  encode_env("pong", &pong);
 }
 
 static size_t put_position(uint8_t *out, const char *stream, uint64_t off, uint64_t epoch) {
@@ -162,6 +172,101 @@ static void test_hello(void **state) {
   check_bytes("hello", out, n);
 }
 
+/* ---- spec/protocol.json ---------------------------------------------------------------- */
+
+typedef struct {
+  const char *name;
+  long value;
+} named;
+
+#define K(n) {#n, SB_KIND_##n}
+static const named kinds[] = {K(REQUEST), K(RESPONSE), K(PUSH), K(SEND),  K(HELLO), K(RESUME),
+                              K(RESUMED), K(ACK),      K(ERROR), K(AUTH), K(PING)};
+#undef K
+#define M(n) {#n, SB_METHOD_##n}
+static const named methods[] = {M(NONE), M(GET), M(POST), M(PUT), M(PATCH), M(DELETE)};
+#undef M
+#define C(n) {#n, SB_CLOSE_##n}
+static const named closes[] = {C(NORMAL),       C(GOING_AWAY), C(PROTOCOL_ERROR), C(UNSUPPORTED),
+                               C(NO_STATUS),    C(ABNORMAL),   C(INVALID_DATA),   C(POLICY),
+                               C(TOO_BIG),      C(INTERNAL),   C(TRY_AGAIN),      C(REPLACED),
+                               C(EXPIRED),      C(IDENTITY)};
+#undef C
+
+static json *spec;
+
+/* The table `key` of the spec equals the C one: the same names with the same values, and no
+ * name on either side that the other lacks. */
+static void check_table(const char *key, const named *c, size_t n) {
+  const json *t = json_get(spec, key);
+  if (!t || t->type != JSON_OBJECT) fail_msg("spec/protocol.json: no object \"%s\"", key);
+  for (size_t i = 0; i < n; i++) {
+    const json *v = json_get(t, c[i].name);
+    if (!v)
+      fail_msg("%s: the C side has %s = %ld, spec/protocol.json does not", key, c[i].name,
+               c[i].value);
+    if (v->type != JSON_NUMBER || (long)v->number != c[i].value)
+      fail_msg("%s.%s: spec/protocol.json says %s, C says %ld", key, c[i].name,
+               v->text ? v->text : "?", c[i].value);
+  }
+  if (t->count != n)
+    fail_msg("%s: spec/protocol.json has %zu entries, C has %zu", key, t->count, n);
+}
+
+static void test_spec_tables(void **state) {
+  (void)state;
+  check_table("kinds", kinds, sizeof(kinds) / sizeof(kinds[0]));
+  check_table("methods", methods, sizeof(methods) / sizeof(methods[0]));
+  check_table("closeCodes", closes, sizeof(closes) / sizeof(closes[0]));
+  const json *v = json_get(spec, "version");
+  assert_non_null(v);
+  assert_int_equal((long)v->number, SB_PROTOCOL_VERSION);
+}
+
+/* A schema of the spec equals the library's: built from the JSON, both serialize (§2.1) to
+ * the same bytes, which covers names, types, sizes and order. */
+static void check_schema(const char *key, const sb_schema *mine) {
+  static const char *const types[] = {"",      "u8",    "u16",  "u32", "u64",
+                                      "fixed", "bytes", "text", "rest"};
+  const json *arr = json_get(json_get(spec, "schemas"), key);
+  if (!arr || arr->type != JSON_ARRAY) fail_msg("spec/protocol.json: no schema \"%s\"", key);
+  sb_field f[16];
+  assert_true(arr->count <= 16);
+  for (size_t i = 0; i < arr->count; i++) {
+    const char *name = json_get_str(arr->items[i], "name");
+    const char *type = json_get_str(arr->items[i], "type");
+    if (!name || !type) fail_msg("schemas.%s[%zu]: needs a name and a type", key, i);
+    f[i].name = name;
+    f[i].size = 0;
+    f[i].type = 0;
+    for (int t = 1; t <= 8; t++)
+      if (strcmp(type, types[t]) == 0) f[i].type = (sb_field_type)t;
+    if (!f[i].type) fail_msg("schemas.%s[%zu]: unknown type %s", key, i, type);
+  }
+  sb_schema *s;
+  char err[128];
+  if (sb_schema_new(&s, f, arr->count, NULL, err, sizeof(err)) != 0)
+    fail_msg("schemas.%s: %s", key, err);
+  uint8_t a[512], b[512];
+  size_t na, nb;
+  assert_int_equal(sb_schema_serialize(s, a, sizeof(a), &na), 0);
+  assert_int_equal(sb_schema_serialize(mine, b, sizeof(b), &nb), 0);
+  sb_schema_free(s);
+  if (na != nb || memcmp(a, b, na) != 0)
+    fail_msg("schemas.%s in spec/protocol.json differs from the library's", key);
+}
+
+static void test_spec_schemas(void **state) {
+  (void)state;
+  check_schema("envelope", sch.envelope);
+  check_schema("hello", sch.hello);
+  check_schema("resume", sch.resume);
+  check_schema("position", sch.position);
+  check_schema("resumed", sch.resumed);
+  /* and nothing else: a schema added to the spec must be checked here too */
+  assert_int_equal(json_get(spec, "schemas")->count, 5);
+}
+
 static int setup(void **state) {
   (void)state;
   FILE *f = fopen(DOC, "rb");
@@ -173,12 +278,19 @@ static int setup(void **state) {
   if (!doc || fread(doc, 1, (size_t)len, f) != (size_t)len) return -1;
   doc[len] = '\0';
   fclose(f);
+  char err[256];
+  spec = json_read_file(SPEC, err, sizeof(err));
+  if (!spec) {
+    fprintf(stderr, "%s: %s\n", SPEC, err);
+    return -1;
+  }
   return sb_schemas_init(&sch, &sb_default_allocator);
 }
 
 static int teardown(void **state) {
   (void)state;
   sb_schemas_free(&sch);
+  json_free(spec);
   free(doc);
   return 0;
 }
@@ -187,7 +299,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_user_schema), cmocka_unit_test(test_envelope_schema),
       cmocka_unit_test(test_envelopes),   cmocka_unit_test(test_control),
-      cmocka_unit_test(test_hello),
+      cmocka_unit_test(test_hello),       cmocka_unit_test(test_spec_tables),
+      cmocka_unit_test(test_spec_schemas),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
