@@ -2,7 +2,7 @@
 # and scripts/.
 #
 #   make            build (build/)
-#   make demo       install what is missing, build, run the demo (the echo example on :8080)
+#   make demo       install what is missing, build, run the demo (a chat at http://localhost:8080)
 #   make test       install what is missing, build, run every test suite
 #   make test SANITIZE=1   the same, built with ASan+UBSan and -Werror (build-asan/)
 #   make bench      benchmarks against the peers (see bench/README.md)
@@ -35,8 +35,8 @@ configure:
 	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 
 demo: setup all
-	@echo "Switchboard echo demo on ws://127.0.0.1:8080 (Ctrl-C stops it)"
-	./$(BUILD)/examples/echo --port 8080
+	@echo "Switchboard demo: open http://localhost:8080/ in a browser (Ctrl-C stops it)"
+	./$(BUILD)/examples/demo --port 8080
 
 test: setup all fuzz-quick
 	cd $(BUILD) && ctest --output-on-failure -j1 $(CTEST_FLAGS)

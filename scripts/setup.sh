@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev nodejs npm curl)
+      libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev nodejs npm curl
+      chromium)
 if [ "${1:-}" = bench ]; then
   want+=(util-linux strace)
 fi
