@@ -53,10 +53,17 @@ typedef void (*sb_engine_read_cb)(void *ctx, int status, uint64_t epoch, uint64_
                                   uint64_t head, const sb_record *recs, size_t n);
 typedef void (*sb_engine_position_cb)(void *ctx, int status, uint64_t offset, uint64_t epoch);
 
+/* A group of a session, with the position its stream had when the session joined it: a
+ * resume that names no position for the group replays from there. epoch 0: unknown. */
+typedef struct sb_session_group {
+  const char *name;
+  uint64_t offset, epoch;
+} sb_session_group;
+
 typedef struct sb_session_info {
   const char *conn_id;
-  const char *identity;      /* "" when anonymous */
-  const char *const *groups; /* borrowed */
+  const char *identity;          /* "" when anonymous */
+  const sb_session_group *groups; /* borrowed */
   size_t ngroups;
 } sb_session_info;
 /* status SB_ENOTFOUND: no such (or an expired, or an already used) token. The info is valid
@@ -84,7 +91,9 @@ typedef struct sb_engine_ops {
   /* Sessions: create or refresh (connection open, or resumed), record a group change, start
    * the expiry clock (connection closed), bind a new single-use token, take a token. */
   int (*session_open)(sb_engine *e, const char *conn_id, const char *identity);
-  int (*session_group)(sb_engine *e, const char *conn_id, const char *group, int joined);
+  int (*session_group)(sb_engine *e, const char *conn_id, const char *group, int joined,
+                       uint64_t offset, uint64_t epoch); /* the join position; joining again
+                                                            keeps the first */
   int (*session_closed)(sb_engine *e, const char *conn_id);
   int (*session_token)(sb_engine *e, const char *conn_id, const char *token);
   int (*session_take)(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx);

@@ -30,12 +30,13 @@ typedef struct mem_stream {
 
 /* A session is kept small (there is one per connection, open or resumable): the id and the
  * token are inline and are the keys of the two maps (borrowed), the identity is NULL when
- * anonymous, and the groups are one packed buffer of NUL-terminated names. */
+ * anonymous, and the groups are one packed buffer: per group its NUL-terminated name and the
+ * stream position at the join (offset, epoch: 16 bytes, unaligned). */
 typedef struct mem_session {
   char conn_id[23];
   char token[23];     /* "" when none */
   char *identity;     /* NULL: anonymous */
-  char *groups;       /* "a\0b\0" */
+  char *groups;       /* "a\0" + 16 bytes, "b\0" + 16 bytes, ... */
   uint32_t groups_len;
   uint64_t closed_at; /* 0 while a connection holds the session */
 } mem_session;
@@ -239,15 +240,18 @@ static int m_session_open(sb_engine *e, const char *conn_id, const char *identit
   return 0;
 }
 
-static int m_session_group(sb_engine *e, const char *conn_id, const char *group, int joined) {
+#define GROUP_POS 16 /* the join position after each packed name */
+
+static int m_session_group(sb_engine *e, const char *conn_id, const char *group, int joined,
+                           uint64_t offset, uint64_t epoch) {
   mem_engine *m = (mem_engine *)e;
   mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
   if (!ss) return SB_ENOTFOUND;
   size_t gl = strlen(group) + 1;
   for (uint32_t off = 0; off < ss->groups_len;) {
     char *g = ss->groups + off;
-    size_t l = strlen(g) + 1;
-    if (l == gl && memcmp(g, group, gl) == 0) {
+    size_t l = strlen(g) + 1 + GROUP_POS;
+    if (l == gl + GROUP_POS && memcmp(g, group, gl) == 0) {
       if (!joined) {
         memmove(g, g + l, ss->groups_len - off - l);
         ss->groups_len -= (uint32_t)l;
@@ -257,11 +261,13 @@ static int m_session_group(sb_engine *e, const char *conn_id, const char *group,
     off += (uint32_t)l;
   }
   if (!joined) return 0;
-  char *p = sb_realloc(m->a, ss->groups, ss->groups_len + gl);
+  char *p = sb_realloc(m->a, ss->groups, ss->groups_len + gl + GROUP_POS);
   if (!p) return SB_ENOMEM;
   memcpy(p + ss->groups_len, group, gl);
+  memcpy(p + ss->groups_len + gl, &offset, 8);
+  memcpy(p + ss->groups_len + gl + 8, &epoch, 8);
   ss->groups = p;
-  ss->groups_len += (uint32_t)gl;
+  ss->groups_len += (uint32_t)(gl + GROUP_POS);
   return 0;
 }
 
@@ -297,9 +303,11 @@ static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb 
   }
   /* Everything that can fail comes before the token is consumed. */
   size_t n = 0;
-  for (uint32_t off = 0; off < ss->groups_len; off += (uint32_t)strlen(ss->groups + off) + 1) n++;
-  const char *stack[16];
-  const char **groups = n <= 16 ? stack : sb_malloc(m->a, n * sizeof(*groups));
+  for (uint32_t off = 0; off < ss->groups_len;
+       off += (uint32_t)(strlen(ss->groups + off) + 1 + GROUP_POS))
+    n++;
+  sb_session_group stack[16];
+  sb_session_group *groups = n <= 16 ? stack : sb_malloc(m->a, n * sizeof(*groups));
   if (!groups) return SB_ENOMEM;
   sb_map_del(&m->tokens, ss->token, strlen(ss->token));
   ss->token[0] = '\0';
@@ -310,8 +318,14 @@ static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb 
     return 0;
   }
   size_t k = 0;
-  for (uint32_t off = 0; off < ss->groups_len; off += (uint32_t)strlen(ss->groups + off) + 1)
-    groups[k++] = ss->groups + off;
+  for (uint32_t off = 0; off < ss->groups_len;) {
+    sb_session_group *g = &groups[k++];
+    g->name = ss->groups + off;
+    off += (uint32_t)strlen(g->name) + 1;
+    memcpy(&g->offset, ss->groups + off, 8);
+    memcpy(&g->epoch, ss->groups + off + 8, 8);
+    off += GROUP_POS;
+  }
   sb_session_info info = {ss->conn_id, ss->identity ? ss->identity : "", groups, n};
   cb(ctx, 0, &info);
   if (groups != stack) sb_free(m->a, (void *)groups);

@@ -196,11 +196,26 @@ static void on_group_empty(void *ctx, const char *name, size_t n) {
   if (slen) h->engine->ops->unsubscribe(h->engine, stream, slen);
 }
 
+/* Records in the session that it is in the group, with the group stream's position now: a
+ * resume that names no position for the group (the client got no push from it yet) replays
+ * from there, so that what was published while the client was away is not lost merely because
+ * nothing had been published before. An engine that cannot answer at once records epoch 0
+ * (unknown): such a group is then reported recovered:false. */
+static void record_join(sb_hub *h, hconn *hc, const char *name, size_t n) {
+  char stream[SB_STREAM_MAX];
+  uint64_t offset = 0, epoch = 0;
+  size_t slen = stream_name(stream, 'g', name, n);
+  if (!slen || !h->engine->ops->position_now ||
+      h->engine->ops->position_now(h->engine, stream, slen, &offset, &epoch) != 0)
+    offset = epoch = 0;
+  h->engine->ops->session_group(h->engine, hc->id, name, 1, offset, epoch);
+}
+
 static int local_join(sb_hub *h, hconn *hc, const char *name, size_t n, int record) {
   int r = sb_groups_join(&h->groups, &hc->groups, hc, name, n);
   if (r == 0 && record && hc->owner) {
     sb_group *g = sb_groups_find(&h->groups, name, n);
-    h->engine->ops->session_group(h->engine, hc->id, g->name, 1);
+    record_join(h, hc, g->name, g->name_len);
   }
   return r;
 }
@@ -223,7 +238,7 @@ int sb_conn_leave(sb_conn *c, const char *name) {
   if (hc->closing) return SB_ECLOSED;
   sb_hub *h = c->srv->hub;
   if (sb_groups_leave(&h->groups, &hc->groups, name, strlen(name)) == 0 && hc->owner)
-    h->engine->ops->session_group(h->engine, hc->id, name, 0);
+    h->engine->ops->session_group(h->engine, hc->id, name, 0, 0, 0);
   return 0;
 }
 
@@ -702,19 +717,22 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
    * copy what is needed first. */
   char conn_id[23];
   snprintf(conn_id, sizeof(conn_id), "%s", s->conn_id);
-  size_t total = 0;
-  for (size_t i = 0; i < s->ngroups; i++) total += strlen(s->groups[i]) + 1;
-  char *names = sb_malloc(h->a, total ? total : 1);
-  if (!names) {
+  size_t total = 0, ngroups = s->ngroups, off = 0;
+  for (size_t i = 0; i < ngroups; i++) total += strlen(s->groups[i].name) + 1;
+  /* the join positions (offset, epoch per group), then the names */
+  uint64_t *joined = sb_malloc(h->a, ngroups * 16 + total + 1);
+  if (!joined) {
     resume_abort(h, hc, "resume: out of memory");
     resume_release(h, rc);
     return;
   }
-  size_t ngroups = s->ngroups, off = 0;
+  char *names = (char *)(joined + 2 * ngroups);
   for (size_t i = 0; i < ngroups; i++) {
-    size_t l = strlen(s->groups[i]) + 1;
-    memcpy(names + off, s->groups[i], l);
+    size_t l = strlen(s->groups[i].name) + 1;
+    memcpy(names + off, s->groups[i].name, l);
     off += l;
+    joined[2 * i] = s->groups[i].offset;
+    joined[2 * i + 1] = s->groups[i].epoch;
   }
   /* Step 2: adopt the session. An older connection still holding it is closed. */
   hconn *old = sb_map_get(&h->conns, conn_id, strlen(conn_id));
@@ -732,7 +750,7 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
   if (r == 0) r = h->engine->ops->session_open(h->engine, hc->id, sb_conn_identity(hc->conn));
   if (r != 0) {
     hc->owner = r == 0;
-    sb_free(h->a, names);
+    sb_free(h->a, joined);
     resume_abort(h, hc, "resume: out of memory");
     resume_release(h, rc);
     return;
@@ -740,10 +758,9 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
   subscribe_direct(h, hc);
   /* Groups joined on this connection before the resume become part of the session too. */
   for (uint32_t i = 0; i < hc->groups.n; i++)
-    h->engine->ops->session_group(h->engine, hc->id, hc->groups.refs[i].g->name, 1);
+    record_join(h, hc, hc->groups.refs[i].g->name, hc->groups.refs[i].g->name_len);
   for (off = 0; off < total; off += strlen(names + off) + 1)
     local_join(h, hc, names + off, strlen(names + off), 0);
-  sb_free(h->a, names);
   /* Only the session's own streams are replayed: its groups and its direct stream, whatever
    * else the client names. */
   char stream[SB_STREAM_MAX];
@@ -752,6 +769,20 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     size_t slen = stream_name(stream, 'g', g->name, g->name_len);
     if (slen) r = add_pos(h, rc, stream, slen, 0);
   }
+  /* A group the client names no position for is replayed from where the session joined it. */
+  off = 0;
+  for (size_t i = 0; i < ngroups && r == 0; i++) {
+    size_t l = strlen(names + off);
+    size_t slen = stream_name(stream, 'g', names + off, l);
+    rpos *p = slen ? find_pos(rc, stream, slen) : NULL;
+    if (p && !p->has_position && joined[2 * i + 1] != 0) {
+      p->offset = joined[2 * i];
+      p->epoch = joined[2 * i + 1];
+      p->has_position = 1;
+    }
+    off += l + 1;
+  }
+  sb_free(h->a, joined);
   size_t dlen = stream_name(stream, 'c', hc->id, strlen(hc->id));
   if (r == 0) r = add_pos(h, rc, stream, dlen, 1);
   if (r != 0 || new_token_and_hello(h, hc) != 0) {

@@ -542,6 +542,23 @@ describe('4. redelivery (RESUME)', () => {
     assert.ok(after.length > 0, 'live pushes continued after RESUMED');
   });
 
+  test('a group the client never got a push from is replayed from where the session joined it', async () => {
+    const room = uniq('quiet');
+    const p = await connect(srv, { label: 'publisher' });
+    for (const b of ['before1', 'before2']) assert.equal(await p.ok(`/publish/${room}`, b), '');
+    const x = await member(srv, room); // joins at offset 2, gets no push
+    await vanish(x, p, room);
+    for (const b of ['m1', 'm2', 'm3']) assert.equal(await p.ok(`/publish/${room}`, b), '');
+    const y = await connect(srv, { label: 'y' });
+    y.resume(x.hello.token, []); // no position for the group: the client saw nothing of it
+    const r = await readResume(y);
+    const epoch = r.pushes[0]?.epoch;
+    assertPushes(r.pushes, `g:${room}`, 3, ['m1', 'm2', 'm3'], { epoch });
+    assertEntry(r.byStream, `g:${room}`, true, 5, epoch);
+    y.destroy();
+    p.destroy();
+  });
+
   test('direct messages sent while away are replayed (from offset 0 epoch 0, and from a position)', async () => {
     const presence = uniq('presence');
     const p = await connect(srv, { label: 'sender' });
@@ -557,8 +574,9 @@ describe('4. redelivery (RESUME)', () => {
     const epoch = r.pushes[0]?.epoch;
     assertPushes(r.pushes, cx, 1, ['d1', 'd2', 'd3'], { url: '/direct', epoch });
     assertEntry(r.byStream, cx, true, 3, epoch);
-    // The session's group, for which the client gave no position: rejoined, recovered:false.
-    assertEntry(r.byStream, `g:${presence}`, false, 0);
+    // The session's group, for which the client gave no position: rejoined, and recovered from
+    // where the session joined it (nothing was published since).
+    assertEntry(r.byStream, `g:${presence}`, true, 0);
     assert.deepEqual(Object.keys(r.byStream).sort(), [cx, `g:${presence}`].sort());
     assert.equal(await p.ok(`/count/${presence}`), '1');
     // Away again; two more; resume from the position (3, epoch): just those.
@@ -728,8 +746,10 @@ describe('6. tokens', () => {
     y.resume(x.hello.token, []);
     const r = await readResume(y);
     assertResumedHello(r.hello, x.id, [x.hello.token, y.hello.token]);
-    assert.deepEqual(r.pushes.map(show), []);
-    assertEntry(r.byStream, `g:${g}`, false, 2); // a session group without a position
+    // No position for the session's group: replayed from where the session joined it.
+    const epoch = r.pushes[0]?.epoch;
+    assertPushes(r.pushes, `g:${g}`, 1, ['t1', 't2'], { epoch });
+    assertEntry(r.byStream, `g:${g}`, true, 2, epoch);
     const { frame } = await x.waitClosed();
     assert.ok(frame, `the old connection gets a close frame; ${x.describe()}`);
     assert.equal(frame.code, 4000, `close code of the replaced connection; ${x.describe()}`);

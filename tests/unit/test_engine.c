@@ -186,6 +186,7 @@ typedef struct sess_result {
   int status, calls;
   char conn_id[32], identity[32];
   char groups[8][32];
+  uint64_t joined[8][2];
   size_t ngroups;
 } sess_result;
 
@@ -197,8 +198,11 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     snprintf(r->conn_id, sizeof(r->conn_id), "%s", s->conn_id);
     snprintf(r->identity, sizeof(r->identity), "%s", s->identity);
     r->ngroups = s->ngroups;
-    for (size_t i = 0; i < s->ngroups && i < 8; i++)
-      snprintf(r->groups[i], 32, "%s", s->groups[i]);
+    for (size_t i = 0; i < s->ngroups && i < 8; i++) {
+      snprintf(r->groups[i], 32, "%s", s->groups[i].name);
+      r->joined[i][0] = s->groups[i].offset;
+      r->joined[i][1] = s->groups[i].epoch;
+    }
   }
 }
 
@@ -218,10 +222,13 @@ static void test_sessions(void **state) {
   (void)state;
   sb_engine *e = make(10, 0, 1000);
   assert_int_equal(e->ops->session_open(e, ID, "alice"), 0);
-  assert_int_equal(e->ops->session_group(e, ID, "room1", 1), 0);
-  assert_int_equal(e->ops->session_group(e, ID, "room2", 1), 0);
-  assert_int_equal(e->ops->session_group(e, ID, "room1", 1), 0); /* twice: once */
-  assert_int_equal(e->ops->session_group(e, ID, "room2", 0), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room1", 1, 7, 99), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room2", 1, 1, 2), 0);
+  /* twice: once, and the first join position stays */
+  assert_int_equal(e->ops->session_group(e, ID, "room1", 1, 9, 100), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room2", 0, 0, 0), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room3", 1, 0xffffffffffffull, 5), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room3", 0, 0, 0), 0);
   assert_int_equal(e->ops->session_token(e, ID, TOK), 0);
   sess_result r = take(e, TOK);
   assert_int_equal(r.status, 0);
@@ -229,6 +236,8 @@ static void test_sessions(void **state) {
   assert_string_equal(r.identity, "alice");
   assert_int_equal(r.ngroups, 1);
   assert_string_equal(r.groups[0], "room1");
+  assert_int_equal(r.joined[0][0], 7);
+  assert_int_equal(r.joined[0][1], 99);
   /* single use */
   assert_int_equal(take(e, TOK).status, SB_ENOTFOUND);
   /* a new token replaces the old one */
