@@ -23,13 +23,16 @@ CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo $(if $(WERROR),-DSB_WERROR=ON)
 CTEST_FLAGS :=
 endif
 
-.PHONY: all setup configure demo test fuzz-quick fuzz bench install clean
+.PHONY: all setup setup-test configure demo test fuzz-quick fuzz bench install clean
 
 all: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
 setup:
 	@scripts/setup.sh
+
+setup-test:
+	@scripts/setup.sh test
 
 configure:
 	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
@@ -38,14 +41,14 @@ demo: setup all
 	@echo "Switchboard demo: open http://localhost:8080/ in a browser (Ctrl-C stops it)"
 	./$(BUILD)/examples/demo --port 8080
 
-test: setup all fuzz-quick
+test: setup-test all fuzz-quick
 	cd $(BUILD) && ctest --output-on-failure -j1 $(CTEST_FLAGS)
 
 # libFuzzer needs clang: the fuzz targets get a build of their own.
 build-fuzz/CMakeCache.txt:
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DSB_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug
 
-fuzz-quick: setup build-fuzz/CMakeCache.txt
+fuzz-quick: setup-test build-fuzz/CMakeCache.txt
 	cmake --build build-fuzz -j$(JOBS)
 	cd build-fuzz && ctest --output-on-failure -L fuzz
 

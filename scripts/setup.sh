@@ -3,17 +3,20 @@
 # Debian packages go through apt-get (as root, or with sudo); npm packages come from the
 # committed package-lock.json with `npm ci`. Safe to run again: it only installs what is missing.
 #
-#   scripts/setup.sh            build + test dependencies
+#   scripts/setup.sh            what building and `make demo` need
+#   scripts/setup.sh test       also what `make test` needs (curl, Debian chromium)
 #   scripts/setup.sh bench      also what `make bench` needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev nodejs npm curl
-      chromium)
-if [ "${1:-}" = bench ]; then
-  want+=(util-linux strace)
-fi
+      libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev nodejs npm)
+case "${1:-}" in
+  test)  want+=(curl chromium) ;;   # curl and the real browser of the test suites
+  bench) want+=(util-linux strace) ;;
+  "") ;;
+  *) echo "setup: unknown mode '$1' (none, test or bench)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do
