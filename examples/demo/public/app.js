@@ -140,24 +140,21 @@ function start(name) {
   client.addServerResponseListenerFor.post('/api/rooms/:roomId/messages', onMessage);
   client.on('/api/online', (push) => { view.online = push.body; renderOnline(); });
 
-  let first = true;
+  // Every open that is not a resume is a new session, in no group: the first one, or the one
+  // that follows a resume the server refused because it no longer had the session (it
+  // restarted). Join the room before loading its history, so that no push falls between.
   client.on('open', async (e) => {
     if (e.resumed) return; // 'resumed' said what happened
-    setStatus('connected', 'connected');
-    if (first) {
-      first = false;
-      await joinRoom();
-    }
+    if (view.lastResumed?.sessionLost) setStatus('resumed', 'reconnected — history reloaded');
+    else setStatus('connected', 'connected');
+    await joinRoom();
     await Promise.all([loadRoom(), loadOnline(), renderRooms()]);
   });
   client.on('resumed', async (e) => {
     view.lastResumed = e;
     if (e.sessionLost) {
-      // The server did not know the session (it restarted): a new session, in no group.
-      setStatus('resumed', 'reconnected — history reloaded');
+      // 'open' follows at once, for the new session: it joins and reloads.
       note(`the server lost this session (${e.reason || 'restart'}): state reloaded`);
-      await joinRoom();
-      await Promise.all([loadRoom(), loadOnline(), renderRooms()]);
       return;
     }
     const s = view.stream && e.streams[view.stream];
@@ -181,6 +178,8 @@ function start(name) {
   });
   client.on('close', (e) => {
     if (!e.willReconnect) setStatus('closed', 'disconnected');
+    // The client makes no attempt while the browser says it is offline (until 'online').
+    else if (navigator.onLine === false) setStatus('offline', 'offline — waiting for the network');
     else if (view.status !== 'reconnecting') setStatus('offline', 'connection lost');
   });
   client.on('error', (e) => console.warn('switchboard:', e.message));
