@@ -15,11 +15,11 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 ifeq ($(SANITIZE),1)
 BUILD := build-asan
-CMAKE_FLAGS := -DSB_SANITIZE=ON -DSB_WERROR=ON -DCMAKE_BUILD_TYPE=Debug
+CMAKE_FLAGS := -DSB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 CTEST_FLAGS := -LE install
 else
 BUILD := build
-CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo $(if $(WERROR),-DSB_WERROR=ON)
+CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS :=
 endif
 
@@ -34,8 +34,10 @@ setup:
 setup-test:
 	@scripts/setup.sh test
 
+# Always configures (quick when nothing changed), so that WERROR=1 or PREFIX given on a later
+# run reach an existing build tree too.
 configure:
-	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DSB_WERROR=$(if $(or $(WERROR),$(filter 1,$(SANITIZE))),ON,OFF) -DCMAKE_INSTALL_PREFIX=$(PREFIX) > /dev/null
 
 demo: setup all
 	@echo "Switchboard demo: open http://localhost:8080/ in a browser (Ctrl-C stops it)"
