@@ -40,8 +40,8 @@
 
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,8 +51,6 @@
 /* ---------------------------------------------------------------------------------------- */
 /* State                                                                                      */
 /* ---------------------------------------------------------------------------------------- */
-
-enum { PH_CONNECT, PH_READY, PH_WARMUP, PH_MEASURE, PH_DONE };
 
 #define PREFIX 512            /* the most of a message read; every expected message is shorter */
 #define KEY_MAX 11            /* digits of <k>, and a NUL */
@@ -97,33 +95,24 @@ typedef struct conn {
 } conn;
 
 static struct {
-  /* options */
-  const char *host, *path;
-  int port, window, server_pid;
+  /* options (and the common ones in run) */
+  int window;
   bool sio;
-  double duration, warmup, connect_timeout;
 
+  wsc_run run; /* phases, the measured window, CPU accounting */
   wsc_pool ws; /* the connections (nconns, open_now, ... there) */
   conn *c;
 
-  int phase;
   int readies;
-  uint64_t t_connect0, t_ready;
-  uint64_t rng;
+  uint64_t t_ready;
   uint8_t req[64]; /* the request being built */
 
   /* counters (errors: everything that should not happen) */
   uint64_t errors, bad_responses, server_errors, lost_conns, closes, late;
   uint64_t total, reqs, sent;
-  uint64_t t_start, t_end;
   hist h;
-  cpu_acct cpu;
-
-  uv_timer_t t_phase, t_connect;
-  uv_signal_t sig_int, sig_term;
 } G;
 
-static void finish(void);
 static void maybe_start(void);
 
 const char *wsc_prog = "restgen";
@@ -131,13 +120,6 @@ const char *wsc_prog = "restgen";
 /* ---------------------------------------------------------------------------------------- */
 /* Helpers                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
-
-static inline void put32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
-}
-static inline uint32_t get32(const uint8_t *p) {
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 /* Writes v in decimal to d; returns the number of digits (at most 10). */
 static inline size_t utoa(char *d, uint32_t v) {
@@ -151,18 +133,6 @@ static inline size_t utoa(char *d, uint32_t v) {
   return n;
 }
 
-/* An unsigned LEB128 varint at p[*i..n) (docs/PROTOCOL.md §2); advances *i past it. */
-static bool get_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
-  *v = 0;
-  for (unsigned shift = 0; shift < 64; shift += 7) {
-    if (*i >= n) return false;
-    uint8_t b = p[(*i)++];
-    *v |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) return true;
-  }
-  return false;
-}
-
 /* Compares p[*i..n) with s[0..len) and advances *i past it. */
 static inline bool match(const uint8_t *p, size_t n, size_t *i, const void *s, size_t len) {
   if (n - *i < len || memcmp(p + *i, s, len) != 0) return false;
@@ -170,36 +140,14 @@ static inline bool match(const uint8_t *p, size_t n, size_t *i, const void *s, s
   return true;
 }
 
-static bool running(void) { return G.phase == PH_WARMUP || G.phase == PH_MEASURE; }
-
 /* ---------------------------------------------------------------------------------------- */
 /* Connections                                                                                */
 /* ---------------------------------------------------------------------------------------- */
 
-static void conn_lost(conn *c, int err, const char *why) {
-  if (c->state == ST_CLOSED) return;
-  if (!c->resolved) {
-    if (G.ws.failed < 5)
-      fprintf(stderr, "restgen: connection %d: %s%s%s\n", (int)(c - G.c), why, err ? ": " : "",
-              err ? uv_strerror(err) : "");
-    wsc_close(&c->ws);
-    wsc_resolve(&c->ws, false);
-    return;
-  }
-  if (G.phase != PH_DONE) {
-    G.errors++;
-    G.lost_conns++;
-    if (G.lost_conns <= 5)
-      fprintf(stderr, "restgen: connection %d lost: %s%s%s\n", (int)(c - G.c), why, err ? ": " : "",
-              err ? uv_strerror(err) : "");
-  }
-  wsc_close(&c->ws);
-}
-
-static void on_lost(wsc_conn *c, int err, const char *why) { conn_lost((conn *)c, err, why); }
-
-static void queue_frame(conn *c, uint8_t op, const uint8_t *p, size_t n) {
-  wsc_queue_frame(&c->ws, op, p, n, rng32(&G.rng));
+static void on_lost(wsc_conn *c, int err, const char *why) {
+  if (G.run.phase == PH_DONE) return;
+  G.errors++;
+  if (++G.lost_conns <= 5) wsc_print_lost(c, err, why);
 }
 
 static void bad(conn *c, const char *why) {
@@ -230,7 +178,7 @@ static void send_request(conn *c, slot *s, uint64_t now) {
     memcpy(d + n, "[\"get\",\"/items/", 15), n += 15;
     memcpy(d + n, s->k, s->klen), n += s->klen;
     d[n++] = '"', d[n++] = ']';
-    queue_frame(c, 0x1, d, n);
+    wsc_send(&c->ws, 0x1, d, n);
   } else {
     /* kind 1, method 1 (GET), status 0, id, stream "", offset 0, epoch 0, url, body empty */
     memset(d, 0, 25);
@@ -242,9 +190,9 @@ static void send_request(conn *c, slot *s, uint64_t now) {
     memcpy(d + 26, "/items/", 7);
     memcpy(d + 33, s->k, s->klen);
     n = 26 + ulen;
-    queue_frame(c, 0x2, d, n);
+    wsc_send(&c->ws, 0x2, d, n);
   }
-  if (G.phase == PH_MEASURE) G.sent++;
+  if (G.run.phase == PH_MEASURE) G.sent++;
 }
 
 /* The answer to request `id` has arrived. `why` is NULL if its status was 200 (and, for
@@ -266,19 +214,19 @@ static void answered(conn *c, uint32_t id, const char *why, const uint8_t *p, si
     bad(c, why); /* not counted as a round trip */
   } else {
     G.total++;
-    if (G.phase == PH_MEASURE) {
+    if (G.run.phase == PH_MEASURE) {
       G.reqs++;
       h_add(&G.h, now - s->t);
     }
   }
-  if (running()) send_request(c, s, now);
+  if (wsc_running()) send_request(c, s, now);
 }
 
 static void conn_ready(conn *c) {
   if (c->ready) return;
   c->ready = 1;
   G.readies++;
-  if (G.phase == PH_READY) maybe_start();
+  if (G.run.phase == PH_READY) maybe_start();
 }
 
 /* The server's greeting was wrong: the connection is closed at once rather than waited for
@@ -286,7 +234,7 @@ static void conn_ready(conn *c) {
 static void not_ready(conn *c, const char *why) {
   bad(c, why);
   wsc_close(&c->ws);
-  if (G.phase == PH_READY) maybe_start();
+  if (G.run.phase == PH_READY) maybe_start();
 }
 
 /* HELLO (docs/PROTOCOL.md §5): kind, version, conn_id, token, 4 x u32, envelope schema. */
@@ -344,13 +292,13 @@ static void on_sio_message(conn *c, const uint8_t *p, size_t n, uint64_t now) {
       if (c->opened) return bad(c, "a second Engine.IO open packet");
       if (n < 2 || p[1] != '{') return not_ready(c, "Engine.IO open packet without its JSON");
       c->opened = 1;
-      queue_frame(c, 0x1, (const uint8_t *)"40", 2);
+      wsc_send(&c->ws, 0x1, (const uint8_t *)"40", 2);
       return;
     case '2': /* ping -> pong, with the same payload */
       if (n > sizeof G.req) return bad(c, "ping with a long payload");
       G.req[0] = '3';
       memcpy(G.req + 1, p + 1, n - 1);
-      queue_frame(c, 0x1, G.req, n);
+      wsc_send(&c->ws, 0x1, G.req, n);
       return;
     case '6': /* noop */
       return;
@@ -389,8 +337,9 @@ static void on_sio_message(conn *c, const uint8_t *p, size_t n, uint64_t now) {
   answered(c, (uint32_t)id, ok ? NULL : "not {\"status\":200,\"body\":...}", p, n, i, now);
 }
 
-static void on_message(conn *c, uint8_t op, const uint8_t *p, size_t avail, uint64_t len,
+static void on_message(wsc_conn *ws, uint8_t op, const uint8_t *p, size_t avail, uint64_t len,
                        uint64_t now) {
+  conn *c = (conn *)ws;
   const char *why = NULL;
   if (avail < len)
     why = "message longer than expected";
@@ -403,128 +352,22 @@ static void on_message(conn *c, uint8_t op, const uint8_t *p, size_t avail, uint
     on_sb_message(c, p, avail, now);
 }
 
-static void protocol_error(conn *c, const char *why) { conn_lost(c, 0, why); }
-
-static void frame_end(conn *c, uint64_t now) {
-  c->in_payload = 0;
-  if (c->f_opcode & 8) {
-    if (c->f_opcode == 9) {
-      queue_frame(c, 0xA, c->ctl, c->ctl_len);
-    } else if (c->f_opcode == 8) {
-      unsigned code = c->ctl_len >= 2 ? ((unsigned)c->ctl[0] << 8 | c->ctl[1]) : 1005;
-      if (G.phase != PH_DONE) {
-        G.errors++;
-        G.closes++;
-        if (G.closes <= 5)
-          fprintf(stderr, "restgen: connection %d: server closed it (%u)\n", (int)(c - G.c), code);
-      }
-      if (!c->close_sent) {
-        queue_frame(c, 0x8, c->ctl, c->ctl_len >= 2 ? 2 : 0);
-        c->close_sent = 1;
-      }
-      c->state = ST_CLOSING;
-    }
-    return;
-  }
-  if (c->f_fin) {
-    c->in_msg = 0;
-    on_message(c, c->msg_opcode, c->pre, c->msg_len < PREFIX ? (size_t)c->msg_len : PREFIX,
-               c->msg_len, now);
-  }
-}
-
-static bool frame_begin(conn *c, uint64_t now) {
-  const char *err = wsc_frame_begin(&c->ws, false);
-  if (err) return protocol_error(c, err), false;
-  if (c->f_remaining == 0) frame_end(c, now);
-  return true;
-}
-
-/* Parses server frames in p[0..n). A complete unfragmented data frame is handled where it
- * lies; anything split across reads goes through the incremental path. */
-static void parse(wsc_conn *ws, const uint8_t *p, size_t n, uint64_t now) {
-  conn *c = (conn *)ws;
-  while (n > 0 && c->state == ST_OPEN) {
-    if (!c->in_payload) {
-      if (c->hdr_len == 0 && !c->in_msg && n >= 2 && (p[0] == 0x81 || p[0] == 0x82) &&
-          !(p[1] & 0x80)) {
-        size_t hl = 2;
-        uint64_t len = p[1];
-        if (len == 126) {
-          if (n >= 4)
-            len = ((uint64_t)p[2] << 8) | p[3], hl = 4;
-          else
-            len = UINT64_MAX;
-        } else if (len == 127) {
-          len = UINT64_MAX;
-        }
-        if (len != UINT64_MAX && n - hl >= len) {
-          on_message(c, p[0] & 0x0f, p + hl, (size_t)len, len, now);
-          p += hl + len, n -= hl + (size_t)len;
-          continue;
-        }
-      }
-      if (!wsc_header_feed(&c->ws, &p, &n)) break;
-      if (!frame_begin(c, now)) return;
-      continue;
-    }
-    size_t take = c->f_remaining < n ? (size_t)c->f_remaining : n;
-    if (c->f_opcode & 8) {
-      memcpy(c->ctl + c->ctl_len, p, take);
-      c->ctl_len += (uint8_t)take;
-    } else {
-      if (c->msg_len < PREFIX) {
-        size_t k = PREFIX - (size_t)c->msg_len < take ? PREFIX - (size_t)c->msg_len : take;
-        memcpy(c->pre + c->msg_len, p, k);
-      }
-      c->msg_len += take;
-    }
-    p += take, n -= take;
-    c->f_remaining -= take;
-    if (c->f_remaining == 0) frame_end(c, now);
-  }
+static void on_closed(wsc_conn *ws, unsigned code) {
+  if (G.run.phase == PH_DONE) return;
+  G.errors++;
+  G.closes++;
+  if (G.closes <= 5)
+    fprintf(stderr, "restgen: connection %d: server closed it (%u)\n", (int)((conn *)ws - G.c), code);
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Phases                                                                                     */
 /* ---------------------------------------------------------------------------------------- */
 
-static void print_result(void) {
-  double secs = G.t_end > G.t_start ? (double)(G.t_end - G.t_start) / 1e9 : 0;
-  double cpu = cpu_client_s(&G.cpu);
-  printf(
-      "{\"proto\":\"%s\",\"conns\":%d,\"window\":%d,\"rps\":%.0f,\"p50_us\":%.1f,"
-      "\"p99_us\":%.1f,\"errors\":%" PRIu64 ",\"bad_responses\":%" PRIu64
-      ",\"server_errors\":%" PRIu64 ",\"lost_conns\":%" PRIu64 ",\"closes\":%" PRIu64
-      ",\"late\":%" PRIu64
-      ",\"open\":%d,\"ready\":%d,\"connect_s\":%.2f,"
-      "\"duration_s\":%.3f,\"reqs\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"total_reqs\":%" PRIu64
-      ",\"mean_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"client_cpu_pct\":%.1f",
-      G.sio ? "sio" : "sb", G.ws.nconns, G.window, secs > 0 ? (double)G.reqs / secs : 0.0,
-      h_quantile(&G.h, 0.50) / 1e3, h_quantile(&G.h, 0.99) / 1e3, G.errors, G.bad_responses,
-      G.server_errors, G.lost_conns, G.closes, G.late, G.ws.open_now, G.readies,
-      G.t_ready > G.t_connect0 ? (double)(G.t_ready - G.t_connect0) / 1e9 : 0.0, secs, G.reqs,
-      G.sent, G.total, G.h.n ? (double)G.h.sum / (double)G.h.n / 1e3 : 0.0,
-      h_quantile(&G.h, 0.999) / 1e3, G.h.n ? (double)G.h.max / 1e3 : 0.0,
-      secs > 0 ? 100 * cpu / secs : 0.0);
-  double scpu;
-  if (cpu_server_s(&G.cpu, &scpu))
-    printf(",\"server_cpu_pct\":%.1f,\"server_cpu_us_per_req\":%.3f",
-           secs > 0 ? 100 * scpu / secs : 0.0, G.reqs ? scpu * 1e6 / (double)G.reqs : 0.0);
-  cpu_print_other(&G.cpu, secs, cpu, scpu);
-  printf("}\n");
-  fflush(stdout);
-}
-
-static void finish(void) {
-  if (G.phase == PH_DONE) return;
-  bool measured = G.phase == PH_MEASURE;
-  G.phase = PH_DONE;
-  uint64_t now = uv_hrtime();
+static bool report(bool measured) {
   if (measured) {
-    G.t_end = now;
-    cpu_end(&G.cpu);
     /* A request that long unanswered was lost (or the server is stuck). */
+    uint64_t now = G.run.t_end;
     for (int i = 0; i < G.ws.nconns; i++) {
       conn *c = &G.c[i];
       if (!c->slots || c->state != ST_OPEN) continue;
@@ -536,35 +379,32 @@ static void finish(void) {
       fprintf(stderr, "restgen: %" PRIu64 " request(s) unanswered for over %.0f s\n", G.late,
               (double)LATE_NS / 1e9);
     }
-  } else {
-    G.t_start = G.t_end = 0;
-    cpu_none(&G.cpu);
   }
-  print_result();
-  exit(measured && G.reqs > 0 ? 0 : 1);
+  double secs = wsc_secs();
+  printf(
+      "{\"proto\":\"%s\",\"conns\":%d,\"window\":%d,\"rps\":%.0f,\"p50_us\":%.1f,"
+      "\"p99_us\":%.1f,\"errors\":%" PRIu64 ",\"bad_responses\":%" PRIu64
+      ",\"server_errors\":%" PRIu64 ",\"lost_conns\":%" PRIu64 ",\"closes\":%" PRIu64
+      ",\"late\":%" PRIu64
+      ",\"open\":%d,\"ready\":%d,\"connect_s\":%.2f,"
+      "\"duration_s\":%.3f,\"reqs\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"total_reqs\":%" PRIu64
+      ",\"mean_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f",
+      G.sio ? "sio" : "sb", G.ws.nconns, G.window, secs > 0 ? (double)G.reqs / secs : 0.0,
+      h_us(&G.h, 0.50), h_us(&G.h, 0.99), G.errors, G.bad_responses, G.server_errors,
+      G.lost_conns, G.closes, G.late, G.ws.open_now, G.readies,
+      G.t_ready > G.run.t_connect0 ? (double)(G.t_ready - G.run.t_connect0) / 1e9 : 0.0, secs,
+      G.reqs, G.sent, G.total, h_mean_us(&G.h), h_us(&G.h, 0.999), h_max_us(&G.h));
+  cpu_print_end(&G.run.cpu, secs, "server_cpu_us_per_req", 1e6, 3, G.reqs);
+  return measured && G.reqs > 0;
 }
 
-static void on_measure_end(uv_timer_t *t) {
-  (void)t;
-  finish();
-}
-
-static void begin_measure(void) {
+static void measure(void) {
   h_reset(&G.h);
   G.reqs = G.sent = 0;
-  G.phase = PH_MEASURE;
-  cpu_begin(&G.cpu);
-  G.t_start = uv_hrtime();
-  uv_timer_start(&G.t_phase, on_measure_end, (uint64_t)(G.duration * 1000 + 0.5), 0);
-}
-
-static void on_warmup_end(uv_timer_t *t) {
-  (void)t;
-  begin_measure();
 }
 
 static void start_load(void) {
-  G.phase = PH_WARMUP;
+  G.run.phase = PH_WARMUP;
   G.t_ready = uv_hrtime();
   uint64_t now = G.t_ready;
   for (int i = 0; i < G.ws.nconns; i++) {
@@ -573,62 +413,36 @@ static void start_load(void) {
     for (int k = 0; k < G.window; k++) send_request(c, &c->slots[k], now);
     wsc_flush(&c->ws);
   }
-  if (G.warmup > 0)
-    uv_timer_start(&G.t_phase, on_warmup_end, (uint64_t)(G.warmup * 1000 + 0.5), 0);
-  else
-    begin_measure();
+  wsc_warmup();
 }
 
 /* Called once connecting is over, and on every connection that becomes ready after that. */
 static void maybe_start(void) {
-  if (G.phase != PH_READY) return;
+  if (G.run.phase != PH_READY) return;
   if (G.readies < G.ws.open_now) return;
-  uv_timer_stop(&G.t_connect);
+  uv_timer_stop(&G.run.t_connect);
   if (G.readies == 0) {
     fprintf(stderr, "restgen: no connection became ready\n");
-    finish();
+    wsc_finish();
     return;
   }
   start_load();
 }
 
 static void connect_phase_done(void) {
-  G.ws.connect_done = true;
-  if (G.ws.failed)
-    fprintf(stderr, "restgen: %d of %d connections failed\n", G.ws.failed, G.ws.nconns);
-  if (G.ws.open_now == 0) {
-    fprintf(stderr, "restgen: no connection could be opened\n");
-    finish();
-    return;
-  }
-  G.phase = PH_READY;
-  maybe_start();
+  if (wsc_connected()) maybe_start();
 }
 
-static void on_connect_timeout(uv_timer_t *t) {
-  (void)t;
-  if (G.ws.connect_done) { /* open, but not all ready: go on with those that are */
-    fprintf(stderr, "restgen: only %d of %d connections became ready within %.0f s\n", G.readies,
-            G.ws.open_now, G.connect_timeout);
-    G.errors += (uint64_t)(G.ws.open_now - G.readies);
-    if (G.readies == 0) {
-      finish();
-      return;
-    }
-    start_load();
+/* Open, but not all ready: go on with those that are. */
+static void ready_timeout(void) {
+  fprintf(stderr, "restgen: only %d of %d connections became ready within %.0f s\n", G.readies,
+          G.ws.open_now, G.run.connect_timeout);
+  G.errors += (uint64_t)(G.ws.open_now - G.readies);
+  if (G.readies == 0) {
+    wsc_finish();
     return;
   }
-  int pending = wsc_expire();
-  fprintf(stderr, "restgen: connect timeout: %d connection(s) not open after %.0f s\n", pending,
-          G.connect_timeout);
-  if (!G.ws.connect_done) connect_phase_done();
-  /* Whoever is not ready by now gets 10 s more. */
-  if (G.phase == PH_READY) uv_timer_start(&G.t_connect, on_connect_timeout, 10000, 0);
-}
-
-static void on_signal(uv_signal_t *s, int signum) {
-  (void)s, (void)signum;
-  finish();
+  start_load();
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -654,55 +468,27 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  G.host = "127.0.0.1";
-  G.port = -1;
+  G.run.host = "127.0.0.1";
+  G.run.port = -1;
   G.ws.nconns = 100;
   G.window = 1;
-  G.duration = 5;
-  G.warmup = 1;
+  G.run.duration = 5;
+  G.run.warmup = 1;
   G.ws.conc = 64;
-  G.connect_timeout = 60;
+  G.run.connect_timeout = 60;
   int proto = -1;
 
-  enum {
-    OPT_HOST = 256,
-    OPT_PORT,
-    OPT_PATH,
-    OPT_PROTO,
-    OPT_CONNS,
-    OPT_WINDOW,
-    OPT_DURATION,
-    OPT_WARMUP,
-    OPT_CONC,
-    OPT_CTIMEOUT,
-    OPT_PID,
-    OPT_HELP
-  };
-  static const struct option opts[] = {{"host", required_argument, 0, OPT_HOST},
-                                       {"port", required_argument, 0, OPT_PORT},
-                                       {"path", required_argument, 0, OPT_PATH},
+  enum { OPT_PROTO = WSC_OPT_END, OPT_CONNS, OPT_WINDOW, OPT_HELP };
+  static const struct option opts[] = {WSC_OPTIONS,
                                        {"proto", required_argument, 0, OPT_PROTO},
                                        {"conns", required_argument, 0, OPT_CONNS},
                                        {"window", required_argument, 0, OPT_WINDOW},
-                                       {"duration", required_argument, 0, OPT_DURATION},
-                                       {"warmup", required_argument, 0, OPT_WARMUP},
-                                       {"connect-concurrency", required_argument, 0, OPT_CONC},
-                                       {"connect-timeout", required_argument, 0, OPT_CTIMEOUT},
-                                       {"server-pid", required_argument, 0, OPT_PID},
                                        {"help", no_argument, 0, OPT_HELP},
                                        {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    if (wsc_option(&G.run, &G.ws, o, optarg)) continue;
     switch (o) {
-      case OPT_HOST:
-        G.host = optarg;
-        break;
-      case OPT_PORT:
-        G.port = (int)num_arg("port", optarg, 1, 65535);
-        break;
-      case OPT_PATH:
-        G.path = optarg;
-        break;
       case OPT_PROTO:
         if (strcmp(optarg, "sb") == 0)
           proto = 0;
@@ -719,21 +505,6 @@ int main(int argc, char **argv) {
       case OPT_WINDOW:
         G.window = (int)num_arg("window", optarg, 1, 4096);
         break;
-      case OPT_DURATION:
-        G.duration = num_arg("duration", optarg, 0.001, 1e6);
-        break;
-      case OPT_WARMUP:
-        G.warmup = num_arg("warmup", optarg, 0, 1e6);
-        break;
-      case OPT_CONC:
-        G.ws.conc = (int)num_arg("connect-concurrency", optarg, 1, 1000000);
-        break;
-      case OPT_CTIMEOUT:
-        G.connect_timeout = num_arg("connect-timeout", optarg, 0.001, 1e6);
-        break;
-      case OPT_PID:
-        G.server_pid = (int)num_arg("server-pid", optarg, 1, 1 << 30);
-        break;
       case OPT_HELP:
         usage(stdout);
         return 0;
@@ -742,45 +513,30 @@ int main(int argc, char **argv) {
         return 2;
     }
   }
-  if (optind < argc || G.port < 0 || proto < 0) {
+  if (optind < argc || G.run.port < 0 || proto < 0) {
     usage(stderr);
     return 2;
   }
   G.sio = proto == 1;
-  if (!G.path) G.path = G.sio ? "/socket.io/?EIO=4&transport=websocket" : "/";
+  if (!G.run.path) G.run.path = G.sio ? "/socket.io/?EIO=4&transport=websocket" : "/";
 
-  signal(SIGPIPE, SIG_IGN);
-
-  cpu_init(&G.cpu, G.server_pid);
-  raise_nofile(G.ws.nconns);
-  if (!ws_target(G.host, G.port, G.path, &G.ws.addr, &G.ws.req, &G.ws.req_len)) return 2;
-  G.rng = rng_seed();
+  G.c = wsc_setup(&G.run, &G.ws, sizeof *G.c);
   h_reset(&G.h);
-
-  G.c = calloc((size_t)G.ws.nconns, sizeof *G.c);
-  if (!G.c) die("out of memory", 0);
   for (int i = 0; i < G.ws.nconns; i++) {
     G.c[i].slots = calloc((size_t)G.window, sizeof(slot));
     if (!G.c[i].slots) die("out of memory", 0);
   }
 
-  G.ws.loop = uv_default_loop();
-  uv_timer_init(G.ws.loop, &G.t_phase);
-  uv_timer_init(G.ws.loop, &G.t_connect);
-  uv_signal_init(G.ws.loop, &G.sig_int);
-  uv_signal_init(G.ws.loop, &G.sig_term);
-  uv_signal_start(&G.sig_int, on_signal, SIGINT);
-  uv_signal_start(&G.sig_term, on_signal, SIGTERM);
-
-  G.t_connect0 = uv_hrtime();
-  uv_timer_start(&G.t_connect, on_connect_timeout, (uint64_t)(G.connect_timeout * 1000 + 0.5), 0);
-  G.ws.conns = (uint8_t *)G.c;
-  G.ws.conn_size = sizeof *G.c;
+  G.run.report = report;
+  G.run.measure = measure;
+  G.run.ready_timeout = ready_timeout;
   G.ws.errors = &G.errors;
   G.ws.lost = on_lost;
-  G.ws.parse = parse;
+  G.ws.message = on_message;
+  G.ws.closed = on_closed;
+  G.ws.prefix_off = offsetof(conn, pre);
+  G.ws.prefix = PREFIX;
   G.ws.all_resolved = connect_phase_done;
-  wsc_pool_start(&G.ws);
-  uv_run(G.ws.loop, UV_RUN_DEFAULT);
+  wsc_go();
   return 1;
 }

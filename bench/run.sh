@@ -244,6 +244,30 @@ run_bg() {
   return $rc
 }
 
+# run_load KIND OUT TIMEOUT WHAT CMD...: runs the load generator CMD pinned to the client core
+# (output in OUT.out and OUT.err) against the KIND server that start_server started, then stops
+# that server. Sets result to the generator's JSON line, if it printed one. Notes a non-zero
+# exit, a server that died, anything on the generator's or the server's stderr (WHAT: the run).
+run_load() {
+  local kind=$1 out=$2 t=$3 what=$4 prog rc alive line
+  shift 4
+  prog=$(basename "$1")
+  run_bg "$t" "${PIN_CLIENT[@]}" "$@" >"$out.out" 2>"$out.err"
+  rc=$?
+  alive=1
+  kill -0 "$SRV_PID" 2>/dev/null || alive=0
+  stop_server "$kind"
+  line=$(grep -m1 '^{' "$out.out")
+  [ -n "$line" ] && result=$line
+  if [ $rc -ne 0 ] || [ $alive -eq 0 ] || [ -s "$out.err" ]; then
+    note "$what: $prog exit $rc, server alive=$alive; $prog stderr:" \
+         "$(head -c 600 "$out.err" | tr '\n' ' ')"
+  fi
+  if [ -s "$SRV_LOG.err" ]; then
+    note "$kind server stderr: $(head -c 300 "$SRV_LOG.err" | tr '\n' ' ')"
+  fi
+}
+
 vmrss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 
 RESULTS=$TMP/results.jsonl
@@ -429,24 +453,12 @@ if want fanout; then
         if start_server "$kind" broadcast; then
           hello=()
           [ "$kind" = ours ] && hello=(--hello) # wait until every connection has joined
-          fo_out=$TMP/fo-$kind-$pattern-$subs-$window-$round
-          run_bg "$fo_timeout" "${PIN_CLIENT[@]}" "$FANOUT" --host 127.0.0.1 --port "$SRV_PORT" \
+          run_load "$kind" "$TMP/fo-$kind-$pattern-$subs-$window-$round" "$fo_timeout" \
+            "$kind fan-out $pattern $subs w$window round $round" \
+            "$FANOUT" --host 127.0.0.1 --port "$SRV_PORT" \
             --pattern "$pattern" --subs "$subs" --window "$window" --size "$FANOUT_SIZE" \
             --duration "$DURATION" --warmup "$WARMUP" "${hello[@]}" --connect-timeout 90 \
-            --server-pid "$SRV_PID" >"$fo_out.out" 2>"$fo_out.err"
-          rc=$?
-          alive=1
-          kill -0 "$SRV_PID" 2>/dev/null || alive=0
-          stop_server "$kind"
-          line=$(grep -m1 '^{' "$fo_out.out")
-          [ -n "$line" ] && result=$line
-          if [ $rc -ne 0 ] || [ $alive -eq 0 ] || [ -s "$fo_out.err" ]; then
-            note "$kind fan-out $pattern $subs w$window round $round: fanout exit $rc, server" \
-                 "alive=$alive; fanout stderr: $(head -c 600 "$fo_out.err" | tr '\n' ' ')"
-          fi
-          if [ -s "$SRV_LOG.err" ]; then
-            note "$kind server stderr: $(head -c 300 "$SRV_LOG.err" | tr '\n' ' ')"
-          fi
+            --server-pid "$SRV_PID"
         fi
         echo "{\"section\":\"fanout\",\"server\":\"$kind\",\"pattern\":\"$pattern\",\"subs\":$subs,\"window\":$window,\"round\":$round,\"result\":$result}" >>"$RESULTS"
         label=$(if [ "$pattern" = one ]; then echo "1 -> $subs w$window"; else echo "$subs all pub"; fi)
@@ -514,24 +526,12 @@ if want rest; then
           proto=sb
           [ "$kind" = node ] && proto=sio
           if start_server "$kind" rest; then
-            rg_out=$TMP/rest-$kind-$conns-$window-$round
-            run_bg "$rest_timeout" "${PIN_CLIENT[@]}" "$RESTGEN" --proto "$proto" \
+            run_load "$kind" "$TMP/rest-$kind-$conns-$window-$round" "$rest_timeout" \
+              "$kind rest ${conns}x w$window round $round" \
+              "$RESTGEN" --proto "$proto" \
               --host 127.0.0.1 --port "$SRV_PORT" --conns "$conns" --window "$window" \
               --duration "$DURATION" --warmup "$WARMUP" --connect-timeout 60 \
-              --server-pid "$SRV_PID" >"$rg_out.out" 2>"$rg_out.err"
-            rc=$?
-            alive=1
-            kill -0 "$SRV_PID" 2>/dev/null || alive=0
-            stop_server "$kind"
-            line=$(grep -m1 '^{' "$rg_out.out")
-            [ -n "$line" ] && result=$line
-            if [ $rc -ne 0 ] || [ $alive -eq 0 ] || [ -s "$rg_out.err" ]; then
-              note "$kind rest ${conns}x w$window round $round: restgen exit $rc, server" \
-                   "alive=$alive; restgen stderr: $(head -c 600 "$rg_out.err" | tr '\n' ' ')"
-            fi
-            if [ -s "$SRV_LOG.err" ]; then
-              note "$kind server stderr: $(head -c 300 "$SRV_LOG.err" | tr '\n' ' ')"
-            fi
+              --server-pid "$SRV_PID"
           fi
           echo "{\"section\":\"rest\",\"server\":\"$kind\",\"conns\":$conns,\"window\":$window,\"round\":$round,\"result\":$result}" >>"$RESULTS"
           label=$([ "$kind" = ours ] && echo ours || echo sio)
@@ -592,6 +592,32 @@ const max = (xs) => {
 const fmt = (x, d = 0) => (x === null || x === undefined ? '-' : Number(x).toFixed(d));
 const pad = (s, n) => String(s).padStart(n);
 const padr = (s, n) => String(s).padEnd(n);
+// Microseconds as milliseconds, 2, 1 or 0 decimals.
+const ms = (us) => (us === null || us === undefined ? '-'
+  : (us / 1000).toFixed(us < 10000 ? 2 : us < 100000 ? 1 : 0));
+// warner(entries, label)(cond, what): a warning naming the entries for which cond holds.
+const warner = (entries, label) => (cond, what) => {
+  const bad = entries.filter(cond);
+  if (bad.length) console.log(`warning: ${what}: ${bad.map(label).join('; ')}`);
+};
+// One server's runs of one configuration: every run's JSON, how many failed, the medians of
+// `fields`, the highest client and other CPU%, the errors summed (extra: more fields, computed
+// from the results that are there).
+const summary = (runs, fields, extra = () => ({})) => {
+  const ok = runs.map((r) => r.result).filter(Boolean);
+  const pick = (f) => ok.map((r) => r[f]);
+  const med = {};
+  for (const f of fields) med[f] = median(pick(f));
+  return {
+    runs: runs.map((r) => r.result),
+    failed_runs: runs.length - ok.length,
+    median: med,
+    max_client_cpu_pct: max(pick('client_cpu_pct')),
+    max_other_cpu_pct: max(pick('other_cpu_pct')),
+    errors: pick('errors').reduce((a, b) => a + (b || 0), 0),
+    ...extra(ok, pick),
+  };
+};
 
 const echo = [];
 for (const conns of [100, 1000]) {
@@ -600,23 +626,8 @@ for (const conns of [100, 1000]) {
     for (const server of ['ours', 'node']) {
       const runs = rows.filter((r) => r.section === 'echo' && r.server === server &&
                                       r.conns === conns && r.size === size);
-      const ok = runs.map((r) => r.result).filter(Boolean);
-      const pick = (k) => ok.map((r) => r[k]);
-      entry[server] = {
-        runs: runs.map((r) => r.result),
-        failed_runs: runs.length - ok.length,
-        median: {
-          msgs_per_s: median(pick('msgs_per_s')),
-          p50_us: median(pick('p50_us')),
-          p99_us: median(pick('p99_us')),
-          server_cpu_us_per_msg: median(pick('server_cpu_us_per_msg')),
-          server_cpu_pct: median(pick('server_cpu_pct')),
-          client_cpu_pct: median(pick('client_cpu_pct')),
-        },
-        max_client_cpu_pct: max(pick('client_cpu_pct')),
-        max_other_cpu_pct: max(pick('other_cpu_pct')),
-        errors: pick('errors').reduce((a, b) => a + b, 0),
-      };
+      entry[server] = summary(runs, ['msgs_per_s', 'p50_us', 'p99_us', 'server_cpu_us_per_msg',
+                                     'server_cpu_pct', 'client_cpu_pct']);
     }
     const a = entry.ours.median.msgs_per_s, b = entry.node.median.msgs_per_s;
     entry.ratio = a && b ? a / b : null;
@@ -725,36 +736,19 @@ if (sections.includes('fanout')) {
     for (const server of ['ours', 'node']) {
       const runs = foRows.filter((r) => r.server === server && r.pattern === pattern &&
                                         r.subs === subs && r.window === window);
-      const ok = runs.map((r) => r.result).filter(Boolean);
-      const pick = (f) => ok.map((r) => r[f]);
-      const sum = (f) => pick(f).reduce((a, b) => a + (b || 0), 0);
-      const codes = {};
-      for (const r of ok) {
-        for (const [c, n] of Object.entries(r.close_codes || {})) codes[c] = (codes[c] || 0) + n;
-      }
-      entry[server] = {
-        runs: runs.map((r) => r.result),
-        failed_runs: runs.length - ok.length,
-        median: {
-          deliveries_per_s: median(pick('deliveries_per_s')),
-          msgs_per_s: median(pick('msgs_per_s')),
-          last_p50_us: median(pick('last_p50_us')),
-          last_p99_us: median(pick('last_p99_us')),
-          each_p50_us: median(pick('each_p50_us')),
-          each_p99_us: median(pick('each_p99_us')),
-          server_cpu_pct: median(pick('server_cpu_pct')),
-          server_cpu_ns_per_delivery: median(pick('server_cpu_ns_per_delivery')),
-          client_cpu_pct: median(pick('client_cpu_pct')),
-          msgs: median(pick('msgs')),
-          connect_s: median(pick('connect_s')),
-        },
-        max_client_cpu_pct: max(pick('client_cpu_pct')),
-        max_other_cpu_pct: max(pick('other_cpu_pct')),
-        errors: sum('errors'),
-        gaps: sum('gaps'),
-        stalled_runs: ok.filter((r) => r.stalled).length,
-        close_codes: codes,
-      };
+      entry[server] = summary(runs, ['deliveries_per_s', 'msgs_per_s', 'last_p50_us',
+        'last_p99_us', 'each_p50_us', 'each_p99_us', 'server_cpu_pct',
+        'server_cpu_ns_per_delivery', 'client_cpu_pct', 'msgs', 'connect_s'], (ok, pick) => {
+        const codes = {};
+        for (const r of ok) {
+          for (const [c, n] of Object.entries(r.close_codes || {})) codes[c] = (codes[c] || 0) + n;
+        }
+        return {
+          gaps: pick('gaps').reduce((a, b) => a + (b || 0), 0),
+          stalled_runs: ok.filter((r) => r.stalled).length,
+          close_codes: codes,
+        };
+      });
     }
     const a = entry.ours.median.deliveries_per_s, b = entry.node.median.deliveries_per_s;
     entry.ratio = a && b ? a / b : null;
@@ -763,8 +757,6 @@ if (sections.includes('fanout')) {
   const label = (e) => e.pattern === 'one'
     ? `1 -> ${e.subs}, ${e.window === 1 ? 'lockstep' : `window ${e.window}`}`
     : `${e.subs} all publishing`;
-  const ms = (us) => (us === null || us === undefined ? '-'
-    : (us / 1000).toFixed(us < 10000 ? 2 : us < 100000 ? 1 : 0));
   const pair = (a, b) => `${a}/${b}`;
   console.log('');
   console.log(`Fan-out, ${fanoutSize}-byte bodies: medians of ${rounds} runs of ${duration} s ` +
@@ -812,10 +804,7 @@ if (sections.includes('fanout')) {
               'ns/deliv: server CPU time per delivery. fanout CPU%: the load generator, highest ' +
               'run; other CPU%: anything else on the two cores, highest run; errors: ours/node, ' +
               'all runs: lost or out-of-order pushes, closes, stalls)');
-  const warn = (cond, what) => {
-    const bad = fanout.filter(cond);
-    if (bad.length) console.log(`warning: ${what}: ${bad.map(label).join('; ')}`);
-  };
+  const warn = warner(fanout, label);
   warn((e) => Math.max(e.ours.max_other_cpu_pct || 0, e.node.max_other_cpu_pct || 0) > 10,
        'other processes used more than 10% of a core (noisy numbers)');
   warn((e) => Math.max(e.ours.max_client_cpu_pct || 0, e.node.max_client_cpu_pct || 0) > 90,
@@ -844,23 +833,8 @@ if (sections.includes('rest')) {
     const entry = { conns, window };
     for (const [server, kind] of [['ours', 'ours'], ['socketio', 'node']]) {
       const runs = rRows.filter((r) => r.server === kind && r.conns === conns && r.window === window);
-      const ok = runs.map((r) => r.result).filter(Boolean);
-      const pick = (f) => ok.map((r) => r[f]);
-      entry[server] = {
-        runs: runs.map((r) => r.result),
-        failed_runs: runs.length - ok.length,
-        median: {
-          rps: median(pick('rps')),
-          p50_us: median(pick('p50_us')),
-          p99_us: median(pick('p99_us')),
-          server_cpu_us_per_req: median(pick('server_cpu_us_per_req')),
-          server_cpu_pct: median(pick('server_cpu_pct')),
-          client_cpu_pct: median(pick('client_cpu_pct')),
-        },
-        max_client_cpu_pct: max(pick('client_cpu_pct')),
-        max_other_cpu_pct: max(pick('other_cpu_pct')),
-        errors: pick('errors').reduce((a, b) => a + (b || 0), 0),
-      };
+      entry[server] = summary(runs, ['rps', 'p50_us', 'p99_us', 'server_cpu_us_per_req',
+                                     'server_cpu_pct', 'client_cpu_pct']);
     }
     const o = entry.ours.median, n = entry.socketio.median;
     entry.ratio = o.rps && n.rps ? o.rps / n.rps : null;
@@ -869,8 +843,6 @@ if (sections.includes('rest')) {
     rest.push(entry);
   }
   const label = (e) => `${e.conns} conns, ${e.window === 1 ? 'lockstep' : `window ${e.window}`}`;
-  const ms = (us) => (us === null || us === undefined ? '-'
-    : (us / 1000).toFixed(us < 10000 ? 2 : us < 100000 ? 1 : 0));
   console.log('');
   console.log(`REST round trips, GET /items/<k> -> 200 + JSON (Socket.IO ${sioVersion}: emit with ` +
               `ack; peer check with socket.io-client: ${restCheck}): medians of ${rounds} runs ` +
@@ -901,10 +873,7 @@ if (sections.includes('rest')) {
                 'server CPU time per request, CPU ratio = Socket.IO/ours; restgen CPU% and other ' +
                 'CPU%: highest run against ours/Socket.IO; errors: ours/Socket.IO, all runs)');
   }
-  const warn = (cond, what) => {
-    const bad = rest.filter(cond);
-    if (bad.length) console.log(`warning: ${what}: ${bad.map(label).join('; ')}`);
-  };
+  const warn = warner(rest, label);
   warn((e) => Math.max(e.ours.max_other_cpu_pct || 0, e.socketio.max_other_cpu_pct || 0) > 10,
        'other processes used more than 10% of a core (noisy numbers)');
   warn((e) => Math.max(e.ours.max_client_cpu_pct || 0, e.socketio.max_client_cpu_pct || 0) > 90,

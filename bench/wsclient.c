@@ -1,10 +1,14 @@
 /*
- * wsclient.c — the cold half of bench/wsclient.h: connection setup and teardown, the write
- * path, the handshake, the histogram's quantiles, CPU accounting and setup helpers.
+ * wsclient.c — the rest of bench/wsclient.h: connection setup and teardown, the write path,
+ * the handshake, the frame reader, the phases of a run, the histogram's quantiles, CPU
+ * accounting and setup helpers.
  */
 #include "wsclient.h"
 
 #include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
@@ -14,6 +18,8 @@
 #define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" /* base64(sha1(WS_KEY + GUID)), RFC 6455 1.3 */
 
 static uint8_t rbuf[256 * 1024]; /* shared read buffer: libuv reads one stream at a time */
+
+uint64_t wsc_rng = 1;
 
 /* ---------------------------------------------------------------------------------------- */
 /* Histogram                                                                                  */
@@ -93,7 +99,8 @@ uint64_t rng_seed(void) {
 /* Setup                                                                                      */
 /* ---------------------------------------------------------------------------------------- */
 
-void raise_nofile(int nconns) {
+/* Raises the descriptor limit to the hard limit; warns if nconns will not fit. */
+static void raise_nofile(int nconns) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
@@ -105,8 +112,11 @@ void raise_nofile(int nconns) {
             wsc_prog, nconns, (unsigned long long)rl.rlim_cur);
 }
 
-bool ws_target(const char *host_arg, int port, const char *path, struct sockaddr_storage *addr,
-               char **req, size_t *req_len) {
+/* Parses host (an IP literal or "localhost") and port into *addr and builds the handshake
+ * request for `path` into *req (malloc'd). Returns false, after a message, if host is not an
+ * IP address. */
+static bool ws_target(const char *host_arg, int port, const char *path,
+                      struct sockaddr_storage *addr, char **req, size_t *req_len) {
   const char *host = strcmp(host_arg, "localhost") == 0 ? "127.0.0.1" : host_arg;
   if (uv_ip4_addr(host, port, (struct sockaddr_in *)addr) != 0 &&
       uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr) != 0) {
@@ -229,6 +239,19 @@ void cpu_print_other(const cpu_acct *a, double secs, double client_s, double ser
   }
 }
 
+void cpu_print_end(const cpu_acct *a, double secs, const char *per, double scale, int prec,
+                   uint64_t n) {
+  double cpu = cpu_client_s(a);
+  printf(",\"client_cpu_pct\":%.1f", secs > 0 ? 100 * cpu / secs : 0.0);
+  double scpu;
+  if (cpu_server_s(a, &scpu))
+    printf(",\"server_cpu_pct\":%.1f,\"%s\":%.*f", secs > 0 ? 100 * scpu / secs : 0.0, per, prec,
+           n ? scpu * scale / (double)n : 0.0);
+  cpu_print_other(a, secs, cpu, scpu);
+  printf("}\n");
+  fflush(stdout);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Connections                                                                                */
 /* ---------------------------------------------------------------------------------------- */
@@ -236,6 +259,31 @@ void cpu_print_other(const cpu_acct *a, double secs, double client_s, double ser
 static wsc_pool *P;
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void read_frames(wsc_conn *c, const uint8_t *p, size_t n, uint64_t now);
+
+int wsc_index(const wsc_conn *c) {
+  return (int)(((const uint8_t *)c - P->conns) / P->conn_size);
+}
+
+static void print_conn(const wsc_conn *c, const char *what, int err, const char *why) {
+  fprintf(stderr, "%s: connection %d%s: %s%s%s\n", wsc_prog, wsc_index(c), what, why,
+          err ? ": " : "", err ? uv_strerror(err) : "");
+}
+
+void wsc_print_lost(const wsc_conn *c, int err, const char *why) { print_conn(c, " lost", err, why); }
+
+/* The connection failed or ended (err: a libuv code or 0). */
+static void lost(wsc_conn *c, int err, const char *why) {
+  if (c->state == ST_CLOSED) return;
+  if (!c->resolved) {
+    if (P->failed < 5) print_conn(c, "", err, why); /* keep stderr readable when many fail alike */
+    wsc_close(c);
+    wsc_resolve(c, false);
+    return;
+  }
+  P->lost(c, err, why);
+  wsc_close(c);
+}
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)h, (void)hint;
@@ -282,7 +330,7 @@ static void on_write(uv_write_t *req, int status) {
   c->writing = 0;
   if (c->state == ST_CLOSED) return;
   if (status < 0) {
-    P->lost(c, status, "write");
+    lost(c, status, "write");
     return;
   }
   wsc_flush(c);
@@ -298,7 +346,7 @@ void wsc_flush(wsc_conn *c) {
     return;
   }
   if (r < 0 && r != UV_EAGAIN) {
-    P->lost(c, r, "write");
+    lost(c, r, "write");
     return;
   }
   size_t done = r > 0 ? (size_t)r : 0;
@@ -312,7 +360,7 @@ void wsc_flush(wsc_conn *c) {
   r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (r) {
     c->writing = 0;
-    P->lost(c, r, "write");
+    lost(c, r, "write");
   }
 }
 
@@ -332,7 +380,7 @@ static size_t handshake_feed(wsc_conn *c, const uint8_t *p, size_t n) {
     }
   }
   if (!end) {
-    if (c->hs_len >= HS_MAX) P->lost(c, 0, "handshake response too long");
+    if (c->hs_len >= HS_MAX) lost(c, 0, "handshake response too long");
     return n;
   }
   size_t hdr_end = (size_t)(end - c->hs) + 4;
@@ -353,7 +401,7 @@ static size_t handshake_feed(wsc_conn *c, const uint8_t *p, size_t n) {
     if (eol) *eol = 0;
     char why[160];
     snprintf(why, sizeof why, "handshake refused (%s)", ok ? "bad Sec-WebSocket-Accept" : c->hs);
-    P->lost(c, 0, why);
+    lost(c, 0, why);
     return n;
   }
   free(c->hs);
@@ -366,7 +414,7 @@ static size_t handshake_feed(wsc_conn *c, const uint8_t *p, size_t n) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   wsc_conn *c = s->data;
   if (nread < 0) {
-    P->lost(c, nread == UV_EOF ? 0 : (int)nread, nread == UV_EOF ? "closed by peer" : "read");
+    lost(c, nread == UV_EOF ? 0 : (int)nread, nread == UV_EOF ? "closed by peer" : "read");
     return;
   }
   if (nread == 0 || c->state == ST_CLOSED) return;
@@ -378,7 +426,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->state != ST_OPEN) return;
     p += used, n -= used;
   }
-  if (c->state == ST_OPEN) P->parse(c, p, n, now);
+  if (c->state == ST_OPEN) read_frames(c, p, n, now);
   wsc_flush(c);
   if (c->state == ST_CLOSING && !c->writing && c->tx_len == 0) wsc_close(c);
 }
@@ -387,7 +435,7 @@ static void on_connect(uv_connect_t *req, int status) {
   wsc_conn *c = req->data;
   if (c->state == ST_CLOSED) return;
   if (status < 0) {
-    P->lost(c, status, "connect");
+    lost(c, status, "connect");
     return;
   }
   c->state = ST_HANDSHAKE;
@@ -396,7 +444,7 @@ static void on_connect(uv_connect_t *req, int status) {
   c->hs_len = 0;
   int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (r) {
-    P->lost(c, r, "read_start");
+    lost(c, r, "read_start");
     return;
   }
   uv_buf_t b = uv_buf_init(P->req, (unsigned)P->req_len);
@@ -404,7 +452,7 @@ static void on_connect(uv_connect_t *req, int status) {
   r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (r) {
     c->writing = 0;
-    P->lost(c, r, "write");
+    lost(c, r, "write");
   }
 }
 
@@ -420,7 +468,7 @@ static void start_connect(wsc_conn *c) {
   c->state = ST_CONNECTING;
   uv_tcp_nodelay(&c->tcp, 1);
   r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&P->addr, on_connect);
-  if (r) P->lost(c, r, "connect");
+  if (r) lost(c, r, "connect");
 }
 
 static void pump_connects(void) {
@@ -430,11 +478,6 @@ static void pump_connects(void) {
   while (P->connecting < P->conc && P->next < P->nconns) start_connect(conn_at(P->next++));
   pumping = false;
   if (!P->connect_done && P->resolved == P->nconns) P->all_resolved();
-}
-
-void wsc_pool_start(wsc_pool *pool) {
-  P = pool;
-  pump_connects();
 }
 
 int wsc_expire(void) {
@@ -454,4 +497,281 @@ int wsc_expire(void) {
   }
   P->next = P->nconns;
   return pending;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Reading frames                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Moves frame header bytes from *p into c->hdr; true once the header is complete. */
+static inline bool header_feed(wsc_conn *c, const uint8_t **p, size_t *n) {
+  if (c->hdr_len < 2) {
+    size_t take = 2u - c->hdr_len;
+    if (take > *n) take = *n;
+    memcpy(c->hdr + c->hdr_len, *p, take);
+    c->hdr_len += (uint8_t)take, *p += take, *n -= take;
+    if (c->hdr_len < 2) return false;
+    unsigned l7 = c->hdr[1] & 0x7f;
+    c->hdr_need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((c->hdr[1] & 0x80) ? 4 : 0));
+  }
+  if (c->hdr_len < c->hdr_need) {
+    size_t take = (size_t)(c->hdr_need - c->hdr_len);
+    if (take > *n) take = *n;
+    memcpy(c->hdr + c->hdr_len, *p, take);
+    c->hdr_len += (uint8_t)take, *p += take, *n -= take;
+    if (c->hdr_len < c->hdr_need) return false;
+  }
+  return true;
+}
+
+/* Checks the frame whose header is complete in c->hdr and sets up the payload state
+ * (f_remaining, in_payload, the message). Returns NULL, or the protocol error. */
+static inline const char *frame_check(wsc_conn *c) {
+  uint8_t b0 = c->hdr[0], b1 = c->hdr[1];
+  unsigned l7 = b1 & 0x7f;
+  uint64_t len = l7;
+  if (l7 == 126) {
+    len = ((uint64_t)c->hdr[2] << 8) | c->hdr[3];
+  } else if (l7 == 127) {
+    len = 0;
+    for (int i = 2; i < 10; i++) len = (len << 8) | c->hdr[i];
+  }
+  c->hdr_len = 0;
+  c->f_opcode = b0 & 0x0f;
+  c->f_fin = b0 >> 7;
+  if (b0 & 0x70) return "reserved bits set";
+  if ((b1 & 0x80) && !P->allow_masked) return "masked frame from server";
+  if (c->f_opcode & 8) {
+    if (!c->f_fin || len > 125) return "bad control frame";
+    c->ctl_len = 0;
+  } else if (c->f_opcode == 0) {
+    if (!c->in_msg) return "continuation without a message";
+  } else if (c->f_opcode == 1 || c->f_opcode == 2) {
+    if (c->in_msg) return "new message inside a fragmented one";
+    c->in_msg = 1;
+    c->msg_opcode = c->f_opcode;
+    c->msg_len = 0;
+  } else {
+    return "reserved opcode";
+  }
+  c->f_remaining = len;
+  c->in_payload = 1;
+  return NULL;
+}
+
+/* A frame has been read completely: a ping is answered, a close is counted by the program
+ * and answered, the last frame of a message goes to the program. */
+static void frame_end(wsc_conn *c, uint64_t now) {
+  c->in_payload = 0;
+  if (c->f_opcode & 8) {
+    if (c->f_opcode == 9) {
+      wsc_send(c, 0xA, c->ctl, c->ctl_len); /* ping -> pong */
+    } else if (c->f_opcode == 8) {
+      P->closed(c, c->ctl_len >= 2 ? ((unsigned)c->ctl[0] << 8 | c->ctl[1]) : 1005);
+      if (!c->close_sent) {
+        wsc_send(c, 0x8, c->ctl, c->ctl_len >= 2 ? 2 : 0);
+        c->close_sent = 1;
+      }
+      c->state = ST_CLOSING;
+    }
+    return;
+  }
+  if (c->f_fin) {
+    c->in_msg = 0;
+    const uint8_t *pre = P->prefix ? (const uint8_t *)c + P->prefix_off : NULL;
+    P->message(c, c->msg_opcode, pre, c->msg_len < P->prefix ? (size_t)c->msg_len : P->prefix,
+               c->msg_len, now);
+  }
+}
+
+/* Parses server frames in p[0..n), in place. A complete unfragmented data frame is handled
+ * where it lies; anything split across reads goes through the incremental path, its state
+ * carried in the connection. */
+static void read_frames(wsc_conn *c, const uint8_t *p, size_t n, uint64_t now) {
+  while (n > 0 && c->state == ST_OPEN) {
+    if (!c->in_payload) {
+      if (c->hdr_len == 0 && !c->in_msg && n >= 2 && (p[0] == 0x81 || p[0] == 0x82) &&
+          !(p[1] & 0x80)) {
+        size_t hl = 2;
+        uint64_t len = p[1];
+        if (len == 126) {
+          if (n >= 4)
+            len = ((uint64_t)p[2] << 8) | p[3], hl = 4;
+          else
+            len = UINT64_MAX;
+        } else if (len == 127) {
+          len = UINT64_MAX;
+        }
+        if (len != UINT64_MAX && n - hl >= len) {
+          P->message(c, p[0] & 0x0f, p + hl, (size_t)len, len, now);
+          p += hl + len, n -= hl + (size_t)len;
+          continue;
+        }
+      }
+      if (!header_feed(c, &p, &n)) break;
+      const char *err = frame_check(c);
+      if (err) return lost(c, 0, err);
+      if (c->f_remaining == 0) frame_end(c, now);
+      continue;
+    }
+    size_t take = c->f_remaining < n ? (size_t)c->f_remaining : n;
+    if (c->f_opcode & 8) {
+      memcpy(c->ctl + c->ctl_len, p, take);
+      c->ctl_len += (uint8_t)take;
+    } else {
+      if (c->msg_len < P->prefix) {
+        size_t k = P->prefix - (size_t)c->msg_len < take ? P->prefix - (size_t)c->msg_len : take;
+        memcpy((uint8_t *)c + P->prefix_off + c->msg_len, p, k);
+      }
+      c->msg_len += take;
+    }
+    p += take, n -= take;
+    c->f_remaining -= take;
+    if (c->f_remaining == 0) frame_end(c, now);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* A run                                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+static wsc_run *R;
+
+bool wsc_option(wsc_run *r, wsc_pool *pool, int o, const char *v) {
+  switch (o) {
+    case WSC_OPT_HOST:
+      r->host = v;
+      return true;
+    case WSC_OPT_PORT:
+      r->port = (int)num_arg("port", v, 1, 65535);
+      return true;
+    case WSC_OPT_PATH:
+      r->path = v;
+      return true;
+    case WSC_OPT_DURATION:
+      r->duration = num_arg("duration", v, 0.001, 1e6);
+      return true;
+    case WSC_OPT_WARMUP:
+      r->warmup = num_arg("warmup", v, 0, 1e6);
+      return true;
+    case WSC_OPT_CONC:
+      pool->conc = (int)num_arg("connect-concurrency", v, 1, 1000000);
+      return true;
+    case WSC_OPT_CTIMEOUT:
+      r->connect_timeout = num_arg("connect-timeout", v, 0.001, 1e6);
+      return true;
+    case WSC_OPT_PID:
+      r->server_pid = (int)num_arg("server-pid", v, 1, 1 << 30);
+      return true;
+    default:
+      return false;
+  }
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  (void)s, (void)signum;
+  if (R->interrupted) R->interrupted();
+  wsc_finish();
+}
+
+void *wsc_setup(wsc_run *r, wsc_pool *pool, size_t conn_size) {
+  R = r;
+  P = pool;
+  signal(SIGPIPE, SIG_IGN);
+  cpu_init(&r->cpu, r->server_pid);
+  raise_nofile(pool->nconns);
+  if (!ws_target(r->host, r->port, r->path, &pool->addr, &pool->req, &pool->req_len)) exit(2);
+  wsc_rng = rng_seed();
+  pool->conns = calloc((size_t)pool->nconns, conn_size);
+  if (!pool->conns) die("out of memory", 0);
+  pool->conn_size = conn_size;
+  pool->loop = uv_default_loop();
+  uv_timer_init(pool->loop, &r->t_phase);
+  uv_timer_init(pool->loop, &r->t_connect);
+  uv_signal_init(pool->loop, &r->sig_int);
+  uv_signal_init(pool->loop, &r->sig_term);
+  uv_signal_start(&r->sig_int, on_signal, SIGINT);
+  uv_signal_start(&r->sig_term, on_signal, SIGTERM);
+  return pool->conns;
+}
+
+static uint64_t ms(double s) { return (uint64_t)(s * 1000 + 0.5); }
+
+static void on_connect_timeout(uv_timer_t *t) {
+  (void)t;
+  if (P->connect_done) { /* open, but not all ready */
+    R->ready_timeout();
+    return;
+  }
+  int pending = wsc_expire();
+  fprintf(stderr, "%s: connect timeout: %d connection(s) not open after %.0f s\n", wsc_prog,
+          pending, R->connect_timeout);
+  if (!P->connect_done) P->all_resolved();
+  /* Whoever is not ready by now gets 10 s more. */
+  if (R->phase == PH_READY) uv_timer_start(&R->t_connect, on_connect_timeout, 10000, 0);
+}
+
+void wsc_go(void) {
+  R->t_connect0 = uv_hrtime();
+  uv_timer_start(&R->t_connect, on_connect_timeout, ms(R->connect_timeout), 0);
+  pump_connects();
+  uv_run(P->loop, UV_RUN_DEFAULT);
+}
+
+bool wsc_connected(void) {
+  P->connect_done = true;
+  if (P->failed)
+    fprintf(stderr, "%s: %d of %d connections failed\n", wsc_prog, P->failed, P->nconns);
+  if (P->open_now == 0) {
+    fprintf(stderr, "%s: no connection could be opened\n", wsc_prog);
+    wsc_finish();
+    return false;
+  }
+  R->phase = PH_READY;
+  return true;
+}
+
+bool wsc_running(void) { return R->phase == PH_WARMUP || R->phase == PH_MEASURE; }
+
+static void on_measure_end(uv_timer_t *t) {
+  (void)t;
+  wsc_finish();
+}
+
+static void begin_measure(void) {
+  R->measure();
+  R->phase = PH_MEASURE;
+  cpu_begin(&R->cpu);
+  R->t_start = uv_hrtime();
+  uv_timer_start(&R->t_phase, on_measure_end, ms(R->duration), 0);
+}
+
+static void on_warmup_end(uv_timer_t *t) {
+  (void)t;
+  begin_measure();
+}
+
+void wsc_warmup(void) {
+  if (R->warmup > 0)
+    uv_timer_start(&R->t_phase, on_warmup_end, ms(R->warmup), 0);
+  else
+    begin_measure();
+}
+
+void wsc_finish(void) {
+  if (R->phase == PH_DONE) return;
+  bool measured = R->phase == PH_MEASURE;
+  R->phase = PH_DONE;
+  if (measured) {
+    R->t_end = uv_hrtime();
+    cpu_end(&R->cpu);
+  } else {
+    R->t_start = R->t_end = 0;
+    cpu_none(&R->cpu);
+  }
+  exit(R->report(measured) ? 0 : 1);
+}
+
+double wsc_secs(void) {
+  return R->t_end > R->t_start ? (double)(R->t_end - R->t_start) / 1e9 : 0;
 }

@@ -1,16 +1,20 @@
 /*
- * wsclient.h — what bench/loadgen.c and bench/fanout.c share: a minimal WebSocket client on
- * libuv (fixed-key handshake, masked frames, an incremental parser of the server's frames),
- * the connect phase of many such connections (wsc_pool), a log-linear latency histogram, CPU
- * accounting from /proc, and setup helpers. It does not use the Switchboard library.
+ * wsclient.h — what bench/loadgen.c, bench/fanout.c and bench/restgen.c share: a minimal
+ * WebSocket client on libuv (fixed-key handshake, masked frames, an incremental reader of the
+ * server's frames that answers pings and closes), the connect phase of many such connections
+ * (wsc_pool), the phases of a measured run (wsc_run: options, timers, signals, warm-up and
+ * measured window, CPU accounting), a log-linear latency histogram, and setup and printing
+ * helpers. It does not use the Switchboard library.
  *
  * Connections: each program's `conn` starts with
  *   union { wsc_conn ws; struct { WSC_CONN_FIELDS }; };
  * so that its own code reads c->state, c->tx, ... and hands &c->ws to the functions here.
- * The program keeps what differs: frame and message handling (wsc_pool.parse, which may use
- * wsc_header_feed and wsc_frame_begin) and how a lost connection is counted (wsc_pool.lost).
- * What runs per message (h_add, rng32, mask_copy, wsc_queue_frame, the frame header parser)
- * is static inline here; the rest is in wsclient.c.
+ * The program keeps what differs: what a message means (wsc_pool.message), how a close from
+ * the server and a lost connection are counted (wsc_pool.closed, wsc_pool.lost), what it
+ * sends, and its result line (wsc_run.report).
+ * What runs per message where the program calls it (h_add, rng32, mask_copy, wsc_send) is
+ * static inline here; the frame reader (one call per read, calling the program's message
+ * callback per message) and the rest are in wsclient.c.
  */
 #ifndef BENCH_WSCLIENT_H
 #define BENCH_WSCLIENT_H
@@ -25,8 +29,10 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 
-/* The program's name, for messages on stderr ("loadgen", "fanout"). */
+/* The program's name, for messages on stderr ("loadgen", "fanout", "restgen"). */
 extern const char *wsc_prog;
+/* The state of rng32 for mask keys, seeded by wsc_setup. */
+extern uint64_t wsc_rng;
 
 /* ---------------------------------------------------------------------------------------- */
 /* Latency histogram: log-linear, values in nanoseconds.                                      */
@@ -64,6 +70,12 @@ void h_reset(hist *h);
 /* The q-quantile (0 < q <= 1) in nanoseconds: the middle of the bucket holding it, clamped to
  * the exact minimum and maximum seen. */
 double h_quantile(const hist *h, double q);
+/* The same in microseconds, and the mean and the maximum in microseconds (0 when empty). */
+static inline double h_us(const hist *h, double q) { return h_quantile(h, q) / 1e3; }
+static inline double h_mean_us(const hist *h) {
+  return h->n ? (double)h->sum / (double)h->n / 1e3 : 0.0;
+}
+static inline double h_max_us(const hist *h) { return h->n ? (double)h->max / 1e3 : 0.0; }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Helpers                                                                                    */
@@ -80,6 +92,31 @@ static inline void grow(uint8_t **buf, size_t *cap, size_t need) {
 double num_arg(const char *name, const char *v, double lo, double hi);
 static inline double tv_s(struct timeval tv) {
   return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* Big-endian integers, as in Switchboard's envelopes (docs/PROTOCOL.md §2). */
+static inline void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+static inline void put64(uint8_t *p, uint64_t v) {
+  put32(p, (uint32_t)(v >> 32));
+  put32(p + 4, (uint32_t)v);
+}
+static inline uint32_t get32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t get64(const uint8_t *p) { return ((uint64_t)get32(p) << 32) | get32(p + 4); }
+
+/* An unsigned LEB128 varint at p[*i..n) (docs/PROTOCOL.md §2); advances *i past it. */
+static inline bool get_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
+  *v = 0;
+  for (unsigned shift = 0; shift < 64; shift += 7) {
+    if (*i >= n) return false;
+    uint8_t b = p[(*i)++];
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
 }
 
 /* A non-zero seed for rng32 from the time and the pid. */
@@ -141,19 +178,6 @@ static inline size_t ws_frame_header(uint8_t *d, uint8_t op, size_t n) {
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Setup                                                                                      */
-/* ---------------------------------------------------------------------------------------- */
-
-/* Raises the descriptor limit to the hard limit; warns if nconns will not fit. */
-void raise_nofile(int nconns);
-
-/* Parses host (an IP literal or "localhost") and port into *addr and builds the handshake
- * request for `path` into *req (malloc'd). Returns false, after a message, if host is not an
- * IP address. */
-bool ws_target(const char *host, int port, const char *path, struct sockaddr_storage *addr,
-               char **req, size_t *req_len);
-
-/* ---------------------------------------------------------------------------------------- */
 /* CPU accounting: this process (getrusage), the server (/proc/PID/stat) and the cores both   */
 /* may run on (/proc/stat), sampled at the start and the end of the measured window.          */
 /* ---------------------------------------------------------------------------------------- */
@@ -178,6 +202,11 @@ bool cpu_server_s(const cpu_acct *a, double *s);
 /* With a server pid: prints ,"cores":..,"other_cpu_pct":..,"steal_pct":.. (what else ran on
  * those cores in `secs` seconds besides client_s and server_s). */
 void cpu_print_other(const cpu_acct *a, double secs, double client_s, double server_s);
+/* Ends a result line: prints ,"client_cpu_pct":..; with the server's CPU time known,
+ * ,"server_cpu_pct":.. and ,"<per>":.. (server CPU seconds x scale per one of n events, with
+ * prec decimals); then what cpu_print_other prints, "}\n", and flushes stdout. */
+void cpu_print_end(const cpu_acct *a, double secs, const char *per, double scale, int prec,
+                   uint64_t n);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Connections                                                                                */
@@ -210,22 +239,31 @@ typedef struct wsc_conn {
 } wsc_conn;
 
 /* The connections of a run and their connect phase. The program fills in the first part,
- * calls wsc_pool_start once, and reads the counters; the functions below work on the pool
- * given to wsc_pool_start (a program has one). */
+ * calls wsc_setup and wsc_go once, and reads the counters; the functions below work on the
+ * pool given to wsc_setup (a program has one). */
 typedef struct wsc_pool {
   uv_loop_t *loop;
-  struct sockaddr_storage addr; /* see ws_target */
+  struct sockaddr_storage addr; /* the server */
   char *req;                    /* the handshake request, the same for every connection */
   size_t req_len;
   int nconns, conc; /* connections; handshakes in progress at once at the most */
   uint8_t *conns;   /* the program's array of nconns connections, each starting with a */
-  size_t conn_size; /* wsc_conn, conn_size bytes apart */
+  size_t conn_size; /* wsc_conn, conn_size bytes apart (wsc_setup allocates it) */
   uint64_t *errors; /* the program's error count: a failed connection counts one */
-  /* The connection failed or ended (err: a libuv code or 0). The program counts it and calls
-   * wsc_resolve(c, false) if it was not resolved yet, then wsc_close. */
+  /* An open connection failed or ended (err: a libuv code or 0). The program counts it; the
+   * pool then closes it. (A connection that fails before it opens is counted in failed and
+   * errors, and reported on stderr, by the pool.) */
   void (*lost)(wsc_conn *c, int err, const char *why);
-  /* Parses server frames in p[0..n), received at `now`. */
-  void (*parse)(wsc_conn *c, const uint8_t *p, size_t n, uint64_t now);
+  /* A whole data message from the server: opcode op (1 text, 2 binary), len bytes, of which
+   * p[0..avail) is the head (all of it when the frame came whole in one read; else up to
+   * prefix bytes, copied into the program's buffer at prefix_off in its conn). */
+  void (*message)(wsc_conn *c, uint8_t op, const uint8_t *p, size_t avail, uint64_t len,
+                  uint64_t now);
+  /* The server sent a close frame with that code (1005 if none); the pool answers it and the
+   * connection ends. */
+  void (*closed)(wsc_conn *c, unsigned code);
+  size_t prefix_off, prefix; /* see message; prefix 0: heads are not kept (p is NULL) */
+  bool allow_masked;         /* accept masked frames from the server (self-tests only) */
   /* Every connection has been resolved (open or failed); called once. */
   void (*all_resolved)(void);
   /* the connect phase */
@@ -233,8 +271,6 @@ typedef struct wsc_pool {
   bool connect_done;
 } wsc_pool;
 
-/* Starts connecting (at most conc at a time). */
-void wsc_pool_start(wsc_pool *pool);
 /* Closes c (counting it out of open_now if it was open). */
 void wsc_close(wsc_conn *c);
 /* Counts the outcome of one connection attempt, once, and starts the next ones. */
@@ -244,72 +280,99 @@ int wsc_expire(void);
 /* Hands tx to the kernel: uv_try_write first; whatever it refuses moves to wb for a
  * uv_write. A failed write is reported to pool->lost. */
 void wsc_flush(wsc_conn *c);
-/* Appends a masked frame with opcode `op`, payload p[0..n) and mask `key` to tx. */
-static inline void wsc_queue_frame(wsc_conn *c, uint8_t op, const uint8_t *p, size_t n,
-                                   uint32_t key) {
+/* c's index in the pool. */
+int wsc_index(const wsc_conn *c);
+/* Prints "<prog>: connection <i> lost: why[: libuv error]" on stderr. */
+void wsc_print_lost(const wsc_conn *c, int err, const char *why);
+
+/* Appends a masked frame with opcode `op` and payload p[0..n) to tx, with a fresh mask key. */
+static inline void wsc_send(wsc_conn *c, uint8_t op, const uint8_t *p, size_t n) {
   grow(&c->tx, &c->tx_cap, c->tx_len + n + 14);
   uint8_t *d = c->tx + c->tx_len;
   size_t h = ws_frame_header(d, op, n);
+  uint32_t key = rng32(&wsc_rng);
   memcpy(d + h, &key, 4);
   mask_copy(d + h + 4, p, n, d + h);
   c->tx_len += h + 4 + n;
 }
 
-/* Moves frame header bytes from *p into c->hdr; true once the header is complete. */
-static inline bool wsc_header_feed(wsc_conn *c, const uint8_t **p, size_t *n) {
-  if (c->hdr_len < 2) {
-    size_t take = 2u - c->hdr_len;
-    if (take > *n) take = *n;
-    memcpy(c->hdr + c->hdr_len, *p, take);
-    c->hdr_len += (uint8_t)take, *p += take, *n -= take;
-    if (c->hdr_len < 2) return false;
-    unsigned l7 = c->hdr[1] & 0x7f;
-    c->hdr_need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((c->hdr[1] & 0x80) ? 4 : 0));
-  }
-  if (c->hdr_len < c->hdr_need) {
-    size_t take = (size_t)(c->hdr_need - c->hdr_len);
-    if (take > *n) take = *n;
-    memcpy(c->hdr + c->hdr_len, *p, take);
-    c->hdr_len += (uint8_t)take, *p += take, *n -= take;
-    if (c->hdr_len < c->hdr_need) return false;
-  }
-  return true;
-}
+/* ---------------------------------------------------------------------------------------- */
+/* A run: options, phases, timers, signals, the measured window                              */
+/* ---------------------------------------------------------------------------------------- */
 
-/* Starts a frame whose header is complete in c->hdr: checks it and sets up the payload state
- * (f_remaining, in_payload, the message). Returns NULL, or the protocol error. The caller
- * ends the frame at once if c->f_remaining is 0. */
-static inline const char *wsc_frame_begin(wsc_conn *c, bool allow_masked) {
-  uint8_t b0 = c->hdr[0], b1 = c->hdr[1];
-  unsigned l7 = b1 & 0x7f;
-  uint64_t len = l7;
-  if (l7 == 126) {
-    len = ((uint64_t)c->hdr[2] << 8) | c->hdr[3];
-  } else if (l7 == 127) {
-    len = 0;
-    for (int i = 2; i < 10; i++) len = (len << 8) | c->hdr[i];
-  }
-  c->hdr_len = 0;
-  c->f_opcode = b0 & 0x0f;
-  c->f_fin = b0 >> 7;
-  if (b0 & 0x70) return "reserved bits set";
-  if ((b1 & 0x80) && !allow_masked) return "masked frame from server";
-  if (c->f_opcode & 8) {
-    if (!c->f_fin || len > 125) return "bad control frame";
-    c->ctl_len = 0;
-  } else if (c->f_opcode == 0) {
-    if (!c->in_msg) return "continuation without a message";
-  } else if (c->f_opcode == 1 || c->f_opcode == 2) {
-    if (c->in_msg) return "new message inside a fragmented one";
-    c->in_msg = 1;
-    c->msg_opcode = c->f_opcode;
-    c->msg_len = 0;
-  } else {
-    return "reserved opcode";
-  }
-  c->f_remaining = len;
-  c->in_payload = 1;
-  return NULL;
-}
+/* The phases of a run. A program without a wait for readiness skips PH_READY. */
+enum { PH_CONNECT, PH_READY, PH_WARMUP, PH_MEASURE, PH_DONE };
 
+typedef struct wsc_run {
+  /* options (wsc_option) */
+  const char *host, *path;
+  int port, server_pid;
+  double duration, warmup, connect_timeout; /* seconds */
+  /* The run is over (measured: a window was measured; phase is PH_DONE, t_start/t_end and
+   * cpu hold the window): prints the result line; returns whether the run succeeded (exit
+   * status 0, else 1). */
+  bool (*report)(bool measured);
+  /* The measured window begins: resets the program's counters of the window. */
+  void (*measure)(void);
+  /* Optional: every connection was resolved, but not every open one became ready by the
+   * connect timeout (or 10 s later). */
+  void (*ready_timeout)(void);
+  /* Optional: SIGINT or SIGTERM (default: wsc_finish). */
+  void (*interrupted)(void);
+  /* state */
+  int phase;
+  uint64_t t_connect0, t_start, t_end; /* uv_hrtime: connecting began; the measured window */
+  cpu_acct cpu;
+  uv_timer_t t_phase, t_connect;
+  uv_signal_t sig_int, sig_term;
+} wsc_run;
+
+/* Options every generator takes: their getopt_long codes (a program's own start at
+ * WSC_OPT_END) and entries, to begin its table of options with. */
+enum {
+  WSC_OPT_HOST = 256,
+  WSC_OPT_PORT,
+  WSC_OPT_PATH,
+  WSC_OPT_DURATION,
+  WSC_OPT_WARMUP,
+  WSC_OPT_CONC,
+  WSC_OPT_CTIMEOUT,
+  WSC_OPT_PID,
+  WSC_OPT_END
+};
+#define WSC_OPTIONS                                                  \
+  {"host", required_argument, 0, WSC_OPT_HOST},                      \
+      {"port", required_argument, 0, WSC_OPT_PORT},                  \
+      {"path", required_argument, 0, WSC_OPT_PATH},                  \
+      {"duration", required_argument, 0, WSC_OPT_DURATION},          \
+      {"warmup", required_argument, 0, WSC_OPT_WARMUP},              \
+      {"connect-concurrency", required_argument, 0, WSC_OPT_CONC},   \
+      {"connect-timeout", required_argument, 0, WSC_OPT_CTIMEOUT},   \
+      {"server-pid", required_argument, 0, WSC_OPT_PID}
+/* Takes option o (a WSC_OPT_ code) with value v into r and pool; false if o is not one of
+ * them. A bad value exits 2. */
+bool wsc_option(wsc_run *r, wsc_pool *pool, int o, const char *v);
+
+/* Before the program's own setup: ignores SIGPIPE, starts CPU accounting (r->server_pid),
+ * raises the descriptor limit, parses r->host and r->port (exits 2 if the host is not an IP
+ * address) and builds the handshake request for r->path, seeds wsc_rng, allocates the
+ * pool's nconns connections of conn_size bytes each (zeroed), and sets up the loop, the
+ * timers and the signals. Returns the connections. */
+void *wsc_setup(wsc_run *r, wsc_pool *pool, size_t conn_size);
+/* Starts the connect timeout and the connect phase, and runs the loop; returns when the loop
+ * has nothing left to do. */
+void wsc_go(void);
+/* The connect phase is over, for a program that then waits for its connections to become
+ * ready (its pool->all_resolved): reports failed connections on stderr; with none open,
+ * ends the run (wsc_finish) and returns false; else enters PH_READY and returns true. */
+bool wsc_connected(void);
+/* Load is running (phase is PH_WARMUP or PH_MEASURE). */
+bool wsc_running(void);
+/* After the first load was sent (phase PH_WARMUP): starts the measured window after
+ * r->warmup seconds, or at once. It ends after r->duration seconds with wsc_finish. */
+void wsc_warmup(void);
+/* Ends the run (once): closes the measured window, calls report and exits. */
+void wsc_finish(void);
+/* The measured window in seconds (0 if none). */
+double wsc_secs(void);
 #endif
