@@ -342,6 +342,8 @@ static int on_headers_complete(http_parser *p) {
   if (te && (p->flags & F_CONTENTLENGTH))
     return fail(r, 400, "both Content-Length and Transfer-Encoding");
   if (te > 1) return fail(r, 400, "more than one Transfer-Encoding header");
+  /* RFC 9112 §6.1: an HTTP/1.0 hop may frame such a message differently. */
+  if (te && p->http_minor == 0) return fail(r, 400, "Transfer-Encoding in an HTTP/1.0 request");
   if (te && strcasecmp(sb_http_header(r, "Transfer-Encoding"), "chunked") != 0)
     return fail(r, 501, "unsupported transfer encoding");
   r->upgrade = (uint8_t)sb_http_header_has(r, "Upgrade", "websocket");
@@ -593,4 +595,8 @@ const char *sb_http_reason(int status) {
     case 511: return "Network Authentication Required";
     default: return NULL;
   }
+}
+
+int sb_http_started(const sb_http_request *r) {
+  return r->head_done || (r->strict.state != S_LINE0 && r->strict.state != S_LINE0_CR);
 }

@@ -92,6 +92,8 @@ sb_http_result sb_http_feed(sb_http_request *r, const uint8_t *data, size_t len,
 const char *sb_http_method(const sb_http_request *r); /* "GET", ... */
 const char *sb_http_url(const sb_http_request *r);
 const char *sb_http_header(const sb_http_request *r, const char *name); /* first, or NULL */
+/* 1 once a byte of the next request line arrived (empty lines before it do not count). */
+int sb_http_started(const sb_http_request *r);
 /* Whether the connection stays open after the response (HTTP/1.1 default, Connection). */
 int sb_http_keep_alive(const sb_http_request *r);
 

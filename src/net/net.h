@@ -32,7 +32,8 @@ enum {
   SB_F_PING_SENT = 1 << 3,     /* idle ping outstanding */
   SB_F_BACKPRESSURE = 1 << 4,  /* a send returned BACKPRESSURE: fire on_drain when flushed */
   SB_F_SHUTDOWN_SENT = 1 << 5, /* uv_shutdown issued while draining */
-  SB_F_IO_TOUCHED = 1 << 6     /* the io block was used since the last sweep */
+  SB_F_IO_TOUCHED = 1 << 6,    /* the io block was used since the last sweep */
+  SB_F_PEER_EOF = 1 << 7       /* the peer half-closed while our answers were still queued */
 };
 
 /* State a connection needs only while it is busy: its write queue, the message being put
@@ -210,6 +211,8 @@ void sb_ws_http_resume(sb_conn *c);         /* from the check: parse what waited
 int sb_ws_http_sweep(sb_conn *c, uint32_t now); /* 1: it closed (or is closing) c */
 void sb_ws_http_shutdown(sb_conn *c);
 void sb_ws_http_free(sb_conn *c);
+void sb_ws_http_flushed(sb_conn *c);        /* its write queue became empty */
+void sb_ws_http_peer_eof(sb_conn *c);       /* the client half-closed (SB_F_PEER_EOF) */
 /* For the rest layer: the Connection header line ("" when none is needed) that the answer
  * to the request in flight must carry, and the answer itself (head: status line and headers
  * with that line and the blank line; body: not for HEAD, 204, 304). SB_ECLOSED when the

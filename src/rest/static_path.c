@@ -90,7 +90,9 @@ int sb_static_open(int root, const char *rel, struct stat *st, int *status) {
     }
     memcpy(seg, p, len);
     seg[len] = '\0';
-    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (slash ? O_DIRECTORY : 0);
+    /* O_NOCTTY: a terminal device under the folder must not become ours by being opened. */
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+                (slash ? O_DIRECTORY : 0);
     int next = openat(fd, seg, flags);
     if (next < 0) {
       int e = errno;

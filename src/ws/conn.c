@@ -482,6 +482,18 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
 }
 
 void sb_ws_on_eof(sb_conn *c, int status) {
+  /* A peer that half-closes is done sending, not reading: answers already queued (and, on a
+   * plain HTTP connection, those to the requests that wait) are still written, then the
+   * connection closes. A request with the application is another matter: its client is taken
+   * as gone (the late answer gets SB_ECLOSED). */
+  int http_answered = c->state == SB_CONN_HTTP && !(c->hflags & SB_H_INFLIGHT);
+  if (status == UV_EOF && (http_answered || c->state == SB_CONN_DRAINING) &&
+      (sb_net_queued(c) > 0 || (http_answered && c->io && c->io->in_off < c->io->in_len))) {
+    c->flags |= SB_F_PEER_EOF;
+    sb_net_read_stop(c);
+    sb_ws_http_peer_eof(c);
+    return;
+  }
   abort_conn(c, "connection ended without a close frame");
 }
 
@@ -489,7 +501,10 @@ void sb_ws_on_write_error(sb_conn *c, int status) { abort_conn(c, "write failed"
 
 void sb_ws_on_flushed(sb_conn *c) {
   if (c->state == SB_CONN_DRAINING) {
-    sb_net_shutdown(c);
+    if (c->flags & SB_F_PEER_EOF) sb_net_close(c); /* its FIN came already */
+    else sb_net_shutdown(c);
+  } else if (c->state == SB_CONN_HTTP) {
+    sb_ws_http_flushed(c);
   } else if ((c->flags & SB_F_BACKPRESSURE) && c->state == SB_CONN_OPEN) {
     c->flags &= (uint8_t)~SB_F_BACKPRESSURE;
     if (c->srv->opts.on_drain) c->srv->opts.on_drain(c, c->srv->opts.user);

@@ -35,6 +35,11 @@
 #include "net/net.h"
 
 #define SB_HTTP_STASH_MAX (64 * 1024)
+/* No further request is parsed while more than this waits to be written: a client that
+ * pipelines requests and never reads the answers must not make the server buffer them all. */
+#define SB_HTTP_OUT_HIGH (1024 * 1024)
+
+static int out_full(const sb_conn *c) { return sb_net_queued(c) > SB_HTTP_OUT_HIGH; }
 
 static const sb_allocator *A(const sb_conn *c) { return &c->srv->alloc; }
 
@@ -90,6 +95,26 @@ static void go_idle(sb_conn *c) {
   sb_ws_drop_handshake(c);
 }
 
+/* Nothing more comes: write what is queued, then close (conn.c: a drain after the peer's
+ * FIN closes once flushed). */
+static void finish(sb_conn *c) {
+  sb_ws_drop_handshake(c);
+  sb_ws_drain(c);
+}
+
+/* The client half-closed while answers were queued or requests waited (conn.c checked). */
+void sb_ws_http_peer_eof(sb_conn *c) {
+  if (c->state != SB_CONN_HTTP) return; /* draining: conn.c closes once flushed */
+  if (stash_len(c)) {
+    if (!out_full(c)) {
+      c->hflags |= SB_H_RESUME; /* the waiting requests are answered first */
+      sb_net_mark_dirty(c);
+    }
+    return;
+  }
+  finish(c);
+}
+
 /* The head of a plain request is complete. Returns 0 to go on with its body. */
 static int on_head(sb_conn *c) {
   const sb_http_request *r = &c->hs->req;
@@ -135,7 +160,7 @@ static void dispatch(sb_conn *c) {
 static size_t run(sb_conn *c, uint8_t *data, size_t len) {
   size_t off = 0;
   c->hflags |= SB_H_RUNNING;
-  while (c->state == SB_CONN_HTTP && !(c->hflags & SB_H_INFLIGHT)) {
+  while (c->state == SB_CONN_HTTP && !(c->hflags & SB_H_INFLIGHT) && !out_full(c)) {
     if (!c->hs) {
       if (off == len) break;
       if (!(c->hs = sb_ws_take_handshake(c))) {
@@ -179,9 +204,10 @@ static size_t run(sb_conn *c, uint8_t *data, size_t len) {
     dispatch(c);
   }
   c->hflags &= (uint8_t)~SB_H_RUNNING;
-  if (c->state == SB_CONN_HTTP && !(c->hflags & SB_H_INFLIGHT) && off == len && c->hs &&
-      !c->hs->req.head_done && c->hs->req.head_seen == 0)
-    go_idle(c);
+  if (c->state == SB_CONN_HTTP && !(c->hflags & SB_H_INFLIGHT) && off == len) {
+    if (c->flags & SB_F_PEER_EOF) finish(c); /* every request the client sent is answered */
+    else if (c->hs && !sb_http_started(&c->hs->req)) go_idle(c);
+  }
   return off;
 }
 
@@ -199,7 +225,7 @@ void sb_ws_http_start(sb_conn *c, uint8_t *data, size_t len) {
 
 void sb_ws_http_data(sb_conn *c, uint8_t *data, size_t len) {
   if (c->hflags & SB_H_CLOSE) return;
-  if ((c->hflags & SB_H_INFLIGHT) || stash_len(c)) {
+  if ((c->hflags & SB_H_INFLIGHT) || stash_len(c) || out_full(c)) {
     keep_rest(c, data, len); /* behind what already waits; parsed after the answer */
     return;
   }
@@ -209,11 +235,10 @@ void sb_ws_http_data(sb_conn *c, uint8_t *data, size_t len) {
 
 void sb_ws_http_resume(sb_conn *c) {
   c->hflags &= (uint8_t)~SB_H_RESUME;
-  if (c->state != SB_CONN_HTTP || (c->hflags & SB_H_INFLIGHT)) return;
+  if (c->state != SB_CONN_HTTP || (c->hflags & SB_H_INFLIGHT) || out_full(c)) return;
   sb_conn_io *io = c->io;
   if (!io || io->in_off == io->in_len) {
-    if (!(c->hflags & SB_H_IDLE) && c->hs && !c->hs->req.head_done && c->hs->req.head_seen == 0)
-      go_idle(c);
+    if (!(c->hflags & SB_H_IDLE) && c->hs && !sb_http_started(&c->hs->req)) go_idle(c);
     return;
   }
   /* Take the waiting bytes out of the block while they are parsed: an upgrade among them
@@ -253,7 +278,7 @@ int sb_ws_http_respond(sb_conn *c, const void *head, size_t hlen, const void *bo
   if (c->hflags & SB_H_CLOSE) {
     sb_ws_drop_handshake(c);
     sb_ws_drain(c);
-    read_again(c); /* the drain ends at the peer's FIN */
+    if (!(c->flags & SB_F_PEER_EOF)) read_again(c); /* the drain ends at the peer's FIN */
     return 0;
   }
   sb_handshake_next(c->hs);
@@ -263,6 +288,8 @@ int sb_ws_http_respond(sb_conn *c, const void *head, size_t hlen, const void *bo
     if (stash_len(c)) {
       c->hflags |= SB_H_RESUME;
       sb_net_mark_dirty(c);
+    } else if (c->flags & SB_F_PEER_EOF) {
+      finish(c);
     } else {
       go_idle(c);
     }
@@ -301,6 +328,14 @@ void sb_ws_http_shutdown(sb_conn *c) {
   sb_ws_drop_handshake(c);
   sb_ws_drain(c);
   read_again(c);
+}
+
+/* The queue was written out: requests that waited for room are parsed in this turn's check. */
+void sb_ws_http_flushed(sb_conn *c) {
+  if (c->state == SB_CONN_HTTP && !(c->hflags & SB_H_INFLIGHT) && stash_len(c)) {
+    c->hflags |= SB_H_RESUME;
+    sb_net_mark_dirty(c);
+  }
 }
 
 void sb_ws_http_free(sb_conn *c) {

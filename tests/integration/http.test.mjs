@@ -170,6 +170,46 @@ class Conn {
   destroy() { this.sock.destroy(); }
 }
 
+/** Resident memory of a process, KiB. */
+function rssKiB(pid) {
+  const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]);
+}
+
+/** A raw connection that only counts what arrives (status lines and bytes), for answers too
+ *  large to keep: every body byte of big.bin is 'a', so a status line cannot hide in one. */
+function countingConn() {
+  return new Promise((resolve, reject) => {
+    const state = { bytes: 0, responses: 0, ended: false };
+    const waiters = new Set();
+    let tail = '';
+    const sock = net.connect(srv.port, '127.0.0.1', () => resolve({
+      sock,
+      state,
+      until(pred, timeoutMs) {
+        return new Promise((res, rej) => {
+          const w = () => { if (pred(state)) { clearTimeout(t); waiters.delete(w); res(); } };
+          const t = setTimeout(() => { waiters.delete(w); rej(new Error(`timeout: ${JSON.stringify(state)}`)); }, timeoutMs);
+          waiters.add(w);
+          w();
+        });
+      },
+    }));
+    sock.once('error', reject);
+    const wake = () => { for (const w of [...waiters]) w(); };
+    sock.on('data', (d) => {
+      state.bytes += d.length;
+      const text = tail + d.toString('latin1');
+      state.responses += (text.match(/HTTP\/1\.1 200 OK\r\n/g) || []).length -
+        (tail.match(/HTTP\/1\.1 200 OK\r\n/g) || []).length;
+      tail = text.slice(-32);
+      wake();
+    });
+    sock.on('close', () => { state.ended = true; wake(); });
+    sock.on('error', () => {});
+  });
+}
+
 /** The first final response in buf if it is complete: { res, used }, else null. */
 function parseResponsesPrefix(buf, bodiless) {
   let at = 0;
@@ -362,6 +402,40 @@ describe('keep-alive and pipelining', () => {
     assert.equal((await c.response()).status, 200, 'reading goes on afterwards');
     c.destroy();
   });
+  test('a client that pipelines large requests and reads nothing: the server does not queue them all', async () => {
+    const size = 1024 * 1024;
+    const n = 40; // 40 MiB of answers if they were all queued
+    fs.writeFileSync(path.join(pub, 'big.bin'), Buffer.alloc(size, 0x61));
+    const counter = await countingConn();
+    counter.sock.pause();
+    const before = rssKiB(srv.pid);
+    let req = '';
+    for (let i = 0; i < n; i++) req += get('/static/big.bin');
+    counter.sock.write(req);
+    await sleep(1500);
+    const grew = rssKiB(srv.pid) - before;
+    assert.ok(grew < 16 * 1024, `the server grew by ${grew} KiB for ${n} unread answers of ${size} bytes`);
+    counter.sock.resume();
+    await counter.until((s) => s.responses === n && s.bytes >= n * size, 30000);
+    counter.sock.destroy();
+  });
+  test('a client that half-closes after pipelined requests still gets every answer', async () => {
+    const size = 1024 * 1024;
+    fs.writeFileSync(path.join(pub, 'big.bin'), Buffer.alloc(size, 0x61));
+    const counter = await countingConn();
+    counter.sock.write(get('/static/big.bin') + get('/json') + get('/static/big.bin'));
+    counter.sock.end(); // FIN: done sending, still reading
+    await counter.until((s) => s.ended, 15000);
+    assert.equal(counter.state.responses, 3);
+    assert.ok(counter.state.bytes >= 2 * size + 17, `${counter.state.bytes} bytes`);
+  });
+  test('a stray CRLF after a request: the idle connection closes quietly, no 408', async () => {
+    const c = await Conn.connect();
+    await c.write(`${get('/json')}\r\n`);
+    assert.equal((await c.response()).status, 200);
+    assert.equal(await c.waitEnd(3000), true, 'closed at the keep-alive timeout');
+    assert.equal(c.buf.length, 0, `nothing after the answer: ${JSON.stringify(c.buf.toString())}`);
+  });
   test('requests split across writes at odd places', async () => {
     const c = await Conn.connect();
     const all = Buffer.from(get('/rooms/1') + 'POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello' + get('/json'));
@@ -413,6 +487,13 @@ describe('keep-alive and pipelining', () => {
     const head = c.buf.indexOf('\r\n\r\n') + 4;
     assert.equal(c.buf[head], 0x82, 'a binary frame (the HELLO) follows');
     c.destroy();
+  });
+  test('HTTP/1.0 with Transfer-Encoding: 400 (RFC 9112 §6.1), and the connection closes', async () => {
+    const c = await Conn.connect();
+    await c.write('POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n2\r\nhi\r\n0\r\n\r\n' + get('/json'));
+    assert.equal((await c.response()).status, 400);
+    assert.equal(await c.waitEnd(3000), true);
+    assert.equal(c.buf.length, 0, 'the pipelined request behind it is not answered');
   });
   test('malformed requests: 400/505 with Connection: close', async () => {
     for (const [req, status] of [
