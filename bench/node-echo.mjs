@@ -8,28 +8,9 @@
 // message back with the same opcode (text stays text, binary stays binary), has
 // permessage-deflate off, and exits cleanly on SIGTERM or SIGINT.
 import { WebSocketServer } from 'ws';
+import { parseHostPort } from './node-args.mjs';
 
-function usage(msg) {
-  if (msg) console.error(`node-echo: ${msg}`);
-  console.error('usage: node-echo.mjs --port P [--host H]');
-  process.exit(2);
-}
-
-let host = '127.0.0.1';
-let port = null;
-const args = process.argv.slice(2);
-for (let i = 0; i < args.length; i++) {
-  const a = args[i];
-  const val = () => {
-    if (i + 1 >= args.length) usage(`${a} needs a value`);
-    return args[++i];
-  };
-  if (a === '--port') port = Number(val());
-  else if (a === '--host') host = val();
-  else if (a === '--help' || a === '-h') usage();
-  else usage(`unknown argument ${a}`);
-}
-if (port === null || !Number.isInteger(port) || port < 0 || port > 65535) usage('--port is required');
+const { host, port } = parseHostPort('node-echo');
 
 const wss = new WebSocketServer({ host, port, perMessageDeflate: false });
 

@@ -18,28 +18,9 @@
 // engine.io default) and exits cleanly on SIGTERM or SIGINT.
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
+import { parseHostPort } from './node-args.mjs';
 
-function usage(msg) {
-  if (msg) console.error(`node-socketio: ${msg}`);
-  console.error('usage: node-socketio.mjs --port P [--host H]');
-  process.exit(2);
-}
-
-let host = '127.0.0.1';
-let port = null;
-const args = process.argv.slice(2);
-for (let i = 0; i < args.length; i++) {
-  const a = args[i];
-  const val = () => {
-    if (i + 1 >= args.length) usage(`${a} needs a value`);
-    return args[++i];
-  };
-  if (a === '--port') port = Number(val());
-  else if (a === '--host') host = val();
-  else if (a === '--help' || a === '-h') usage();
-  else usage(`unknown argument ${a}`);
-}
-if (port === null || !Number.isInteger(port) || port < 0 || port > 65535) usage('--port is required');
+const { host, port } = parseHostPort('node-socketio');
 
 // The route: /items/:id, whole segments, the parameter decoded. Returns the response.
 function getItem(url) {
