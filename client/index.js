@@ -17,7 +17,8 @@
 // push must carry the next offset of its stream: at or below the position it is a duplicate
 // (dropped), above position + 1 it reveals a gap, and the client reconnects at once and
 // resumes rather than trust silence. While a RESUME is unanswered only the next offset is
-// accepted, since the replay brings the rest in order (§6). RESUMED then says, per stream,
+// accepted, since the replay brings the rest in order (§6); pushes of a stream without a
+// position are held until RESUMED (its replay starts at the join point, maybe above 1). RESUMED then says, per stream,
 // whether everything missed was replayed; the application hears of it in the `resumed` event.
 import { CodecError, Schema, asBytes, decodeUtf8, encodeUtf8 } from './codec.js';
 import { reconnectOptions, backoffDelay } from './backoff.js';
@@ -236,6 +237,7 @@ export class SwitchboardClient {
     this._session = null; // { connId, token }: the session a reconnect resumes
     this._fresh = null; // the new connection's own session, while a RESUME is unanswered
     this._positions = new Map(); // stream → { offset: bigint, epoch: bigint }
+    this._held = new Map(); // stream → pushes, while resuming, for streams without a position
     this._pending = new Map(); // request id → request, sent and unanswered
     this._queue = []; // requests and sends waiting for an open connection
     this._nextId = 1;
@@ -497,6 +499,7 @@ export class SwitchboardClient {
   // is closed with `code`, which a browser only allows to be 1000 or 3000-4999.
   _dropSocket({ code = 1000, reason = '', hard = false } = {}) {
     this._gen++;
+    this._held = new Map(); // a later resume replays them again
     for (const k of Object.keys(this._timers)) { clearTimeout(this._timers[k]); delete this._timers[k]; }
     const ws = this._ws;
     this._ws = null;
@@ -744,6 +747,7 @@ export class SwitchboardClient {
       if (this._session?.token) {
         this._fresh = { connId: h.connId, token: h.token };
         this._state = 'resuming';
+        this._held = new Map();
         // At most MAX_POSITIONS: the direct stream, then the streams heard from most recently.
         const direct = `c:${this._session.connId}`;
         const all = [...this._positions].filter(([s]) => s !== direct);
@@ -787,16 +791,35 @@ export class SwitchboardClient {
     const streams = {};
     const had = this._positions;
     this._positions = new Map();
+    const held = this._held;
+    this._held = new Map();
+    const deliveries = [];
     for (const r of records) {
-      // A stream the client had no position for is reported not recovered (the server cannot
-      // know what the client saw); if it holds no message at all (offset 0) nothing was missed.
+      // A stream the client had no position for is reported not recovered where the server
+      // cannot tell what the client saw; if it holds no message at all (offset 0) nothing was
+      // missed.
       if (!r.recovered && r.offset === 0n && !had.has(r.stream)) r.recovered = true;
+      const h = held.get(r.stream);
+      if (h) {
+        held.delete(r.stream);
+        const { envs, last, contiguous } = inOrder(h, r.epoch);
+        deliveries.push(...envs);
+        if (last !== null && last > r.offset) r.offset = last;
+        // The replay of a stream without a position runs from the join point up to
+        // RESUMED's offset: a hole in it, or a short one, lost something.
+        if (!contiguous || (envs.length && last < r.offset)) r.recovered = false;
+      }
       this._positions.set(r.stream, { offset: r.offset, epoch: r.epoch });
       streams[r.stream] = { recovered: r.recovered, offset: Number(r.offset), epoch: hex64(r.epoch) };
     }
+    deliveries.push(...this._takeHeld(held)); // streams RESUMED does not name: a fresh start
     this._fresh = null;
     this._save();
     const gen = this._gen;
+    for (const env of deliveries) {
+      this._deliver(env);
+      if (gen !== this._gen) return; // a listener closed the client
+    }
     this._emit('resumed', { recovered: records.every((r) => r.recovered), sessionLost: false, streams });
     if (gen === this._gen && this._state === 'resuming') this._opened(true);
   }
@@ -821,10 +844,29 @@ export class SwitchboardClient {
     this._session = this._fresh;
     this._fresh = null;
     this._positions = new Map();
+    const deliveries = this._takeHeld(this._held);
+    this._held = new Map();
     this._save();
     const gen = this._gen;
+    for (const env of deliveries) {
+      this._deliver(env);
+      if (gen !== this._gen) return;
+    }
     this._emit('resumed', { recovered: false, sessionLost: true, status: env.status, reason: text, streams });
     if (gen === this._gen && this._state === 'resuming') this._opened(false);
+  }
+
+  // Pushes held while resuming for streams that RESUMED does not settle: each stream's in
+  // offset order, once each, from its first (a fresh start); the positions are taken.
+  _takeHeld(held) {
+    const out = [];
+    for (const [stream, h] of held) {
+      const { envs, last } = inOrder(h, h[h.length - 1].epoch);
+      if (last === null) continue;
+      this._positions.set(stream, { offset: last, epoch: envs[0].epoch });
+      out.push(...envs);
+    }
+    return out;
   }
 
   _onResponse(env) {
@@ -854,7 +896,16 @@ export class SwitchboardClient {
         if (!resuming) this._resumeNow(`stream ${env.stream}: epoch ${hex64(env.epoch)} after ${hex64(pos.epoch)}`);
         return;
       }
-      const expected = last === null ? (resuming ? 1n : env.offset) : last + 1n;
+      if (resuming && !pos) {
+        // No position: the server replays such a stream from where the session joined it,
+        // which may be above offset 1, and live pushes may come before the replay (§6). Held
+        // until RESUMED, then delivered in offset order, once each.
+        let held = this._held.get(env.stream);
+        if (!held) this._held.set(env.stream, (held = []));
+        held.push(env);
+        return;
+      }
+      const expected = last === null ? env.offset : last + 1n;
       if (env.offset < expected) return; // a duplicate
       if (env.offset > expected) {
         if (!resuming) this._resumeNow(`stream ${env.stream}: offset ${env.offset} after ${last}`);
@@ -1029,6 +1080,22 @@ function extraFields(env) {
   const out = {};
   for (const k of Object.keys(env)) if (!ENVELOPE_FIELDS.includes(k)) out[k] = env[k];
   return out;
+}
+
+// Pushes of one stream in offset order, without duplicates and other epochs: { envs, last
+// (the last offset, or null), contiguous }.
+function inOrder(list, epoch) {
+  const sorted = list.filter((e) => e.epoch === epoch).sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+  const envs = [];
+  let last = null;
+  let contiguous = true;
+  for (const e of sorted) {
+    if (last !== null && e.offset <= last) continue;
+    if (last !== null && e.offset !== last + 1n) contiguous = false;
+    envs.push(e);
+    last = e.offset;
+  }
+  return { envs, last, contiguous };
 }
 
 function safeText(bytes) {

@@ -343,14 +343,51 @@ test('while a RESUME is unanswered only the next offset of a stream is accepted'
     server.push(cn, { url: '/m', stream: 'g:room', offset: 4, epoch: 9 }); // above position + 1: dropped
     server.push(cn, { url: '/m', stream: 'g:room', offset: 3, epoch: 9 }); // the next: taken
     server.push(cn, { url: '/m', stream: 'g:room', offset: 3, epoch: 9 }); // duplicate
-    server.push(cn, { url: '/m', stream: 'g:new', offset: 5, epoch: 1 }); // unknown stream, not 1: dropped
+    server.push(cn, { url: '/m', stream: 'g:new', offset: 5, epoch: 1 }); // no position: held until RESUMED
     server.resumeOk(cn, r, { replay: [4].map((o) => ({ url: '/m', stream: 'g:room', offset: o, epoch: 9 })) });
   };
   server.close(conn, 1006);
-  await until(() => got.length === 4);
+  await until(() => got.length === 5);
   await sleep(10);
-  assert.deepEqual(got, ['g:room#1', 'g:room#2', 'g:room#3', 'g:room#4']);
-  assert.ok(c);
+  // g:new is not in RESUMED: taken as a fresh start once the resume is answered
+  assert.deepEqual(got, ['g:room#1', 'g:room#2', 'g:room#3', 'g:room#4', 'g:new#5']);
+  assert.equal(c.positions()['g:new'].offset, 5);
+});
+
+test('resume: a group without a position is replayed from where the session joined it (above offset 1), in order, once each', async () => {
+  const { server, c, got, conn } = await atOffsetTwo();
+  const log = record(c);
+  // The session joined g:quiet at its offset 3 and got no push from it before the connection dropped.
+  const q = (o) => ({ url: '/m', stream: 'g:quiet', offset: o, epoch: 7 });
+  server.onResume = (cn, r) => {
+    assert.deepEqual(r.positions.map((p) => p.stream), ['g:room'], 'the client cannot name g:quiet');
+    server.resumeOk(cn, r, {
+      early: [q(6), q(5)], // live pushes that overtake the replay
+      replay: [{ url: '/m', stream: 'g:room', offset: 3, epoch: 9 }, q(4), q(5), q(6)],
+    });
+  };
+  server.close(conn, 1006);
+  await until(() => log.some((e) => e.name === 'resumed'));
+  assert.deepEqual(got, ['g:room#1', 'g:room#2', 'g:room#3', 'g:quiet#4', 'g:quiet#5', 'g:quiet#6']);
+  const resumed = log.find((e) => e.name === 'resumed').arg;
+  assert.equal(resumed.recovered, true);
+  assert.deepEqual(resumed.streams['g:quiet'], { recovered: true, offset: 6, epoch: '0000000000000007' });
+  assert.equal(c.positions()['g:quiet'].offset, 6);
+  server.push(server.last, q(6)); // a duplicate
+  server.push(server.last, q(7));
+  await until(() => got.length === 7);
+  assert.equal(got[6], 'g:quiet#7');
+});
+
+test('resume: a hole in the replay of a stream without a position is reported not recovered', async () => {
+  const { server, c, got, conn } = await atOffsetTwo();
+  const log = record(c);
+  const q = (o) => ({ url: '/m', stream: 'g:quiet', offset: o, epoch: 7 });
+  server.onResume = (cn, r) => server.resumeOk(cn, r, { replay: [q(4), q(6)] });
+  server.close(conn, 1006);
+  await until(() => log.some((e) => e.name === 'resumed'));
+  assert.deepEqual(got.slice(2), ['g:quiet#4', 'g:quiet#6']);
+  assert.equal(log.find((e) => e.name === 'resumed').arg.streams['g:quiet'].recovered, false);
 });
 
 test('heartbeats: PING after a quiet interval; no answer means a dead connection, dropped and resumed', async () => {
