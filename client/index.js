@@ -243,6 +243,11 @@ export class SwitchboardClient {
     this._nextId = 1;
     this._pingId = 1;
     this._lastAcked = -1n;
+    // With persist in a page, the single-use resume token is in storage only while the page is
+    // hidden or going away: a tab duplicated while visible copies no token to resume (and so
+    // cannot take the session from this tab, which would close it with 4000).
+    this._pageLifecycle = !!(o.window || o.document);
+    this._hidden = o.document?.visibilityState === 'hidden';
     this._storage = this._openStorage();
     this._load();
 
@@ -256,10 +261,12 @@ export class SwitchboardClient {
     this._onOnline = () => this._wake();
     this._onOffline = () => this._networkDown();
     this._onVisibility = () => {
-      if (this._opts.document?.visibilityState === 'visible') this._wake();
-      else this._save();
+      this._hidden = this._opts.document?.visibilityState === 'hidden';
+      this._save();
+      if (!this._hidden) this._wake();
     };
-    this._onPageHide = () => this._save();
+    this._onPageHide = () => { this._hidden = true; this._save(); };
+    this._onPageShow = () => { this._hidden = this._opts.document?.visibilityState === 'hidden'; this._save(); };
     if (o.autoConnect) this.connect();
   }
 
@@ -462,8 +469,10 @@ export class SwitchboardClient {
     w?.addEventListener?.('online', this._onOnline);
     w?.addEventListener?.('offline', this._onOffline);
     w?.addEventListener?.('pagehide', this._onPageHide);
+    w?.addEventListener?.('pageshow', this._onPageShow);
     this._opts.document?.addEventListener?.('visibilitychange', this._onVisibility);
     this._attemptConnect();
+    this._save();
   }
 
   /**
@@ -486,6 +495,7 @@ export class SwitchboardClient {
     w?.removeEventListener?.('online', this._onOnline);
     w?.removeEventListener?.('offline', this._onOffline);
     w?.removeEventListener?.('pagehide', this._onPageHide);
+    w?.removeEventListener?.('pageshow', this._onPageShow);
     this._opts.document?.removeEventListener?.('visibilitychange', this._onVisibility);
     const why = error ? error.message : 'the client was closed';
     for (const req of [...this._pending.values(), ...this._queue]) this._settle(req, new SwitchboardError('CLOSED', why, error ? { cause: error } : {}));
@@ -1055,13 +1065,18 @@ export class SwitchboardClient {
       if (!s || s.v !== 1 || typeof s.token !== 'string') return;
       this._session = { connId: s.connId, token: s.token };
       this._positions = new Map(s.positions.map(([stream, o, e]) => [stream, { offset: BigInt(o), epoch: BigInt(e) }]));
-    } catch { /* nothing usable stored */ }
+    } catch { return; /* nothing usable stored */ }
+    this._save(); // the token leaves storage at once (unless the page is hidden)
   }
 
+  // Saved: the session id, the positions, and the resume token when no other page can pick
+  // it up and use it while this client does: outside a page, while the page is hidden or
+  // going away (pagehide), or once the client is closed.
   _save() {
     if (!this._storage || !this._session) return;
+    const withToken = !this._pageLifecycle || this._hidden || this._state === 'closed';
     const s = {
-      v: 1, connId: this._session.connId, token: this._session.token,
+      v: 1, connId: this._session.connId, ...(withToken ? { token: this._session.token } : {}),
       positions: [...this._positions].map(([stream, p]) => [stream, String(p.offset), String(p.epoch)]),
     };
     try {

@@ -511,6 +511,60 @@ test('persist: the session and positions survive a page reload (a new client on 
   assert.notEqual(JSON.parse(store.get('switchboard:ws://fake/')).token, conn.token, 'the fresh token is saved');
 });
 
+test('persist in a page: the resume token is stored only while the page is hidden, so a duplicated tab cannot take the session', async () => {
+  const server = new FakeServer();
+  const store = new Map();
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v), removeItem: (k) => store.delete(k) };
+  const page = () => {
+    const win = new EventTarget();
+    win.navigator = { onLine: true };
+    const doc = new EventTarget();
+    doc.visibilityState = 'visible';
+    return { window: win, document: doc };
+  };
+  const saved = () => JSON.parse(store.get('switchboard:ws://fake/'));
+  const p1 = page();
+  const a = connect(server, { persist: storage, ...p1 });
+  const la = record(a);
+  await a.ready();
+  server.push(server.last, { url: '/m', stream: 'g:room', offset: 1, epoch: 9 });
+  await until(() => a.positions()['g:room']);
+  a._save();
+  assert.equal(saved().token, undefined, 'visible: no token in storage');
+  assert.deepEqual(saved().positions, [['g:room', '1', '9']], 'positions are kept');
+  // The tab is duplicated while visible: the copy finds no token and starts its own session.
+  const copy = new Map(store);
+  const b = connect(server, { persist: { getItem: (k) => copy.get(k) ?? null, setItem: (k, v) => copy.set(k, v) }, ...page() });
+  const lb = record(b);
+  await b.ready();
+  assert.ok(!server.last.received.some((e) => e.kind === KIND.RESUME), 'the duplicate does not resume');
+  assert.notEqual(b.connectionId, a.connectionId);
+  await sleep(20);
+  assert.equal(a.state, 'open', 'the original tab is not replaced');
+  assert.ok(!la.some((e) => e.name === 'error'), 'no REPLACED');
+  assert.ok(!lb.some((e) => e.name === 'resumed'));
+  // Hidden: the token is stored; visible again: removed.
+  p1.document.visibilityState = 'hidden';
+  p1.document.dispatchEvent(new Event('visibilitychange'));
+  assert.equal(saved().token, server.conns[0].token);
+  p1.document.visibilityState = 'visible';
+  p1.document.dispatchEvent(new Event('visibilitychange'));
+  assert.equal(saved().token, undefined);
+  // A reload: pagehide stores it, the new page reads it and removes it at once.
+  p1.window.dispatchEvent(new Event('pagehide'));
+  assert.equal(saved().token, server.conns[0].token);
+  a._dropSocket();
+  const again = connect(server, { persist: storage, ...page(), autoConnect: false });
+  assert.equal(saved().token, undefined, 'taken out of storage by the reloaded page');
+  const lr = record(again);
+  again.connect();
+  await again.ready();
+  assert.ok(server.last.received.some((e) => e.kind === KIND.RESUME), 'the reloaded page resumes');
+  assert.equal(lr.find((e) => e.name === 'resumed').arg.recovered, true);
+  assert.equal(again.connectionId, server.conns[0].id);
+  assert.equal(saved().token, undefined);
+});
+
 test('ACK: the direct stream position is acknowledged from time to time', async () => {
   const server = new FakeServer();
   const c = connect(server, { ackInterval: 30 });
