@@ -238,6 +238,8 @@ export class SwitchboardClient {
     this._fresh = null; // the new connection's own session, while a RESUME is unanswered
     this._positions = new Map(); // stream → { offset: bigint, epoch: bigint }
     this._held = new Map(); // stream → pushes, while resuming, for streams without a position
+    this._draining = false; // a gap was seen: waiting for the requests in flight before resuming
+    this._gapDrainMs = 2000; // at most this long
     this._pending = new Map(); // request id → request, sent and unanswered
     this._queue = []; // requests and sends waiting for an open connection
     this._nextId = 1;
@@ -295,6 +297,16 @@ export class SwitchboardClient {
     const out = {};
     for (const [s, p] of this._positions) out[s] = { offset: Number(p.offset), epoch: hex64(p.epoch) };
     return out;
+  }
+
+  /**
+   * Drops the client's position in `stream` (e.g. 'g:room:lobby' after leaving that group), so
+   * that its next push is taken as a fresh start rather than as a gap. Returns whether there
+   * was a position.
+   */
+  forget(stream) {
+    this._held.delete(stream);
+    return this._positions.delete(stream);
   }
 
   /** Resolves when the client is open (at once if it is); rejects if it is closed for good. */
@@ -405,8 +417,10 @@ export class SwitchboardClient {
         req.onAbort = () => this._settle(req, new SwitchboardError('ABORTED', `${what}: aborted`));
         req.signal.addEventListener('abort', req.onAbort, { once: true });
       }
-      if (this._state === 'open') {
+      if (this._state === 'open' && !this._draining) {
         this._transmit(req);
+      } else if (this._draining) {
+        this._queue.push(req); // it goes out after the resume, in a moment
       } else if (this._opts.whileDisconnected === 'fail') {
         this._settle(req, new SwitchboardError('DISCONNECTED', `${what}: not connected (state ${this._state})`));
       } else if (this._queue.length >= this._opts.maxQueued) {
@@ -423,7 +437,10 @@ export class SwitchboardClient {
     req.done = true;
     clearTimeout(req.timer);
     if (req.onAbort) req.signal.removeEventListener('abort', req.onAbort);
-    if (req.id) this._pending.delete(req.id);
+    if (req.id && this._pending.delete(req.id) && this._draining && !this._pending.size) {
+      const gen = this._gen;
+      queueMicrotask(() => { if (gen === this._gen) this._endDrain(); });
+    }
     const i = this._queue.indexOf(req);
     if (i >= 0) this._queue.splice(i, 1);
     if (error) req.reject(error);
@@ -510,6 +527,7 @@ export class SwitchboardClient {
   _dropSocket({ code = 1000, reason = '', hard = false } = {}) {
     this._gen++;
     this._held = new Map(); // a later resume replays them again
+    this._draining = false;
     for (const k of Object.keys(this._timers)) { clearTimeout(this._timers[k]); delete this._timers[k]; }
     const ws = this._ws;
     this._ws = null;
@@ -899,11 +917,12 @@ export class SwitchboardClient {
     if (env.stream) {
       const pos = this._positions.get(env.stream);
       const resuming = this._state === 'resuming';
+      const strict = resuming || this._draining; // only the next offset: a resume follows
       const last = pos && pos.epoch === env.epoch ? pos.offset : null;
       if (last === null && pos) {
         // Another epoch on a live connection: the stream's history was lost. A resume makes
         // the server say so (recovered: false) for this stream.
-        if (!resuming) this._resumeNow(`stream ${env.stream}: epoch ${hex64(env.epoch)} after ${hex64(pos.epoch)}`);
+        if (!strict) this._resumeNow(`stream ${env.stream}: epoch ${hex64(env.epoch)} after ${hex64(pos.epoch)}`);
         return;
       }
       if (resuming && !pos) {
@@ -918,7 +937,7 @@ export class SwitchboardClient {
       const expected = last === null ? env.offset : last + 1n;
       if (env.offset < expected) return; // a duplicate
       if (env.offset > expected) {
-        if (!resuming) this._resumeNow(`stream ${env.stream}: offset ${env.offset} after ${last}`);
+        if (!strict) this._resumeNow(`stream ${env.stream}: offset ${env.offset} after ${last}`);
         return; // while resuming, the replay brings it in order
       }
       this._positions.delete(env.stream); // re-inserted last: the Map's order is recency
@@ -927,10 +946,23 @@ export class SwitchboardClient {
     this._deliver(env);
   }
 
-  // A gap on a live connection: reconnect at once and resume (§4).
+  // A gap on a live connection: reconnect at once and resume (§4). Requests in flight can
+  // still be answered on this connection, so the client first waits for them (at most
+  // _gapDrainMs): meanwhile new requests wait in the queue and pushes are taken only at the
+  // next offset of their stream (the resume replays the rest).
   _resumeNow(why) {
     this._emit('error', new SwitchboardError('GAP', `${why}: resuming`));
-    if (this._state === 'open') this._lost(1000, 'gap', { immediate: true });
+    if (this._state !== 'open' || this._draining) return;
+    if (!this._pending.size) {
+      this._lost(1000, 'gap', { immediate: true });
+      return;
+    }
+    this._draining = true;
+    this._timers.drain = setTimeout(() => this._endDrain(), this._gapDrainMs);
+  }
+
+  _endDrain() {
+    if (this._draining && this._state === 'open') this._lost(1000, 'gap', { immediate: true });
   }
 
   _deliver(env) {

@@ -294,6 +294,57 @@ test('duplicates are dropped; a gap on a live connection makes the client reconn
   assert.equal(c.connectionId, conn.id, 'the session id is kept');
 });
 
+test('a gap with requests in flight: they are answered on the old connection first, then the client resumes', async () => {
+  const { server, c, got, conn } = await atOffsetTwo();
+  const log = record(c);
+  const held = [];
+  server.onRequest = (env, cn) => held.push({ env, cn });
+  const inflight = c.get('/slow');
+  await until(() => held.length === 1);
+  server.push(conn, { url: '/m', stream: 'g:room', offset: 4, epoch: 9 }); // gap: 3 is missing
+  await until(() => log.some((e) => e.name === 'error'));
+  assert.equal(log.find((e) => e.name === 'error').arg.code, 'GAP');
+  const later = c.get('/later'); // made while waiting: queued, sent after the resume
+  server.push(conn, { url: '/m', stream: 'g:room', offset: 5, epoch: 9 }); // still a gap: dropped, no second GAP
+  await sleep(20);
+  assert.ok(!conn.closed, 'the connection stays while a request is in flight');
+  assert.equal(held.length, 1, 'the later request is not sent on the gapped connection');
+  server.onResume = (cn, r) => server.resumeOk(cn, r, { replay: [3, 4, 5].map((o) => ({ url: '/m', stream: 'g:room', offset: o, epoch: 9 })) });
+  server.onRequest = (env, cn) => server.respond(cn, env.id, 200, 'later');
+  server.respond(conn, held[0].env.id, 200, 'slow');
+  assert.equal((await inflight).body, 'slow', 'answered, not DISCONNECTED');
+  assert.equal((await later).body, 'later');
+  await until(() => got.length === 5);
+  assert.deepEqual(got, ['g:room#1', 'g:room#2', 'g:room#3', 'g:room#4', 'g:room#5']);
+  assert.ok(conn.closed);
+  assert.equal(log.filter((e) => e.name === 'error').length, 1);
+});
+
+test('a gap with a request that is never answered: the wait is bounded, then DISCONNECTED and resume', async () => {
+  const { server, c, conn } = await atOffsetTwo();
+  c._gapDrainMs = 50;
+  server.onRequest = () => {};
+  const inflight = c.get('/never');
+  await until(() => conn.received.some((e) => e.kind === KIND.REQUEST));
+  server.push(conn, { url: '/m', stream: 'g:room', offset: 4, epoch: 9 });
+  await assert.rejects(inflight, E('DISCONNECTED'));
+  await until(() => c.state === 'open' && server.conns.length === 2);
+});
+
+test('forget(stream): the next push of a forgotten stream is a fresh start, not a gap', async () => {
+  const { server, c, got, conn } = await atOffsetTwo();
+  const log = record(c);
+  assert.equal(c.forget('g:room'), true); // the app left the group ...
+  assert.equal(c.forget('g:room'), false);
+  assert.deepEqual(c.positions(), {});
+  server.push(conn, { url: '/m', stream: 'g:room', offset: 5, epoch: 9 }); // ... and joined it again
+  await until(() => got.length === 3);
+  assert.equal(got[2], 'g:room#5');
+  assert.equal(c.positions()['g:room'].offset, 5);
+  assert.ok(!log.some((e) => e.name === 'error' || e.name === 'close'));
+  assert.equal(server.conns.length, 1);
+});
+
 test('another epoch on a live connection resumes too, and the server says what was not recovered', async () => {
   const { server, c, got, conn } = await atOffsetTwo();
   const log = record(c);
