@@ -700,9 +700,12 @@ export class SwitchboardClient {
     const ac = typeof AbortController === 'function' ? new AbortController() : null;
     const t = setTimeout(() => ac?.abort(), o.connectTimeout);
     try {
-      const res = await o.fetch(o.discoveryUrl, { signal: ac?.signal, cache: 'no-store' });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const doc = await res.json();
+      // Bounded even if fetch ignores the signal, or the body never ends.
+      const doc = await within((async () => {
+        const res = await o.fetch(o.discoveryUrl, { signal: ac?.signal, cache: 'no-store' });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        return res.json();
+      })(), o.connectTimeout, () => new Error(`no answer within ${o.connectTimeout} ms`));
       const list = (Array.isArray(doc) ? doc : doc?.nodes ?? []).map((n) => (typeof n === 'string' ? n : n?.url)).filter((u) => typeof u === 'string');
       if (!list.length) throw new Error('the discovery document lists no node');
       return list;
@@ -714,9 +717,13 @@ export class SwitchboardClient {
   async _getToken(reason) {
     const t = this._opts.token;
     let v;
+    const ms = this._opts.connectTimeout;
+    const late = new SwitchboardError('TOKEN', `the token function gave no token within ${ms} ms (connectTimeout)`);
     try {
-      v = typeof t === 'function' ? await t({ reason }) : t;
+      // A token function that never settles must not leave the client connecting forever.
+      v = typeof t === 'function' ? await within((async () => t({ reason }))(), ms, () => late) : t;
     } catch (e) {
+      if (e === late) throw e;
       throw new SwitchboardError('TOKEN', `the token function failed: ${e?.message ?? e}`, { cause: e });
     }
     if (v !== undefined && v !== null && typeof v !== 'string') throw new SwitchboardError('TOKEN', `the token function gave a ${typeof v}, not a string`);
@@ -1143,6 +1150,14 @@ function inOrder(list, epoch) {
     last = e.offset;
   }
   return { envs, last, contiguous };
+}
+
+// `promise`, or a rejection with error() after `ms` (none when ms is not a finite positive).
+function within(promise, ms, error) {
+  if (!(ms > 0 && ms < Infinity)) return promise;
+  let t;
+  const timeout = new Promise((_, reject) => { t = setTimeout(() => reject(error()), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
 }
 
 function safeText(bytes) {

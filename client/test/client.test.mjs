@@ -515,6 +515,34 @@ test('a discovery url lists the nodes to try', async () => {
   assert.deepEqual(server.conns.map((x) => x.url), ['ws://dead/', 'ws://live/']);
 });
 
+test('a token function or a discovery fetch that never settles fails the attempt after connectTimeout and backs off', { timeout: 3000 }, async () => {
+  const server = new FakeServer();
+  let calls = 0;
+  const c = connect(server, {
+    connectTimeout: 40, reconnect: { initialDelay: 5, maxDelay: 5 },
+    token: () => (++calls === 1 ? new Promise(() => {}) : 'tok'),
+  });
+  const log = record(c);
+  await c.ready();
+  const err = log.find((e) => e.name === 'error').arg;
+  assert.equal(err.code, 'TOKEN');
+  assert.match(err.message, /within 40 ms/);
+  assert.ok(log.some((e) => e.name === 'reconnecting'));
+  assert.equal(calls, 2);
+  assert.equal(server.conns.length, 1);
+
+  let fetches = 0;
+  const d = connect(server, {
+    url: undefined, discoveryUrl: 'http://fake/nodes', connectTimeout: 40, reconnect: { initialDelay: 5, maxDelay: 5 },
+    fetch: async () => (++fetches === 1 ? new Promise(() => {}) : { ok: true, json: async () => ['ws://fake/'] }),
+  });
+  const ld = record(d);
+  await d.ready();
+  assert.equal(ld.find((e) => e.name === 'error').arg.code, 'DISCOVERY');
+  assert.ok(ld.some((e) => e.name === 'reconnecting'));
+  assert.equal(fetches, 2);
+});
+
 test('browser events: offline pauses reconnecting, online and visibility retry at once and probe an open connection', async () => {
   const server = new FakeServer();
   const win = new EventTarget();
