@@ -536,10 +536,22 @@ export class SwitchboardClient {
     // npm ws reports closing a socket that is still connecting as an 'error' event, and an
     // EventEmitter throws an error nobody listens to: keep a listener that ignores it.
     ws.onerror = () => {};
+    if (hard && typeof ws.terminate === 'function') {
+      try { ws.terminate(); } catch { /* already closed */ }
+      return;
+    }
+    // A close reason is at most 123 UTF-8 bytes: longer, browsers and ws throw and the socket
+    // would stay open. If close still throws, without a reason, else terminated.
+    const c = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
     try {
-      if (hard && typeof ws.terminate === 'function') ws.terminate();
-      else ws.close(code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000, reason.slice(0, 120));
-    } catch { /* already closed */ }
+      ws.close(c, utf8Prefix(String(reason ?? ''), 123));
+    } catch {
+      try {
+        ws.close(c);
+      } catch {
+        try { ws.terminate?.(); } catch { /* already closed */ }
+      }
+    }
   }
 
   async _attemptConnect() {
@@ -1150,6 +1162,20 @@ function inOrder(list, epoch) {
     last = e.offset;
   }
   return { envs, last, contiguous };
+}
+
+// The longest prefix of `s` of at most `max` UTF-8 bytes, never cutting a character (a lone
+// surrogate counts as the 3 bytes of U+FFFD).
+function utf8Prefix(s, max) {
+  let n = 0;
+  let i = 0;
+  for (const ch of s) {
+    const cp = ch.codePointAt(0);
+    n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (n > max) break;
+    i += ch.length;
+  }
+  return s.slice(0, i);
 }
 
 // `promise`, or a rejection with error() after `ms` (none when ms is not a finite positive).

@@ -154,6 +154,28 @@ test('a request in flight when the connection drops rejects with DISCONNECTED; c
   assert.equal(c.state, 'closed');
 });
 
+test('close(code, reason): the reason is cut to 123 UTF-8 bytes at a character boundary; a close that still throws goes without a reason', async () => {
+  const server = new FakeServer();
+  const c = connect(server);
+  await c.ready();
+  const reason = 'déconnexion demandée — à bientôt… 😀 '.repeat(6);
+  c.close(4100, reason);
+  const closedBy = server.last.ws.closedBy;
+  assert.ok(closedBy, 'the socket was closed');
+  assert.equal(closedBy.code, 4100);
+  const bytes = te.encode(closedBy.reason).length;
+  assert.ok(bytes <= 123 && bytes > 115, `${bytes} bytes`);
+  assert.ok(reason.startsWith(closedBy.reason));
+
+  const d = connect(server);
+  await d.ready();
+  const ws = d._ws;
+  const orig = ws.close.bind(ws);
+  ws.close = (code, why) => { if (why) throw new Error('SyntaxError'); orig(code); };
+  d.close(1000, 'bye');
+  assert.deepEqual(server.last.ws.closedBy, { code: 1000, reason: '' });
+});
+
 test('one-way send: SEND with the method, no response expected', async () => {
   const server = new FakeServer();
   const c = connect(server);

@@ -40,6 +40,7 @@ export class FakeServer {
       }
       close(code = 1000, reason = '') {
         if (code !== 1000 && !(code >= 3000 && code <= 4999)) throw new Error(`InvalidAccessError: close code ${code}`);
+        if (te.encode(reason).length > 123) throw new Error('SyntaxError: the close reason is longer than 123 bytes');
         if (this.readyState >= 2) return;
         this.readyState = 2;
         this.closedBy = { code, reason };
