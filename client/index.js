@@ -168,10 +168,15 @@ export class Listener {
     return true;
   }
 
-  /** The next push (buffered or future); rejects with CLOSED once the listener stopped. */
+  /**
+   * The next push (buffered or future); rejects with CLOSED once the listener stopped, or
+   * while the client is closed (a for await loop ends then).
+   */
   async next() {
     const r = await this._take();
-    if (r.done) throw new SwitchboardError('CLOSED', `the listener for ${this.pattern} stopped listening`);
+    if (r.done) {
+      throw new SwitchboardError('CLOSED', this._active ? 'the client is closed' : `the listener for ${this.pattern} stopped listening`);
+    }
     return r.value;
   }
 
@@ -182,7 +187,7 @@ export class Listener {
   _take() {
     if (this._fn) return Promise.reject(new TypeError('a listener with a callback has nothing to take'));
     if (this._buffer.length) return Promise.resolve({ done: false, value: this._buffer.shift() });
-    if (!this._active) return Promise.resolve({ done: true, value: undefined });
+    if (!this._active || this._client._state === 'closed') return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve) => this._waiters.push(resolve));
   }
 
@@ -516,6 +521,9 @@ export class SwitchboardClient {
     this._opts.document?.removeEventListener?.('visibilitychange', this._onVisibility);
     const why = error ? error.message : 'the client was closed';
     for (const req of [...this._pending.values(), ...this._queue]) this._settle(req, new SwitchboardError('CLOSED', why, error ? { cause: error } : {}));
+    // Waiting next() calls reject with CLOSED and for await loops end; the listeners stay, for
+    // a later connect().
+    for (const l of this._listeners) for (const w of l._waiters.splice(0)) w({ done: true, value: undefined });
     if (error) this._emit('error', error);
     this._emit('close', { code, reason, willReconnect: false });
   }

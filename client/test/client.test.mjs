@@ -290,6 +290,27 @@ async function atOffsetTwo(opts = {}) {
   return { server, c, got, conn };
 }
 
+test('close() ends listeners\' waiting next() calls (CLOSED) and for await loops; connect() again delivers again', { timeout: 3000 }, async () => {
+  const server = new FakeServer();
+  const c = connect(server);
+  const l = c.addServerResponseListenerFor.post('/x');
+  const it = c.addServerResponseListenerFor.any('/y');
+  await c.ready();
+  const waiting = l.next();
+  const loop = (async () => { const seen = []; for await (const p of it) seen.push(p.url); return seen; })();
+  await sleep(5);
+  c.close();
+  await assert.rejects(waiting, E('CLOSED'));
+  assert.deepEqual(await loop, []);
+  await assert.rejects(l.next(), E('CLOSED'), 'also a next() made while closed');
+  assert.equal(l.active, true);
+  c.connect();
+  await c.ready();
+  const again = l.next();
+  server.push(server.last, { method: 2, url: '/x' });
+  assert.equal((await again).url, '/x');
+});
+
 test('duplicates are dropped; a gap on a live connection makes the client reconnect and resume', async () => {
   const { server, c, got, conn } = await atOffsetTwo();
   const log = record(c);
