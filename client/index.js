@@ -602,9 +602,19 @@ export class SwitchboardClient {
       const why = socketError ? `: ${socketError.message ?? socketError}` : '';
       this._lost(ev.code, ev.reason || '', { error: new SwitchboardError('CONNECT', `${url}: closed (${ev.code}) before the session opened${why}`, { url, closeCode: ev.code }) });
     };
+    this._armConnectTimer();
+  }
+
+  // connectTimeout: until the HELLO; then, while resuming, of silence — each message (a
+  // replay in progress) starts it again, so that only a resume that stalls is given up.
+  _armConnectTimer() {
+    clearTimeout(this._timers.connect);
+    const url = this._url;
+    const ms = this._opts.connectTimeout;
     this._timers.connect = setTimeout(() => {
-      this._lost(1006, 'connect timeout', { hard: true, error: new SwitchboardError('CONNECT', `${url}: no session within ${this._opts.connectTimeout} ms`, { url }) });
-    }, this._opts.connectTimeout);
+      const what = this._state === 'resuming' ? `the resume stalled: nothing for ${ms} ms` : `no session within ${ms} ms`;
+      this._lost(1006, 'connect timeout', { hard: true, error: new SwitchboardError('CONNECT', `${url}: ${what}`, { url }) });
+    }, ms);
   }
 
   _attemptFailed(error) {
@@ -757,6 +767,7 @@ export class SwitchboardClient {
     if (!bytes) return this._protocolError(new Error('the server sent a text message (the protocol is binary)'));
     this._lastRx = Date.now();
     this._pingSentAt = 0;
+    if (this._state === 'resuming') this._armConnectTimer();
     if (bytes[0] === KIND.HELLO) return this._onHello(bytes);
     if (!this._envelope) return this._protocolError(new Error('a message before the HELLO'));
     let env;
@@ -803,6 +814,7 @@ export class SwitchboardClient {
         this._fresh = { connId: h.connId, token: h.token };
         this._state = 'resuming';
         this._held = new Map();
+        this._armConnectTimer();
         // At most MAX_POSITIONS: the direct stream, then the streams heard from most recently.
         const direct = `c:${this._session.connId}`;
         const all = [...this._positions].filter(([s]) => s !== direct);

@@ -484,6 +484,31 @@ test('resume: a hole in the replay of a stream without a position is reported no
   assert.equal(log.find((e) => e.name === 'resumed').arg.streams['g:quiet'].recovered, false);
 });
 
+test('connectTimeout while resuming counts silence: a slow but progressing replay completes, a stalled one is given up', { timeout: 5000 }, async () => {
+  const { server, c, got, conn } = await atOffsetTwo({ connectTimeout: 80 });
+  const log = record(c);
+  server.onResume = (cn, r) => {
+    let o = 3;
+    const t = setInterval(() => {
+      if (cn.closed) { clearInterval(t); return; }
+      if (o <= 10) server.push(cn, { url: '/m', stream: 'g:room', offset: o++, epoch: 9 });
+      else { clearInterval(t); server.resumeOk(cn, r); }
+    }, 30); // 8 pushes and RESUMED over ~270 ms, never 80 ms apart
+  };
+  server.close(conn, 1006);
+  await until(() => log.some((e) => e.name === 'resumed'), 3000, 'resumed');
+  assert.equal(server.conns.length, 2, 'one resume, not cut off');
+  assert.equal(got.length, 10);
+  assert.ok(!log.some((e) => e.name === 'error'));
+  // A resume that stalls: given up after connectTimeout of silence, and tried again.
+  let stall = true;
+  server.onResume = (cn, r) => { if (stall) { stall = false; return; } server.resumeOk(cn, r); };
+  server.close(server.last, 1006);
+  await until(() => log.filter((e) => e.name === 'resumed').length === 2, 3000, 'the second resume');
+  assert.match(log.find((e) => e.name === 'error').arg.message, /the resume stalled: nothing for 80 ms/);
+  assert.equal(server.conns.length, 4);
+});
+
 test('heartbeats: PING after a quiet interval; no answer means a dead connection, dropped and resumed', async () => {
   const server = new FakeServer();
   const c = connect(server, { heartbeatInterval: 40, heartbeatTimeout: 60, reconnect: { initialDelay: 5, maxDelay: 5 } });
