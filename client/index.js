@@ -109,6 +109,11 @@ export function encodeBody(body) {
   if (body === undefined) return EMPTY;
   const bytes = asBytes(body);
   if (bytes) return bytes;
+  for (const [name, C] of [['Blob', globalThis.Blob], ['FormData', globalThis.FormData], ['ReadableStream', globalThis.ReadableStream]]) {
+    if (typeof C === 'function' && body instanceof C) {
+      throw new SwitchboardError('INVALID', `a ${body.constructor?.name ?? name} body cannot be sent as it is: read it first (for a Blob or File, await blob.arrayBuffer())`);
+    }
+  }
   if (typeof body === 'string') {
     const b = encodeUtf8(body);
     if (!b) throw new SwitchboardError('INVALID', 'the body is a string with a lone surrogate: it has no UTF-8 form');
@@ -220,6 +225,12 @@ export class SwitchboardClient {
     if (!RESPONSE_TYPES.has(o.responseType)) throw new TypeError(`unknown responseType ${JSON.stringify(o.responseType)}`);
     if (o.whileDisconnected !== 'wait' && o.whileDisconnected !== 'fail') {
       throw new TypeError(`whileDisconnected is 'wait' or 'fail', not ${JSON.stringify(o.whileDisconnected)}`);
+    }
+    for (const k of ['connectTimeout', 'heartbeatTimeout', 'ackInterval']) {
+      if (typeof o[k] !== 'number' || !(o[k] > 0) || !Number.isFinite(o[k])) throw new TypeError(`${k} must be a positive number of ms, not ${o[k]}`);
+    }
+    if (typeof o.heartbeatInterval !== 'number' || !(o.heartbeatInterval >= 0) || !Number.isFinite(o.heartbeatInterval)) {
+      throw new TypeError(`heartbeatInterval must be a number of ms (0: from the server's heartbeat_ms), not ${o.heartbeatInterval}`);
     }
     o.reconnect = o.reconnect === false ? false : reconnectOptions(o.reconnect);
     if (o.window === undefined) o.window = typeof window !== 'undefined' ? window : null;
@@ -840,10 +851,9 @@ export class SwitchboardClient {
     this._openedAt = Date.now();
     this._lastAcked = this._positions.get(`c:${this._session.connId}`)?.offset ?? 0n;
     this._timers.ack = setTimeout(() => this._ackTick(), this._opts.ackInterval);
-    const gen = this._gen;
-    this._emit('open', { connectionId: this._session.connId, url: this._url, resumed });
-    if (gen !== this._gen || this._state !== 'open') return; // a handler closed it
+    // What waited goes out first: a request made by an 'open' handler comes after it.
     for (const req of this._queue.splice(0)) this._transmit(req);
+    this._emit('open', { connectionId: this._session.connId, url: this._url, resumed });
   }
 
   _onResumed(env) {

@@ -176,6 +176,22 @@ test('close(code, reason): the reason is cut to 123 UTF-8 bytes at a character b
   assert.deepEqual(server.last.ws.closedBy, { code: 1000, reason: '' });
 });
 
+test('requests made in an open handler go out after those already queued; bad timing options and Blob bodies are refused', async () => {
+  const server = new FakeServer();
+  const c = connect(server, { autoConnect: false });
+  const first = c.get('/queued');
+  c.on('open', () => { c.get('/from-open'); });
+  c.connect();
+  await first;
+  await until(() => server.last.received.filter((e) => e.kind === KIND.REQUEST).length === 2);
+  assert.deepEqual(server.last.received.filter((e) => e.kind === KIND.REQUEST).map((e) => e.url), ['/queued', '/from-open']);
+  for (const bad of [{ connectTimeout: 0 }, { heartbeatTimeout: -1 }, { ackInterval: NaN }, { connectTimeout: Infinity }, { heartbeatInterval: -5 }, { ackInterval: '5' }]) {
+    assert.throws(() => new SwitchboardClient({ url: 'ws://fake/', WebSocket: server.WebSocket, autoConnect: false, ...bad }), TypeError, JSON.stringify(bad));
+  }
+  assert.throws(() => encodeBody(new Blob(['x'])), E('INVALID'));
+  await assert.rejects(c.post('/file', new Blob(['x'])), (e) => e.code === 'INVALID' && /arrayBuffer/.test(e.message));
+});
+
 test('one-way send: SEND with the method, no response expected', async () => {
   const server = new FakeServer();
   const c = connect(server);
