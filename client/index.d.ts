@@ -232,6 +232,8 @@ export class SwitchboardClient {
   on<B = any>(pattern: `/${string}`, fn: (push: Push<B>) => void, opts?: ListenerOptions): () => void;
 
   positions(): Record<string, StreamPosition>;
+  /** Drops the position of `stream` (e.g. after leaving a group): its next push is a fresh start, not a gap. */
+  forget(stream: string): boolean;
   ready(): Promise<void>;
   connect(): void;
   close(code?: number, reason?: string): void;

@@ -17,7 +17,8 @@
 // push must carry the next offset of its stream: at or below the position it is a duplicate
 // (dropped), above position + 1 it reveals a gap, and the client reconnects at once and
 // resumes rather than trust silence. While a RESUME is unanswered only the next offset is
-// accepted, since the replay brings the rest in order (§6). RESUMED then says, per stream,
+// accepted, since the replay brings the rest in order (§6); pushes of a stream without a
+// position are held until RESUMED (its replay starts at the join point, maybe above 1). RESUMED then says, per stream,
 // whether everything missed was replayed; the application hears of it in the `resumed` event.
 import { CodecError, Schema, asBytes, decodeUtf8, encodeUtf8 } from './codec.js';
 import { reconnectOptions, backoffDelay } from './backoff.js';
@@ -108,6 +109,11 @@ export function encodeBody(body) {
   if (body === undefined) return EMPTY;
   const bytes = asBytes(body);
   if (bytes) return bytes;
+  for (const [name, C] of [['Blob', globalThis.Blob], ['FormData', globalThis.FormData], ['ReadableStream', globalThis.ReadableStream]]) {
+    if (typeof C === 'function' && body instanceof C) {
+      throw new SwitchboardError('INVALID', `a ${body.constructor?.name ?? name} body cannot be sent as it is: read it first (for a Blob or File, await blob.arrayBuffer())`);
+    }
+  }
   if (typeof body === 'string') {
     const b = encodeUtf8(body);
     if (!b) throw new SwitchboardError('INVALID', 'the body is a string with a lone surrogate: it has no UTF-8 form');
@@ -167,10 +173,15 @@ export class Listener {
     return true;
   }
 
-  /** The next push (buffered or future); rejects with CLOSED once the listener stopped. */
+  /**
+   * The next push (buffered or future); rejects with CLOSED once the listener stopped, or
+   * while the client is closed (a for await loop ends then).
+   */
   async next() {
     const r = await this._take();
-    if (r.done) throw new SwitchboardError('CLOSED', `the listener for ${this.pattern} stopped listening`);
+    if (r.done) {
+      throw new SwitchboardError('CLOSED', this._active ? 'the client is closed' : `the listener for ${this.pattern} stopped listening`);
+    }
     return r.value;
   }
 
@@ -181,7 +192,7 @@ export class Listener {
   _take() {
     if (this._fn) return Promise.reject(new TypeError('a listener with a callback has nothing to take'));
     if (this._buffer.length) return Promise.resolve({ done: false, value: this._buffer.shift() });
-    if (!this._active) return Promise.resolve({ done: true, value: undefined });
+    if (!this._active || this._client._state === 'closed') return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve) => this._waiters.push(resolve));
   }
 
@@ -215,6 +226,12 @@ export class SwitchboardClient {
     if (o.whileDisconnected !== 'wait' && o.whileDisconnected !== 'fail') {
       throw new TypeError(`whileDisconnected is 'wait' or 'fail', not ${JSON.stringify(o.whileDisconnected)}`);
     }
+    for (const k of ['connectTimeout', 'heartbeatTimeout', 'ackInterval']) {
+      if (typeof o[k] !== 'number' || !(o[k] > 0) || !Number.isFinite(o[k])) throw new TypeError(`${k} must be a positive number of ms, not ${o[k]}`);
+    }
+    if (typeof o.heartbeatInterval !== 'number' || !(o.heartbeatInterval >= 0) || !Number.isFinite(o.heartbeatInterval)) {
+      throw new TypeError(`heartbeatInterval must be a number of ms (0: from the server's heartbeat_ms), not ${o.heartbeatInterval}`);
+    }
     o.reconnect = o.reconnect === false ? false : reconnectOptions(o.reconnect);
     if (o.window === undefined) o.window = typeof window !== 'undefined' ? window : null;
     if (o.document === undefined) o.document = typeof document !== 'undefined' ? document : null;
@@ -236,11 +253,19 @@ export class SwitchboardClient {
     this._session = null; // { connId, token }: the session a reconnect resumes
     this._fresh = null; // the new connection's own session, while a RESUME is unanswered
     this._positions = new Map(); // stream → { offset: bigint, epoch: bigint }
+    this._held = new Map(); // stream → pushes, while resuming, for streams without a position
+    this._draining = false; // a gap was seen: waiting for the requests in flight before resuming
+    this._gapDrainMs = 2000; // at most this long
     this._pending = new Map(); // request id → request, sent and unanswered
     this._queue = []; // requests and sends waiting for an open connection
     this._nextId = 1;
     this._pingId = 1;
     this._lastAcked = -1n;
+    // With persist in a page, the single-use resume token is in storage only while the page is
+    // hidden or going away: a tab duplicated while visible copies no token to resume (and so
+    // cannot take the session from this tab, which would close it with 4000).
+    this._pageLifecycle = !!(o.window || o.document);
+    this._hidden = o.document?.visibilityState === 'hidden';
     this._storage = this._openStorage();
     this._load();
 
@@ -254,10 +279,12 @@ export class SwitchboardClient {
     this._onOnline = () => this._wake();
     this._onOffline = () => this._networkDown();
     this._onVisibility = () => {
-      if (this._opts.document?.visibilityState === 'visible') this._wake();
-      else this._save();
+      this._hidden = this._opts.document?.visibilityState === 'hidden';
+      this._save();
+      if (!this._hidden) this._wake();
     };
-    this._onPageHide = () => this._save();
+    this._onPageHide = () => { this._hidden = true; this._save(); };
+    this._onPageShow = () => { this._hidden = this._opts.document?.visibilityState === 'hidden'; this._save(); };
     if (o.autoConnect) this.connect();
   }
 
@@ -286,6 +313,16 @@ export class SwitchboardClient {
     const out = {};
     for (const [s, p] of this._positions) out[s] = { offset: Number(p.offset), epoch: hex64(p.epoch) };
     return out;
+  }
+
+  /**
+   * Drops the client's position in `stream` (e.g. 'g:room:lobby' after leaving that group), so
+   * that its next push is taken as a fresh start rather than as a gap. Returns whether there
+   * was a position.
+   */
+  forget(stream) {
+    this._held.delete(stream);
+    return this._positions.delete(stream);
   }
 
   /** Resolves when the client is open (at once if it is); rejects if it is closed for good. */
@@ -396,8 +433,10 @@ export class SwitchboardClient {
         req.onAbort = () => this._settle(req, new SwitchboardError('ABORTED', `${what}: aborted`));
         req.signal.addEventListener('abort', req.onAbort, { once: true });
       }
-      if (this._state === 'open') {
+      if (this._state === 'open' && !this._draining) {
         this._transmit(req);
+      } else if (this._draining) {
+        this._queue.push(req); // it goes out after the resume, in a moment
       } else if (this._opts.whileDisconnected === 'fail') {
         this._settle(req, new SwitchboardError('DISCONNECTED', `${what}: not connected (state ${this._state})`));
       } else if (this._queue.length >= this._opts.maxQueued) {
@@ -414,7 +453,10 @@ export class SwitchboardClient {
     req.done = true;
     clearTimeout(req.timer);
     if (req.onAbort) req.signal.removeEventListener('abort', req.onAbort);
-    if (req.id) this._pending.delete(req.id);
+    if (req.id && this._pending.delete(req.id) && this._draining && !this._pending.size) {
+      const gen = this._gen;
+      queueMicrotask(() => { if (gen === this._gen) this._endDrain(); });
+    }
     const i = this._queue.indexOf(req);
     if (i >= 0) this._queue.splice(i, 1);
     if (error) req.reject(error);
@@ -460,8 +502,10 @@ export class SwitchboardClient {
     w?.addEventListener?.('online', this._onOnline);
     w?.addEventListener?.('offline', this._onOffline);
     w?.addEventListener?.('pagehide', this._onPageHide);
+    w?.addEventListener?.('pageshow', this._onPageShow);
     this._opts.document?.addEventListener?.('visibilitychange', this._onVisibility);
     this._attemptConnect();
+    this._save();
   }
 
   /**
@@ -484,9 +528,13 @@ export class SwitchboardClient {
     w?.removeEventListener?.('online', this._onOnline);
     w?.removeEventListener?.('offline', this._onOffline);
     w?.removeEventListener?.('pagehide', this._onPageHide);
+    w?.removeEventListener?.('pageshow', this._onPageShow);
     this._opts.document?.removeEventListener?.('visibilitychange', this._onVisibility);
     const why = error ? error.message : 'the client was closed';
     for (const req of [...this._pending.values(), ...this._queue]) this._settle(req, new SwitchboardError('CLOSED', why, error ? { cause: error } : {}));
+    // Waiting next() calls reject with CLOSED and for await loops end; the listeners stay, for
+    // a later connect().
+    for (const l of this._listeners) for (const w of l._waiters.splice(0)) w({ done: true, value: undefined });
     if (error) this._emit('error', error);
     this._emit('close', { code, reason, willReconnect: false });
   }
@@ -497,6 +545,8 @@ export class SwitchboardClient {
   // is closed with `code`, which a browser only allows to be 1000 or 3000-4999.
   _dropSocket({ code = 1000, reason = '', hard = false } = {}) {
     this._gen++;
+    this._held = new Map(); // a later resume replays them again
+    this._draining = false;
     for (const k of Object.keys(this._timers)) { clearTimeout(this._timers[k]); delete this._timers[k]; }
     const ws = this._ws;
     this._ws = null;
@@ -505,10 +555,22 @@ export class SwitchboardClient {
     // npm ws reports closing a socket that is still connecting as an 'error' event, and an
     // EventEmitter throws an error nobody listens to: keep a listener that ignores it.
     ws.onerror = () => {};
+    if (hard && typeof ws.terminate === 'function') {
+      try { ws.terminate(); } catch { /* already closed */ }
+      return;
+    }
+    // A close reason is at most 123 UTF-8 bytes: longer, browsers and ws throw and the socket
+    // would stay open. If close still throws, without a reason, else terminated.
+    const c = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
     try {
-      if (hard && typeof ws.terminate === 'function') ws.terminate();
-      else ws.close(code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000, reason.slice(0, 120));
-    } catch { /* already closed */ }
+      ws.close(c, utf8Prefix(String(reason ?? ''), 123));
+    } catch {
+      try {
+        ws.close(c);
+      } catch {
+        try { ws.terminate?.(); } catch { /* already closed */ }
+      }
+    }
   }
 
   async _attemptConnect() {
@@ -551,9 +613,19 @@ export class SwitchboardClient {
       const why = socketError ? `: ${socketError.message ?? socketError}` : '';
       this._lost(ev.code, ev.reason || '', { error: new SwitchboardError('CONNECT', `${url}: closed (${ev.code}) before the session opened${why}`, { url, closeCode: ev.code }) });
     };
+    this._armConnectTimer();
+  }
+
+  // connectTimeout: until the HELLO; then, while resuming, of silence — each message (a
+  // replay in progress) starts it again, so that only a resume that stalls is given up.
+  _armConnectTimer() {
+    clearTimeout(this._timers.connect);
+    const url = this._url;
+    const ms = this._opts.connectTimeout;
     this._timers.connect = setTimeout(() => {
-      this._lost(1006, 'connect timeout', { hard: true, error: new SwitchboardError('CONNECT', `${url}: no session within ${this._opts.connectTimeout} ms`, { url }) });
-    }, this._opts.connectTimeout);
+      const what = this._state === 'resuming' ? `the resume stalled: nothing for ${ms} ms` : `no session within ${ms} ms`;
+      this._lost(1006, 'connect timeout', { hard: true, error: new SwitchboardError('CONNECT', `${url}: ${what}`, { url }) });
+    }, ms);
   }
 
   _attemptFailed(error) {
@@ -669,9 +741,12 @@ export class SwitchboardClient {
     const ac = typeof AbortController === 'function' ? new AbortController() : null;
     const t = setTimeout(() => ac?.abort(), o.connectTimeout);
     try {
-      const res = await o.fetch(o.discoveryUrl, { signal: ac?.signal, cache: 'no-store' });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const doc = await res.json();
+      // Bounded even if fetch ignores the signal, or the body never ends.
+      const doc = await within((async () => {
+        const res = await o.fetch(o.discoveryUrl, { signal: ac?.signal, cache: 'no-store' });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        return res.json();
+      })(), o.connectTimeout, () => new Error(`no answer within ${o.connectTimeout} ms`));
       const list = (Array.isArray(doc) ? doc : doc?.nodes ?? []).map((n) => (typeof n === 'string' ? n : n?.url)).filter((u) => typeof u === 'string');
       if (!list.length) throw new Error('the discovery document lists no node');
       return list;
@@ -683,9 +758,13 @@ export class SwitchboardClient {
   async _getToken(reason) {
     const t = this._opts.token;
     let v;
+    const ms = this._opts.connectTimeout;
+    const late = new SwitchboardError('TOKEN', `the token function gave no token within ${ms} ms (connectTimeout)`);
     try {
-      v = typeof t === 'function' ? await t({ reason }) : t;
+      // A token function that never settles must not leave the client connecting forever.
+      v = typeof t === 'function' ? await within((async () => t({ reason }))(), ms, () => late) : t;
     } catch (e) {
+      if (e === late) throw e;
       throw new SwitchboardError('TOKEN', `the token function failed: ${e?.message ?? e}`, { cause: e });
     }
     if (v !== undefined && v !== null && typeof v !== 'string') throw new SwitchboardError('TOKEN', `the token function gave a ${typeof v}, not a string`);
@@ -699,6 +778,7 @@ export class SwitchboardClient {
     if (!bytes) return this._protocolError(new Error('the server sent a text message (the protocol is binary)'));
     this._lastRx = Date.now();
     this._pingSentAt = 0;
+    if (this._state === 'resuming') this._armConnectTimer();
     if (bytes[0] === KIND.HELLO) return this._onHello(bytes);
     if (!this._envelope) return this._protocolError(new Error('a message before the HELLO'));
     let env;
@@ -744,6 +824,8 @@ export class SwitchboardClient {
       if (this._session?.token) {
         this._fresh = { connId: h.connId, token: h.token };
         this._state = 'resuming';
+        this._held = new Map();
+        this._armConnectTimer();
         // At most MAX_POSITIONS: the direct stream, then the streams heard from most recently.
         const direct = `c:${this._session.connId}`;
         const all = [...this._positions].filter(([s]) => s !== direct);
@@ -769,10 +851,9 @@ export class SwitchboardClient {
     this._openedAt = Date.now();
     this._lastAcked = this._positions.get(`c:${this._session.connId}`)?.offset ?? 0n;
     this._timers.ack = setTimeout(() => this._ackTick(), this._opts.ackInterval);
-    const gen = this._gen;
-    this._emit('open', { connectionId: this._session.connId, url: this._url, resumed });
-    if (gen !== this._gen || this._state !== 'open') return; // a handler closed it
+    // What waited goes out first: a request made by an 'open' handler comes after it.
     for (const req of this._queue.splice(0)) this._transmit(req);
+    this._emit('open', { connectionId: this._session.connId, url: this._url, resumed });
   }
 
   _onResumed(env) {
@@ -787,16 +868,35 @@ export class SwitchboardClient {
     const streams = {};
     const had = this._positions;
     this._positions = new Map();
+    const held = this._held;
+    this._held = new Map();
+    const deliveries = [];
     for (const r of records) {
-      // A stream the client had no position for is reported not recovered (the server cannot
-      // know what the client saw); if it holds no message at all (offset 0) nothing was missed.
+      // A stream the client had no position for is reported not recovered where the server
+      // cannot tell what the client saw; if it holds no message at all (offset 0) nothing was
+      // missed.
       if (!r.recovered && r.offset === 0n && !had.has(r.stream)) r.recovered = true;
+      const h = held.get(r.stream);
+      if (h) {
+        held.delete(r.stream);
+        const { envs, last, contiguous } = inOrder(h, r.epoch);
+        deliveries.push(...envs);
+        if (last !== null && last > r.offset) r.offset = last;
+        // The replay of a stream without a position runs from the join point up to
+        // RESUMED's offset: a hole in it, or a short one, lost something.
+        if (!contiguous || (envs.length && last < r.offset)) r.recovered = false;
+      }
       this._positions.set(r.stream, { offset: r.offset, epoch: r.epoch });
       streams[r.stream] = { recovered: r.recovered, offset: Number(r.offset), epoch: hex64(r.epoch) };
     }
+    deliveries.push(...this._takeHeld(held)); // streams RESUMED does not name: a fresh start
     this._fresh = null;
     this._save();
     const gen = this._gen;
+    for (const env of deliveries) {
+      this._deliver(env);
+      if (gen !== this._gen) return; // a listener closed the client
+    }
     this._emit('resumed', { recovered: records.every((r) => r.recovered), sessionLost: false, streams });
     if (gen === this._gen && this._state === 'resuming') this._opened(true);
   }
@@ -821,10 +921,29 @@ export class SwitchboardClient {
     this._session = this._fresh;
     this._fresh = null;
     this._positions = new Map();
+    const deliveries = this._takeHeld(this._held);
+    this._held = new Map();
     this._save();
     const gen = this._gen;
+    for (const env of deliveries) {
+      this._deliver(env);
+      if (gen !== this._gen) return;
+    }
     this._emit('resumed', { recovered: false, sessionLost: true, status: env.status, reason: text, streams });
     if (gen === this._gen && this._state === 'resuming') this._opened(false);
+  }
+
+  // Pushes held while resuming for streams that RESUMED does not settle: each stream's in
+  // offset order, once each, from its first (a fresh start); the positions are taken.
+  _takeHeld(held) {
+    const out = [];
+    for (const [stream, h] of held) {
+      const { envs, last } = inOrder(h, h[h.length - 1].epoch);
+      if (last === null) continue;
+      this._positions.set(stream, { offset: last, epoch: envs[0].epoch });
+      out.push(...envs);
+    }
+    return out;
   }
 
   _onResponse(env) {
@@ -847,17 +966,27 @@ export class SwitchboardClient {
     if (env.stream) {
       const pos = this._positions.get(env.stream);
       const resuming = this._state === 'resuming';
+      const strict = resuming || this._draining; // only the next offset: a resume follows
       const last = pos && pos.epoch === env.epoch ? pos.offset : null;
       if (last === null && pos) {
         // Another epoch on a live connection: the stream's history was lost. A resume makes
         // the server say so (recovered: false) for this stream.
-        if (!resuming) this._resumeNow(`stream ${env.stream}: epoch ${hex64(env.epoch)} after ${hex64(pos.epoch)}`);
+        if (!strict) this._resumeNow(`stream ${env.stream}: epoch ${hex64(env.epoch)} after ${hex64(pos.epoch)}`);
         return;
       }
-      const expected = last === null ? (resuming ? 1n : env.offset) : last + 1n;
+      if (resuming && !pos) {
+        // No position: the server replays such a stream from where the session joined it,
+        // which may be above offset 1, and live pushes may come before the replay (§6). Held
+        // until RESUMED, then delivered in offset order, once each.
+        let held = this._held.get(env.stream);
+        if (!held) this._held.set(env.stream, (held = []));
+        held.push(env);
+        return;
+      }
+      const expected = last === null ? env.offset : last + 1n;
       if (env.offset < expected) return; // a duplicate
       if (env.offset > expected) {
-        if (!resuming) this._resumeNow(`stream ${env.stream}: offset ${env.offset} after ${last}`);
+        if (!strict) this._resumeNow(`stream ${env.stream}: offset ${env.offset} after ${last}`);
         return; // while resuming, the replay brings it in order
       }
       this._positions.delete(env.stream); // re-inserted last: the Map's order is recency
@@ -866,10 +995,23 @@ export class SwitchboardClient {
     this._deliver(env);
   }
 
-  // A gap on a live connection: reconnect at once and resume (§4).
+  // A gap on a live connection: reconnect at once and resume (§4). Requests in flight can
+  // still be answered on this connection, so the client first waits for them (at most
+  // _gapDrainMs): meanwhile new requests wait in the queue and pushes are taken only at the
+  // next offset of their stream (the resume replays the rest).
   _resumeNow(why) {
     this._emit('error', new SwitchboardError('GAP', `${why}: resuming`));
-    if (this._state === 'open') this._lost(1000, 'gap', { immediate: true });
+    if (this._state !== 'open' || this._draining) return;
+    if (!this._pending.size) {
+      this._lost(1000, 'gap', { immediate: true });
+      return;
+    }
+    this._draining = true;
+    this._timers.drain = setTimeout(() => this._endDrain(), this._gapDrainMs);
+  }
+
+  _endDrain() {
+    if (this._draining && this._state === 'open') this._lost(1000, 'gap', { immediate: true });
   }
 
   _deliver(env) {
@@ -1004,13 +1146,18 @@ export class SwitchboardClient {
       if (!s || s.v !== 1 || typeof s.token !== 'string') return;
       this._session = { connId: s.connId, token: s.token };
       this._positions = new Map(s.positions.map(([stream, o, e]) => [stream, { offset: BigInt(o), epoch: BigInt(e) }]));
-    } catch { /* nothing usable stored */ }
+    } catch { return; /* nothing usable stored */ }
+    this._save(); // the token leaves storage at once (unless the page is hidden)
   }
 
+  // Saved: the session id, the positions, and the resume token when no other page can pick
+  // it up and use it while this client does: outside a page, while the page is hidden or
+  // going away (pagehide), or once the client is closed.
   _save() {
     if (!this._storage || !this._session) return;
+    const withToken = !this._pageLifecycle || this._hidden || this._state === 'closed';
     const s = {
-      v: 1, connId: this._session.connId, token: this._session.token,
+      v: 1, connId: this._session.connId, ...(withToken ? { token: this._session.token } : {}),
       positions: [...this._positions].map(([stream, p]) => [stream, String(p.offset), String(p.epoch)]),
     };
     try {
@@ -1029,6 +1176,44 @@ function extraFields(env) {
   const out = {};
   for (const k of Object.keys(env)) if (!ENVELOPE_FIELDS.includes(k)) out[k] = env[k];
   return out;
+}
+
+// Pushes of one stream in offset order, without duplicates and other epochs: { envs, last
+// (the last offset, or null), contiguous }.
+function inOrder(list, epoch) {
+  const sorted = list.filter((e) => e.epoch === epoch).sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+  const envs = [];
+  let last = null;
+  let contiguous = true;
+  for (const e of sorted) {
+    if (last !== null && e.offset <= last) continue;
+    if (last !== null && e.offset !== last + 1n) contiguous = false;
+    envs.push(e);
+    last = e.offset;
+  }
+  return { envs, last, contiguous };
+}
+
+// The longest prefix of `s` of at most `max` UTF-8 bytes, never cutting a character (a lone
+// surrogate counts as the 3 bytes of U+FFFD).
+function utf8Prefix(s, max) {
+  let n = 0;
+  let i = 0;
+  for (const ch of s) {
+    const cp = ch.codePointAt(0);
+    n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (n > max) break;
+    i += ch.length;
+  }
+  return s.slice(0, i);
+}
+
+// `promise`, or a rejection with error() after `ms` (none when ms is not a finite positive).
+function within(promise, ms, error) {
+  if (!(ms > 0 && ms < Infinity)) return promise;
+  let t;
+  const timeout = new Promise((_, reject) => { t = setTimeout(() => reject(error()), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
 }
 
 function safeText(bytes) {

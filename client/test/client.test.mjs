@@ -154,6 +154,44 @@ test('a request in flight when the connection drops rejects with DISCONNECTED; c
   assert.equal(c.state, 'closed');
 });
 
+test('close(code, reason): the reason is cut to 123 UTF-8 bytes at a character boundary; a close that still throws goes without a reason', async () => {
+  const server = new FakeServer();
+  const c = connect(server);
+  await c.ready();
+  const reason = 'déconnexion demandée — à bientôt… 😀 '.repeat(6);
+  c.close(4100, reason);
+  const closedBy = server.last.ws.closedBy;
+  assert.ok(closedBy, 'the socket was closed');
+  assert.equal(closedBy.code, 4100);
+  const bytes = te.encode(closedBy.reason).length;
+  assert.ok(bytes <= 123 && bytes > 115, `${bytes} bytes`);
+  assert.ok(reason.startsWith(closedBy.reason));
+
+  const d = connect(server);
+  await d.ready();
+  const ws = d._ws;
+  const orig = ws.close.bind(ws);
+  ws.close = (code, why) => { if (why) throw new Error('SyntaxError'); orig(code); };
+  d.close(1000, 'bye');
+  assert.deepEqual(server.last.ws.closedBy, { code: 1000, reason: '' });
+});
+
+test('requests made in an open handler go out after those already queued; bad timing options and Blob bodies are refused', async () => {
+  const server = new FakeServer();
+  const c = connect(server, { autoConnect: false });
+  const first = c.get('/queued');
+  c.on('open', () => { c.get('/from-open'); });
+  c.connect();
+  await first;
+  await until(() => server.last.received.filter((e) => e.kind === KIND.REQUEST).length === 2);
+  assert.deepEqual(server.last.received.filter((e) => e.kind === KIND.REQUEST).map((e) => e.url), ['/queued', '/from-open']);
+  for (const bad of [{ connectTimeout: 0 }, { heartbeatTimeout: -1 }, { ackInterval: NaN }, { connectTimeout: Infinity }, { heartbeatInterval: -5 }, { ackInterval: '5' }]) {
+    assert.throws(() => new SwitchboardClient({ url: 'ws://fake/', WebSocket: server.WebSocket, autoConnect: false, ...bad }), TypeError, JSON.stringify(bad));
+  }
+  assert.throws(() => encodeBody(new Blob(['x'])), E('INVALID'));
+  await assert.rejects(c.post('/file', new Blob(['x'])), (e) => e.code === 'INVALID' && /arrayBuffer/.test(e.message));
+});
+
 test('one-way send: SEND with the method, no response expected', async () => {
   const server = new FakeServer();
   const c = connect(server);
@@ -268,6 +306,27 @@ async function atOffsetTwo(opts = {}) {
   return { server, c, got, conn };
 }
 
+test('close() ends listeners\' waiting next() calls (CLOSED) and for await loops; connect() again delivers again', { timeout: 3000 }, async () => {
+  const server = new FakeServer();
+  const c = connect(server);
+  const l = c.addServerResponseListenerFor.post('/x');
+  const it = c.addServerResponseListenerFor.any('/y');
+  await c.ready();
+  const waiting = l.next();
+  const loop = (async () => { const seen = []; for await (const p of it) seen.push(p.url); return seen; })();
+  await sleep(5);
+  c.close();
+  await assert.rejects(waiting, E('CLOSED'));
+  assert.deepEqual(await loop, []);
+  await assert.rejects(l.next(), E('CLOSED'), 'also a next() made while closed');
+  assert.equal(l.active, true);
+  c.connect();
+  await c.ready();
+  const again = l.next();
+  server.push(server.last, { method: 2, url: '/x' });
+  assert.equal((await again).url, '/x');
+});
+
 test('duplicates are dropped; a gap on a live connection makes the client reconnect and resume', async () => {
   const { server, c, got, conn } = await atOffsetTwo();
   const log = record(c);
@@ -292,6 +351,57 @@ test('duplicates are dropped; a gap on a live connection makes the client reconn
   assert.deepEqual(rc, { attempt: 1, delay: 0 }, 'a gap reconnects at once');
   assert.deepEqual(c.positions(), { 'g:room': { offset: 5, epoch: '0000000000000009' } });
   assert.equal(c.connectionId, conn.id, 'the session id is kept');
+});
+
+test('a gap with requests in flight: they are answered on the old connection first, then the client resumes', async () => {
+  const { server, c, got, conn } = await atOffsetTwo();
+  const log = record(c);
+  const held = [];
+  server.onRequest = (env, cn) => held.push({ env, cn });
+  const inflight = c.get('/slow');
+  await until(() => held.length === 1);
+  server.push(conn, { url: '/m', stream: 'g:room', offset: 4, epoch: 9 }); // gap: 3 is missing
+  await until(() => log.some((e) => e.name === 'error'));
+  assert.equal(log.find((e) => e.name === 'error').arg.code, 'GAP');
+  const later = c.get('/later'); // made while waiting: queued, sent after the resume
+  server.push(conn, { url: '/m', stream: 'g:room', offset: 5, epoch: 9 }); // still a gap: dropped, no second GAP
+  await sleep(20);
+  assert.ok(!conn.closed, 'the connection stays while a request is in flight');
+  assert.equal(held.length, 1, 'the later request is not sent on the gapped connection');
+  server.onResume = (cn, r) => server.resumeOk(cn, r, { replay: [3, 4, 5].map((o) => ({ url: '/m', stream: 'g:room', offset: o, epoch: 9 })) });
+  server.onRequest = (env, cn) => server.respond(cn, env.id, 200, 'later');
+  server.respond(conn, held[0].env.id, 200, 'slow');
+  assert.equal((await inflight).body, 'slow', 'answered, not DISCONNECTED');
+  assert.equal((await later).body, 'later');
+  await until(() => got.length === 5);
+  assert.deepEqual(got, ['g:room#1', 'g:room#2', 'g:room#3', 'g:room#4', 'g:room#5']);
+  assert.ok(conn.closed);
+  assert.equal(log.filter((e) => e.name === 'error').length, 1);
+});
+
+test('a gap with a request that is never answered: the wait is bounded, then DISCONNECTED and resume', async () => {
+  const { server, c, conn } = await atOffsetTwo();
+  c._gapDrainMs = 50;
+  server.onRequest = () => {};
+  const inflight = c.get('/never');
+  await until(() => conn.received.some((e) => e.kind === KIND.REQUEST));
+  server.push(conn, { url: '/m', stream: 'g:room', offset: 4, epoch: 9 });
+  await assert.rejects(inflight, E('DISCONNECTED'));
+  await until(() => c.state === 'open' && server.conns.length === 2);
+});
+
+test('forget(stream): the next push of a forgotten stream is a fresh start, not a gap', async () => {
+  const { server, c, got, conn } = await atOffsetTwo();
+  const log = record(c);
+  assert.equal(c.forget('g:room'), true); // the app left the group ...
+  assert.equal(c.forget('g:room'), false);
+  assert.deepEqual(c.positions(), {});
+  server.push(conn, { url: '/m', stream: 'g:room', offset: 5, epoch: 9 }); // ... and joined it again
+  await until(() => got.length === 3);
+  assert.equal(got[2], 'g:room#5');
+  assert.equal(c.positions()['g:room'].offset, 5);
+  assert.ok(!log.some((e) => e.name === 'error' || e.name === 'close'));
+  assert.equal(server.conns.length, 1);
 });
 
 test('another epoch on a live connection resumes too, and the server says what was not recovered', async () => {
@@ -343,14 +453,76 @@ test('while a RESUME is unanswered only the next offset of a stream is accepted'
     server.push(cn, { url: '/m', stream: 'g:room', offset: 4, epoch: 9 }); // above position + 1: dropped
     server.push(cn, { url: '/m', stream: 'g:room', offset: 3, epoch: 9 }); // the next: taken
     server.push(cn, { url: '/m', stream: 'g:room', offset: 3, epoch: 9 }); // duplicate
-    server.push(cn, { url: '/m', stream: 'g:new', offset: 5, epoch: 1 }); // unknown stream, not 1: dropped
+    server.push(cn, { url: '/m', stream: 'g:new', offset: 5, epoch: 1 }); // no position: held until RESUMED
     server.resumeOk(cn, r, { replay: [4].map((o) => ({ url: '/m', stream: 'g:room', offset: o, epoch: 9 })) });
   };
   server.close(conn, 1006);
-  await until(() => got.length === 4);
+  await until(() => got.length === 5);
   await sleep(10);
-  assert.deepEqual(got, ['g:room#1', 'g:room#2', 'g:room#3', 'g:room#4']);
-  assert.ok(c);
+  // g:new is not in RESUMED: taken as a fresh start once the resume is answered
+  assert.deepEqual(got, ['g:room#1', 'g:room#2', 'g:room#3', 'g:room#4', 'g:new#5']);
+  assert.equal(c.positions()['g:new'].offset, 5);
+});
+
+test('resume: a group without a position is replayed from where the session joined it (above offset 1), in order, once each', async () => {
+  const { server, c, got, conn } = await atOffsetTwo();
+  const log = record(c);
+  // The session joined g:quiet at its offset 3 and got no push from it before the connection dropped.
+  const q = (o) => ({ url: '/m', stream: 'g:quiet', offset: o, epoch: 7 });
+  server.onResume = (cn, r) => {
+    assert.deepEqual(r.positions.map((p) => p.stream), ['g:room'], 'the client cannot name g:quiet');
+    server.resumeOk(cn, r, {
+      early: [q(6), q(5)], // live pushes that overtake the replay
+      replay: [{ url: '/m', stream: 'g:room', offset: 3, epoch: 9 }, q(4), q(5), q(6)],
+    });
+  };
+  server.close(conn, 1006);
+  await until(() => log.some((e) => e.name === 'resumed'));
+  assert.deepEqual(got, ['g:room#1', 'g:room#2', 'g:room#3', 'g:quiet#4', 'g:quiet#5', 'g:quiet#6']);
+  const resumed = log.find((e) => e.name === 'resumed').arg;
+  assert.equal(resumed.recovered, true);
+  assert.deepEqual(resumed.streams['g:quiet'], { recovered: true, offset: 6, epoch: '0000000000000007' });
+  assert.equal(c.positions()['g:quiet'].offset, 6);
+  server.push(server.last, q(6)); // a duplicate
+  server.push(server.last, q(7));
+  await until(() => got.length === 7);
+  assert.equal(got[6], 'g:quiet#7');
+});
+
+test('resume: a hole in the replay of a stream without a position is reported not recovered', async () => {
+  const { server, c, got, conn } = await atOffsetTwo();
+  const log = record(c);
+  const q = (o) => ({ url: '/m', stream: 'g:quiet', offset: o, epoch: 7 });
+  server.onResume = (cn, r) => server.resumeOk(cn, r, { replay: [q(4), q(6)] });
+  server.close(conn, 1006);
+  await until(() => log.some((e) => e.name === 'resumed'));
+  assert.deepEqual(got.slice(2), ['g:quiet#4', 'g:quiet#6']);
+  assert.equal(log.find((e) => e.name === 'resumed').arg.streams['g:quiet'].recovered, false);
+});
+
+test('connectTimeout while resuming counts silence: a slow but progressing replay completes, a stalled one is given up', { timeout: 5000 }, async () => {
+  const { server, c, got, conn } = await atOffsetTwo({ connectTimeout: 80 });
+  const log = record(c);
+  server.onResume = (cn, r) => {
+    let o = 3;
+    const t = setInterval(() => {
+      if (cn.closed) { clearInterval(t); return; }
+      if (o <= 10) server.push(cn, { url: '/m', stream: 'g:room', offset: o++, epoch: 9 });
+      else { clearInterval(t); server.resumeOk(cn, r); }
+    }, 30); // 8 pushes and RESUMED over ~270 ms, never 80 ms apart
+  };
+  server.close(conn, 1006);
+  await until(() => log.some((e) => e.name === 'resumed'), 3000, 'resumed');
+  assert.equal(server.conns.length, 2, 'one resume, not cut off');
+  assert.equal(got.length, 10);
+  assert.ok(!log.some((e) => e.name === 'error'));
+  // A resume that stalls: given up after connectTimeout of silence, and tried again.
+  let stall = true;
+  server.onResume = (cn, r) => { if (stall) { stall = false; return; } server.resumeOk(cn, r); };
+  server.close(server.last, 1006);
+  await until(() => log.filter((e) => e.name === 'resumed').length === 2, 3000, 'the second resume');
+  assert.match(log.find((e) => e.name === 'error').arg.message, /the resume stalled: nothing for 80 ms/);
+  assert.equal(server.conns.length, 4);
 });
 
 test('heartbeats: PING after a quiet interval; no answer means a dead connection, dropped and resumed', async () => {
@@ -427,6 +599,34 @@ test('a discovery url lists the nodes to try', async () => {
   assert.deepEqual(server.conns.map((x) => x.url), ['ws://dead/', 'ws://live/']);
 });
 
+test('a token function or a discovery fetch that never settles fails the attempt after connectTimeout and backs off', { timeout: 3000 }, async () => {
+  const server = new FakeServer();
+  let calls = 0;
+  const c = connect(server, {
+    connectTimeout: 40, reconnect: { initialDelay: 5, maxDelay: 5 },
+    token: () => (++calls === 1 ? new Promise(() => {}) : 'tok'),
+  });
+  const log = record(c);
+  await c.ready();
+  const err = log.find((e) => e.name === 'error').arg;
+  assert.equal(err.code, 'TOKEN');
+  assert.match(err.message, /within 40 ms/);
+  assert.ok(log.some((e) => e.name === 'reconnecting'));
+  assert.equal(calls, 2);
+  assert.equal(server.conns.length, 1);
+
+  let fetches = 0;
+  const d = connect(server, {
+    url: undefined, discoveryUrl: 'http://fake/nodes', connectTimeout: 40, reconnect: { initialDelay: 5, maxDelay: 5 },
+    fetch: async () => (++fetches === 1 ? new Promise(() => {}) : { ok: true, json: async () => ['ws://fake/'] }),
+  });
+  const ld = record(d);
+  await d.ready();
+  assert.equal(ld.find((e) => e.name === 'error').arg.code, 'DISCOVERY');
+  assert.ok(ld.some((e) => e.name === 'reconnecting'));
+  assert.equal(fetches, 2);
+});
+
 test('browser events: offline pauses reconnecting, online and visibility retry at once and probe an open connection', async () => {
   const server = new FakeServer();
   const win = new EventTarget();
@@ -472,6 +672,60 @@ test('persist: the session and positions survive a page reload (a new client on 
   assert.equal(log.find((e) => e.name === 'resumed').arg.recovered, true);
   assert.equal(again.connectionId, conn.id);
   assert.notEqual(JSON.parse(store.get('switchboard:ws://fake/')).token, conn.token, 'the fresh token is saved');
+});
+
+test('persist in a page: the resume token is stored only while the page is hidden, so a duplicated tab cannot take the session', async () => {
+  const server = new FakeServer();
+  const store = new Map();
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v), removeItem: (k) => store.delete(k) };
+  const page = () => {
+    const win = new EventTarget();
+    win.navigator = { onLine: true };
+    const doc = new EventTarget();
+    doc.visibilityState = 'visible';
+    return { window: win, document: doc };
+  };
+  const saved = () => JSON.parse(store.get('switchboard:ws://fake/'));
+  const p1 = page();
+  const a = connect(server, { persist: storage, ...p1 });
+  const la = record(a);
+  await a.ready();
+  server.push(server.last, { url: '/m', stream: 'g:room', offset: 1, epoch: 9 });
+  await until(() => a.positions()['g:room']);
+  a._save();
+  assert.equal(saved().token, undefined, 'visible: no token in storage');
+  assert.deepEqual(saved().positions, [['g:room', '1', '9']], 'positions are kept');
+  // The tab is duplicated while visible: the copy finds no token and starts its own session.
+  const copy = new Map(store);
+  const b = connect(server, { persist: { getItem: (k) => copy.get(k) ?? null, setItem: (k, v) => copy.set(k, v) }, ...page() });
+  const lb = record(b);
+  await b.ready();
+  assert.ok(!server.last.received.some((e) => e.kind === KIND.RESUME), 'the duplicate does not resume');
+  assert.notEqual(b.connectionId, a.connectionId);
+  await sleep(20);
+  assert.equal(a.state, 'open', 'the original tab is not replaced');
+  assert.ok(!la.some((e) => e.name === 'error'), 'no REPLACED');
+  assert.ok(!lb.some((e) => e.name === 'resumed'));
+  // Hidden: the token is stored; visible again: removed.
+  p1.document.visibilityState = 'hidden';
+  p1.document.dispatchEvent(new Event('visibilitychange'));
+  assert.equal(saved().token, server.conns[0].token);
+  p1.document.visibilityState = 'visible';
+  p1.document.dispatchEvent(new Event('visibilitychange'));
+  assert.equal(saved().token, undefined);
+  // A reload: pagehide stores it, the new page reads it and removes it at once.
+  p1.window.dispatchEvent(new Event('pagehide'));
+  assert.equal(saved().token, server.conns[0].token);
+  a._dropSocket();
+  const again = connect(server, { persist: storage, ...page(), autoConnect: false });
+  assert.equal(saved().token, undefined, 'taken out of storage by the reloaded page');
+  const lr = record(again);
+  again.connect();
+  await again.ready();
+  assert.ok(server.last.received.some((e) => e.kind === KIND.RESUME), 'the reloaded page resumes');
+  assert.equal(lr.find((e) => e.name === 'resumed').arg.recovered, true);
+  assert.equal(again.connectionId, server.conns[0].id);
+  assert.equal(saved().token, undefined);
 });
 
 test('ACK: the direct stream position is acknowledged from time to time', async () => {

@@ -40,6 +40,7 @@ export class FakeServer {
       }
       close(code = 1000, reason = '') {
         if (code !== 1000 && !(code >= 3000 && code <= 4999)) throw new Error(`InvalidAccessError: close code ${code}`);
+        if (te.encode(reason).length > 123) throw new Error('SyntaxError: the close reason is longer than 123 bytes');
         if (this.readyState >= 2) return;
         this.readyState = 2;
         this.closedBy = { code, reason };
@@ -86,8 +87,14 @@ export class FakeServer {
     else if (env.kind === KIND.RESUME) this.onResume(conn, decodeResumeBody(env.body));
   }
 
-  /** The default answer to RESUME: the session's HELLO, then every position recovered. */
-  resumeOk(conn, { token, positions }, { replay = [] } = {}) {
+  /**
+   * The default answer to RESUME: the session's HELLO, then the `early` pushes (live ones that
+   * overtake the replay), the `replay` (which for a stream the client names no position for
+   * starts where the session joined it, maybe above offset 1), and RESUMED with every position
+   * recovered: the client's, or the last replayed, or `extra` records ({ stream, offset,
+   * epoch, recovered }).
+   */
+  resumeOk(conn, { token, positions }, { replay = [], early = [], extra = [] } = {}) {
     const id = this.sessions.get(token);
     if (!id) {
       this.send(conn, { kind: KIND.ERROR, status: 401, body: 'resume refused: unknown, used or expired token' });
@@ -98,9 +105,11 @@ export class FakeServer {
     conn.token = `tok${String(++this.n).padStart(19, '0')}`;
     this.sessions.set(conn.token, id);
     this._send(conn, encodeHello({ connId: id, token: conn.token, heartbeatMs: this.heartbeatMs, maxMessage: this.maxMessage }));
+    for (const p of early) this.push(conn, p);
     for (const p of replay) this.push(conn, p);
     const end = new Map(positions.map((p) => [p.stream, { ...p, recovered: true }]));
     for (const p of replay) end.set(p.stream, { stream: p.stream, offset: BigInt(p.offset), epoch: BigInt(p.epoch), recovered: true });
+    for (const r of extra) end.set(r.stream, { stream: r.stream, offset: BigInt(r.offset), epoch: BigInt(r.epoch), recovered: r.recovered ?? true });
     this.send(conn, { kind: KIND.RESUMED, body: encodeResumedBody([...end.values()]) });
   }
 

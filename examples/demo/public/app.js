@@ -101,7 +101,11 @@ async function joinRoom() {
 
 async function switchRoom(id) {
   if (id === view.room) return;
-  await client.delete(`/api/rooms/${view.room}/members/me`);
+  const old = view.room;
+  await client.delete(`/api/rooms/${old}/members/me`);
+  // Out of the room, its pushes stop; on coming back they resume at a later offset, which
+  // must not count as a gap.
+  client.forget(`g:room:${old}`);
   view.room = id;
   view.messages = [];
   renderMessages();
