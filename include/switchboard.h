@@ -95,8 +95,9 @@ enum {
   SB_CLOSE_IDENTITY = 4003        /* a refreshed token named another identity */
 };
 
-/* The allocator. All of Switchboard's own memory comes from here (libuv and OpenSSL keep
- * theirs). Leave it NULL in the options for malloc/realloc/free. realloc(NULL, n) must behave
+/* The allocator. All of Switchboard's own memory comes from here (libuv, OpenSSL and libjwt
+ * keep theirs; so do sb_jwt objects and the claims sb_jwt_verify_token hands out, which are
+ * malloc'd). Leave it NULL in the options for malloc/realloc/free. realloc(NULL, n) must behave
  * as malloc(n); free(NULL) must do nothing. */
 typedef struct sb_allocator {
   void *(*malloc)(size_t size, void *ctx);
@@ -131,7 +132,10 @@ typedef void (*sb_drain_cb)(sb_conn *conn, void *user);
 /* Chooses a subprotocol among those the client offered in Sec-WebSocket-Protocol, in the
  * client's order. Return the index of the chosen one, or -1 to choose none (the handshake
  * then succeeds without a Sec-WebSocket-Protocol header, as RFC 6455 §4.2.2 allows). The
- * strings are borrowed for this call only. */
+ * strings are borrowed for this call only. "bearer.<token>" entries are credentials
+ * (sb_upgrade_token), not protocols: they are never offered here. Without this hook no
+ * subprotocol is chosen, except that when a bearer entry came the first real one is (browsers
+ * fail a connection that offered protocols and got none back). */
 typedef int (*sb_subprotocol_cb)(const char *const *offered, size_t count, void *user);
 
 /* A pending WebSocket upgrade (or a token refresh on an open connection) waiting for the
@@ -158,11 +162,15 @@ typedef void (*sb_shutdown_cb)(sb_server *server, void *user);
  * below, then change what you need. A zero limit means "the default", not "unlimited".
  */
 typedef struct sb_server_options {
-  size_t max_header_bytes;       /* upgrade request line + headers; 431 past it. 16 KiB */
+  size_t max_header_bytes;       /* request line + headers of an upgrade or a plain HTTP
+                                    request; 431 past it. 16 KiB */
   size_t max_message_bytes;      /* one message, all fragments; close 1009 past it. 16 MiB */
   size_t max_queued_bytes;       /* unsent bytes per connection; sends past it are DROPPED.
                                     16 MiB + 64 KiB, so that one maximal message fits */
-  unsigned handshake_timeout_ms; /* the whole upgrade request must arrive in time; 408. 10 s */
+  unsigned handshake_timeout_ms; /* a request (upgrade or plain HTTP) must arrive whole in
+                                    time (408), and an upgrade be decided by on_upgrade
+                                    (503); counted from the accept, or for a later request
+                                    on a keep-alive connection from its first byte. 10 s */
   unsigned idle_timeout_ms;      /* silence after which the server pings; the connection is
                                     dropped after twice this long without any data. 60 s */
   unsigned close_timeout_ms;     /* how long to wait for the peer's half of the close
@@ -192,9 +200,10 @@ typedef struct sb_server_options {
   size_t allowed_origins_count;
 
   /* Connections whose credentials expire (sb_upgrade_accept with expires_at) are asked for a
-   * new token this long before they expire (on a hub: an AUTH message, docs/PROTOCOL.md),
-   * but never earlier than halfway through their lifetime; at expiry, without a new token,
-   * they are closed with SB_CLOSE_EXPIRED. 30 s */
+   * new token this long before they expire, but never earlier than halfway through their
+   * lifetime: on a hub with an AUTH message (docs/PROTOCOL.md §9); a plain server has no such
+   * message, so its connections are just closed at expiry. At expiry, without a new token,
+   * a connection is closed with SB_CLOSE_EXPIRED. 30 s */
   unsigned refresh_before_ms;
 
   const sb_allocator *allocator; /* NULL: malloc. Copied; must outlive the server */
@@ -321,7 +330,8 @@ SB_EXPORT const char *sb_upgrade_remote_address(sb_upgrade *up);
  */
 SB_EXPORT const char *sb_upgrade_token(sb_upgrade *up);
 
-/* 1 when `up` is a token refresh on an open connection rather than a new upgrade. */
+/* 1 when `up` is a token refresh on an open connection rather than a new upgrade. A refresh has
+ * no request: path, headers, cookies and query are "" or NULL; the token is the new one. */
 SB_EXPORT int sb_upgrade_is_refresh(const sb_upgrade *up);
 /* The connection (still waiting for its 101, or open for a refresh), or NULL if it is gone. */
 SB_EXPORT sb_conn *sb_upgrade_conn(const sb_upgrade *up);
@@ -332,7 +342,7 @@ SB_EXPORT sb_conn *sb_upgrade_conn(const sb_upgrade *up);
  * valid until `expires_at` (seconds since the Unix epoch; 0: no expiry). The strings may be
  * the handle's own (sb_upgrade_token ...). Frees `up`. Returns 0; SB_ECLOSED when the client
  * is gone; SB_EINVAL for a bad identity (the client gets 500) or an expiry already past (401);
- * SB_ENOMEM (503). A refresh must name the same identity, else the connection is closed with
+ * SB_ENOMEM (503); SB_EIO when reading cannot restart (the connection is closed). A refresh must name the same identity, else the connection is closed with
  * SB_CLOSE_IDENTITY (and 0 is returned); a refresh that fails leaves the old credentials.
  */
 SB_EXPORT int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
@@ -341,8 +351,10 @@ SB_EXPORT int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char
 /*
  * Rejects with an HTTP status (400-599, e.g. 401, 403, 429), extra response headers
  * `headers[0..nheaders)` given as "Name: value" strings (e.g. "WWW-Authenticate: Bearer",
- * "Retry-After: 30"; no CR or LF inside), and a short text body (may be NULL). The connection
- * is closed after the answer. For a refresh, the connection stays open until its old
+ * "Retry-After: 30"; no CR or LF inside, at most 1 KiB in all; Content-Length, Content-Type,
+ * Transfer-Encoding, Connection, Upgrade and Sec-WebSocket-* are the library's and refused),
+ * and a short text body (may be NULL; cut to 255 bytes, control characters made spaces). The
+ * connection is closed after the answer. For a refresh, the connection stays open until its old
  * credentials expire (the client may try again) and gets an AUTH error. Frees `up`.
  * Returns 0, SB_ECLOSED, or SB_EINVAL (a bad status or header: answered 500 instead).
  */
@@ -376,8 +388,8 @@ SB_EXPORT int sb_jwt_verify_token(const sb_jwt *jwt, const char *token, char *id
                                   size_t errlen);
 
 /* An sb_upgrade_cb that verifies sb_upgrade_token() with the sb_jwt passed as `user`: accepts
- * with the token's sub, claims and exp, or rejects with 401 and `WWW-Authenticate: Bearer`
- * (error="invalid_token" and the reason, when a token was there). */
+ * with the token's sub, claims and exp (plus the verifier's leeway), or rejects with 401 and
+ * `WWW-Authenticate: Bearer` (error="invalid_token" and the reason, when a token was there). */
 SB_EXPORT void sb_jwt_upgrade_cb(sb_upgrade *up, void *jwt);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -612,7 +624,7 @@ SB_EXPORT sb_conn *sb_hub_find(sb_hub *hub, const char *conn_id);
 
 /* Joins / leaves a group (1..200 bytes of UTF-8 name). Joining twice, or leaving a group the
  * connection is not in, does nothing and returns 0. Names starting with "user:" are reserved
- * (SB_EINVAL): those groups are joined by the upgrade auth, one per identity. Membership is part of the session: a
+ * (SB_EINVAL for both calls): those groups are joined by the upgrade auth, one per identity. Membership is part of the session: a
  * resumed connection is in the same groups. */
 SB_EXPORT int sb_conn_join(sb_conn *conn, const char *group);
 SB_EXPORT int sb_conn_leave(sb_conn *conn, const char *group);

@@ -20,6 +20,8 @@
  * Content-Length, or none), so that it can check chunk-size lines and skip data in bulk.
  */
 #include <limits.h>
+#include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <strings.h>
 
@@ -599,4 +601,14 @@ const char *sb_http_reason(int status) {
 
 int sb_http_started(const sb_http_request *r) {
   return r->head_done || (r->strict.state != S_LINE0 && r->strict.state != S_LINE0_CR);
+}
+
+void sb_http_date(time_t t, char *out, size_t cap) {
+  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+           months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }

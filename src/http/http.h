@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <http_parser.h>
 
@@ -92,6 +93,9 @@ sb_http_result sb_http_feed(sb_http_request *r, const uint8_t *data, size_t len,
 const char *sb_http_method(const sb_http_request *r); /* "GET", ... */
 const char *sb_http_url(const sb_http_request *r);
 const char *sb_http_header(const sb_http_request *r, const char *name); /* first, or NULL */
+/* `t` as an HTTP date (RFC 9110 §5.6.7, "Sun, 06 Nov 1994 08:49:37 GMT"); 30 bytes suffice. */
+void sb_http_date(time_t t, char *out, size_t cap);
+
 /* 1 once a byte of the next request line arrived (empty lines before it do not count). */
 int sb_http_started(const sb_http_request *r);
 /* Whether the connection stays open after the response (HTTP/1.1 default, Connection). */

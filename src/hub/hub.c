@@ -176,6 +176,13 @@ static void deliver_to(hconn *hc, sb_msg *m) {
 
 /* ---- groups --------------------------------------------------------------------------- */
 
+/* "user:<identity>", the group of every connection of an identity (identity at most
+ * SB_IDENTITY_MAX bytes; out has room for it). Returns the name's length. */
+static size_t user_group(char out[SB_IDENTITY_MAX + 6], const char *identity) {
+  int n = snprintf(out, SB_IDENTITY_MAX + 6, "user:%s", identity);
+  return n < 0 ? 0 : SB_MIN((size_t)n, (size_t)SB_IDENTITY_MAX + 5);
+}
+
 static int valid_group(const char *g, size_t n) {
   return n > 0 && n <= SB_GROUP_MAX_NAME && sb_utf8_valid((const uint8_t *)g, n);
 }
@@ -205,8 +212,7 @@ static void record_join(sb_hub *h, hconn *hc, const char *name, size_t n) {
   char stream[SB_STREAM_MAX];
   uint64_t offset = 0, epoch = 0;
   size_t slen = stream_name(stream, 'g', name, n);
-  if (!slen || !h->engine->ops->position_now ||
-      h->engine->ops->position_now(h->engine, stream, slen, &offset, &epoch) != 0)
+  if (!slen || h->engine->ops->position_now(h->engine, stream, slen, &offset, &epoch) != 0)
     offset = epoch = 0;
   h->engine->ops->session_group(h->engine, hc->id, name, 1, offset, epoch);
 }
@@ -234,7 +240,7 @@ int sb_conn_join(sb_conn *c, const char *name) {
 
 int sb_conn_leave(sb_conn *c, const char *name) {
   hconn *hc = HC(c);
-  if (!hc || !name) return SB_EINVAL;
+  if (!hc || !name || strncmp(name, "user:", 5) == 0) return SB_EINVAL;
   if (hc->closing) return SB_ECLOSED;
   sb_hub *h = c->srv->hub;
   if (sb_groups_leave(&h->groups, &hc->groups, name, strlen(name)) == 0 && hc->owner)
@@ -377,7 +383,7 @@ int sb_hub_send_to_user(sb_hub *h, const char *identity, sb_method method, const
                         const void *body, size_t len) {
   if (!identity || !*identity || strlen(identity) > SB_IDENTITY_MAX) return SB_EINVAL;
   char g[SB_IDENTITY_MAX + 6];
-  snprintf(g, sizeof(g), "user:%s", identity);
+  user_group(g, identity);
   return sb_hub_publish(h, g, method, url, body, len);
 }
 
@@ -985,8 +991,7 @@ static void on_open(sb_conn *c, void *user) {
    * keeps it. */
   if (*identity) {
     char g[SB_IDENTITY_MAX + 6];
-    int n = snprintf(g, sizeof(g), "user:%s", identity);
-    if (local_join(h, hc, g, (size_t)n, 1) != 0) {
+    if (local_join(h, hc, g, user_group(g, identity), 1) != 0) {
       sb_conn_close(c, SB_CLOSE_INTERNAL, "cannot join the user's group", 28);
       return;
     }

@@ -11,11 +11,13 @@
  * (http_conn.c) holds back the next request until this one is answered, so answers keep the
  * order of the requests.
  *
- * A request is one allocation: the struct, then copies of the path, the query string and the
- * body (the envelope is borrowed for the duration of the hub's callback only, and a handler
- * may answer much later), then the router's scratch space for decoded parameters. It is on
- * the app's list of pending requests until answered; when its connection closes it stays
- * there with conn == NULL, so that a late sb_respond() is safe and frees it.
+ * A request is one allocation (req_new): the struct, the decoded query pairs, copies of the
+ * path, the query string, the sender's identity and the body (the envelope is borrowed for
+ * the duration of the hub's callback only, and a handler may answer much later), the router's
+ * and the query parser's scratch space, and for HTTP the request's headers. Response headers
+ * set with sb_respond_header are an allocation of their own. A request is on the app's list
+ * of pending requests until answered; when its connection closes it stays there with
+ * conn == NULL, so that a late sb_respond() is safe and frees it.
  *
  * The chain: sb_next() walks the middleware list from where the request stands, skipping
  * entries whose prefix does not cover the path, and then runs the route (or fails with the
@@ -311,15 +313,8 @@ static const char *default_type(const uint8_t *b, size_t n) {
 /* RFC 9110 §5.6.7 IMF-fixdate, without the locale (strftime's %a and %b follow it). */
 static const char *http_date(sb_app *app) {
   time_t now = time(NULL);
-  if (now != app->date_at) {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    snprintf(app->date, sizeof(app->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
-             days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
-             tm.tm_hour, tm.tm_min, tm.tm_sec);
+  if (now != app->date_at) { /* formatted once a second */
+    sb_http_date(now, app->date, sizeof(app->date));
     app->date_at = now;
   }
   return app->date;
@@ -534,7 +529,8 @@ static void req_start(sb_req *req, const char *url, size_t url_len) {
   if (req->method < SB_METHOD_GET || req->method > SB_METHOD_DELETE) {
     /* Over HTTP a method we do not route is "not implemented" (RFC 9110 §15.6.2). */
     req->match.status = req->http ? 501 : 400;
-    sb_fail(req, (uint16_t)req->match.status, "a request needs a method and a path starting with '/'");
+    sb_fail(req, (uint16_t)req->match.status,
+            req->http ? "method not implemented" : "a request needs a method (GET .. DELETE)");
     return;
   }
   if (plen == 0 || req->path[0] != '/' || memchr(url, '\0', url_len)) {

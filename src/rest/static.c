@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "http/http.h"
 #include "rest/static.h"
 
 #define SB_STATIC_MAX_FILE (16 * 1024 * 1024)
@@ -64,15 +65,6 @@ void sb_static_free(sb_static_mount *m, const sb_allocator *a) {
   sb_free(a, m);
 }
 
-static void http_date(time_t t, char *out, size_t cap) {
-  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
-           months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
 
 /* If-None-Match holds our tag (or "*"): a weak comparison, RFC 9110 §13.1.2. */
 static int etag_matches(const char *header, const char *etag) {
@@ -97,7 +89,7 @@ static void serve(sb_req *req, const sb_allocator *a, int fd, const struct stat 
   char etag[80], modified[40];
   snprintf(etag, sizeof(etag), "W/\"%llx-%llx-%lx\"", (unsigned long long)st->st_size,
            (unsigned long long)st->st_mtim.tv_sec, (unsigned long)st->st_mtim.tv_nsec);
-  http_date(st->st_mtim.tv_sec, modified, sizeof(modified));
+  sb_http_date(st->st_mtim.tv_sec, modified, sizeof(modified));
   sb_respond_header(req, "ETag", etag);
   sb_respond_header(req, "Last-Modified", modified);
   sb_respond_header(req, "Cache-Control", "no-cache"); /* revalidate: cheap with the ETag */
@@ -177,19 +169,15 @@ void sb_static_handler(sb_req *req, void *user) {
       sb_respond(req, 301, NULL, 0);
       return;
     }
-    int index = openat(fd, "index.html", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    int e = errno;
+    /* the same opener as for any file: no link followed, the same status mapping */
+    int code = 0;
+    int index = sb_static_open(fd, "index.html", &st, &code);
     close(fd);
     if (index < 0) {
-      int code = e == ENOENT ? 404 : e == ELOOP || e == EACCES ? 403 : 500;
       if (code == 404) return sb_next(req);
       return sb_fail(req, (uint16_t)code, "cannot open index.html");
     }
     fd = index;
-    if (fstat(fd, &st) != 0) {
-      close(fd);
-      return sb_fail(req, 500, "cannot stat index.html");
-    }
     name = "index.html";
   } else if (dir) { /* "file.txt/" */
     close(fd);

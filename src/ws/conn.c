@@ -243,28 +243,13 @@ static void accept_upgrade(sb_conn *c) {
   sb_server *s = c->srv;
   const char *chosen = NULL;
   const char *offered[16];
-  char small[1024], *scratch = small;
-  size_t cap = sizeof(small);
-  /* Entries may carry a token of a few KiB: room for the whole header when it is long. */
-  const char *proto = sb_handshake_header(c->hs, "Sec-WebSocket-Protocol");
-  if (proto && strlen(proto) + 64 > cap) {
-    cap = s->opts.max_header_bytes + 64;
-    scratch = sb_malloc(A(c), cap);
-    if (!scratch) {
-      sb_net_close(c);
-      return;
-    }
-  }
+  char scratch[1024];
   /* A "bearer.<token>" entry carries a browser's credential (sb_upgrade_token), not a
    * protocol: it is never offered to the hook nor chosen. Browsers fail a connection that
    * offered subprotocols and got none back, so without a hook the first real one is chosen
    * when a token came that way. */
-  size_t all = proto ? sb_handshake_subprotocols(c->hs, offered, 16, scratch, cap) : 0, n = 0;
   int bearer = 0;
-  for (size_t i = 0; i < all; i++) {
-    if (strncmp(offered[i], "bearer.", 7) == 0) bearer = 1;
-    else offered[n++] = offered[i];
-  }
+  size_t n = sb_handshake_subprotocols(c->hs, offered, 16, scratch, sizeof(scratch), &bearer);
   if (s->opts.on_subprotocol && n > 0) {
     int i = s->opts.on_subprotocol(offered, n, s->hook_user);
     if (i >= 0 && (size_t)i < n) chosen = offered[i];
@@ -285,7 +270,6 @@ static void accept_upgrade(sb_conn *c) {
     c->subprotocol = sb_malloc(A(c), size);
     if (c->subprotocol) memcpy(c->subprotocol, chosen, size);
   }
-  if (scratch != small) sb_free(A(c), scratch);
   drop_handshake(c);
   /* The 101 and whatever on_open sends (a HELLO) leave together in one write, at once rather
    * than at the end of the loop turn, and the busy-state block is given back right after: an

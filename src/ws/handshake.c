@@ -111,8 +111,9 @@ sb_hs_result sb_handshake_feed(sb_handshake *h, const uint8_t *data, size_t len,
 }
 
 size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t max,
-                                 char *scratch, size_t scratch_len) {
+                                 char *scratch, size_t scratch_len, int *bearer) {
   size_t count = 0, used = 0;
+  if (bearer) *bearer = 0;
   for (unsigned i = 0; i < h->req.nheaders; i++) {
     const sb_http_request *r = &h->req;
     if (strcasecmp(r->buf + r->headers[i][0], "Sec-WebSocket-Protocol") != 0) continue;
@@ -125,6 +126,10 @@ size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t
       while (end > start && is_ows(end[-1])) end--;
       if (end == start) continue;
       size_t n = (size_t)(end - start);
+      if (n > 7 && memcmp(start, "bearer.", 7) == 0) {
+        if (bearer) *bearer = 1; /* a credential (sb_upgrade_token), never a protocol */
+        continue;
+      }
       if (count == max || used + n + 1 > scratch_len) return 0;
       memcpy(scratch + used, start, n);
       scratch[used + n] = '\0';

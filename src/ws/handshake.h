@@ -67,11 +67,13 @@ int sb_handshake_method(const sb_handshake *h);
 
 /*
  * Collects the subprotocols offered in every Sec-WebSocket-Protocol header, in order, into
- * out[0..max). Each is copied NUL-terminated into `scratch` (size `scratch_len`). Returns the
- * count (0 if none, or if they do not fit).
+ * out[0..max). Each is copied NUL-terminated into `scratch` (size `scratch_len`). Entries
+ * "bearer.<token>" carry a browser's credential, not a protocol: they are skipped, and
+ * *bearer (may be NULL) says whether one came. Returns the count (0 if none, or if they do
+ * not fit).
  */
 size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t max,
-                                 char *scratch, size_t scratch_len);
+                                 char *scratch, size_t scratch_len, int *bearer);
 
 /* Computes the Sec-WebSocket-Accept value for a key into out[29]. Returns 0, or -1 if the key
  * does not decode to exactly 16 bytes. */

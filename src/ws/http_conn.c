@@ -276,8 +276,7 @@ int sb_ws_http_respond(sb_conn *c, const void *head, size_t hlen, const void *bo
     return SB_ENOMEM;
   }
   if (c->hflags & SB_H_CLOSE) {
-    sb_ws_drop_handshake(c);
-    sb_ws_drain(c);
+    finish(c);
     if (!(c->flags & SB_F_PEER_EOF)) read_again(c); /* the drain ends at the peer's FIN */
     return 0;
   }
@@ -310,8 +309,7 @@ int sb_ws_http_sweep(sb_conn *c, uint32_t now) {
   }
   if (c->hflags & SB_H_IDLE) {
     if (age < o->keepalive_timeout_ms) return 0;
-    sb_ws_drop_handshake(c);
-    sb_ws_drain(c); /* FIN; the client sees the keep-alive connection end */
+    finish(c); /* FIN; the client sees the keep-alive connection end */
     return 1;
   }
   if (age < o->handshake_timeout_ms) return 0;
@@ -325,8 +323,7 @@ void sb_ws_http_shutdown(sb_conn *c) {
     c->t0 = sb_net_now(c->srv);
     return;
   }
-  sb_ws_drop_handshake(c);
-  sb_ws_drain(c);
+  finish(c);
   read_again(c);
 }
 

@@ -40,7 +40,8 @@ struct sb_upgrade {
   uint8_t *early;   /* bytes that came after the request (the read buffer's, then a copy) */
   size_t early_len;
   int early_owned;
-  char addr[64];
+  int addr_done;
+  char addr[64];    /* the peer's address, looked up when first asked for */
 };
 
 static void up_free(sb_upgrade *up) {
@@ -67,7 +68,17 @@ static sb_handshake *HS(const sb_upgrade *up) {
   return up->conn && !up->refresh && up->conn->state == SB_CONN_HANDSHAKE ? up->conn->hs : NULL;
 }
 
-void sb_ws_upgrade_orphan(void *upgrade) { ((sb_upgrade *)upgrade)->conn = NULL; }
+static void look_up_peer(sb_upgrade *up) {
+  if (up->addr_done) return;
+  up->addr_done = 1;
+  if (up->conn && up->conn->state != SB_CONN_CLOSED) sb_net_peer(up->conn, up->addr, sizeof(up->addr));
+}
+
+void sb_ws_upgrade_orphan(void *upgrade) {
+  sb_upgrade *up = upgrade;
+  look_up_peer(up); /* the application may still ask, after the connection is gone */
+  up->conn = NULL;
+}
 
 void sb_ws_upgrade_start(sb_conn *c, const uint8_t *early, size_t early_len) {
   sb_server *s = c->srv;
@@ -80,14 +91,16 @@ void sb_ws_upgrade_start(sb_conn *c, const uint8_t *early, size_t early_len) {
   up->a = s->alloc;
   up->early = (uint8_t *)early; /* borrowed from the read buffer during the callback */
   up->early_len = early_len;
-  sb_net_peer(c, up->addr, sizeof(up->addr));
   c->hs->upgrade = up;
-  sb_net_read_stop(c);
   s->opts.on_upgrade(up, s->hook_user);
-  /* No verdict yet: the read buffer is about to be reused, so the early bytes are copied. The
-   * connection memory outlives this call (it goes in libuv's close callback), and `up` is
-   * still pending only if the handshake still points at it. */
-  if (c->state == SB_CONN_HANDSHAKE && c->hs && c->hs->upgrade == up && early_len) {
+  /* No verdict yet: the connection waits without reading (a client must wait for the 101),
+   * and the read buffer is about to be reused, so the early bytes are copied. A verdict given
+   * inside the callback (the usual JWT case) costs neither. The connection memory outlives
+   * this call (it goes in libuv's close callback), and `up` is still pending only if the
+   * handshake still points at it. */
+  if (c->state != SB_CONN_HANDSHAKE || !c->hs || c->hs->upgrade != up) return;
+  sb_net_read_stop(c);
+  if (early_len) {
     uint8_t *copy = sb_malloc(&s->alloc, early_len);
     if (!copy) return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
     memcpy(copy, early, early_len);
@@ -114,7 +127,10 @@ const char *sb_upgrade_header(sb_upgrade *up, const char *name) {
   return v ? keep(up, v, strlen(v)) : NULL;
 }
 
-const char *sb_upgrade_remote_address(sb_upgrade *up) { return up->addr; }
+const char *sb_upgrade_remote_address(sb_upgrade *up) {
+  look_up_peer(up);
+  return up->addr;
+}
 
 const char *sb_upgrade_query(sb_upgrade *up, const char *name) {
   sb_handshake *h = HS(up);
@@ -159,7 +175,7 @@ const char *sb_upgrade_cookie(sb_upgrade *up, const char *name) {
 const char *sb_upgrade_token(sb_upgrade *up) {
   if (up->token_done || !HS(up)) return up->token;
   up->token_done = 1;
-  const char *auth = sb_upgrade_header(up, "Authorization");
+  const char *auth = sb_handshake_header(HS(up), "Authorization");
   if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
     const char *t = auth + 7;
     while (*t == ' ') t++;
@@ -374,7 +390,6 @@ int sb_ws_refresh(sb_conn *c, const char *token, size_t len) {
   up->refresh = 1;
   up->token_done = 1;
   up->token = len && !memchr(token, '\0', len) ? keep(up, token, len) : NULL;
-  sb_net_peer(c, up->addr, sizeof(up->addr));
   c->auth->refresh = up;
   s->opts.on_upgrade(up, s->hook_user);
   return 0;

@@ -90,7 +90,7 @@ static outcome run(const uint8_t *s, size_t n, size_t max_bytes, size_t cut, siz
       CHECK(url != NULL, "no url");
       const char *out[16];
       char scratch[256];
-      size_t np = sb_handshake_subprotocols(&h, out, 16, scratch, sizeof scratch);
+      size_t np = sb_handshake_subprotocols(&h, out, 16, scratch, sizeof scratch, NULL);
       for (size_t i = 0; i < np; i++)
         CHECK(out[i] >= scratch && out[i] < scratch + sizeof scratch && out[i][0] != 0,
               "subprotocol %zu", i);

@@ -357,6 +357,8 @@ describe('a custom upgrade hook', () => {
     const r = await c.request('/join/user:victim', '', { method: METHOD.POST });
     assert.equal(r.status, 400);
     assert.equal((await c.ok('/join/room')).split('\n').sort().join(','), 'room,user:uma');
+    // nor left by name: the hub keeps every connection of an identity in its group
+    assert.equal((await c.ok('/leave/user:uma')).split('\n').sort().join(','), 'room,user:uma');
     c.destroy();
   });
 

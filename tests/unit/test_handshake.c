@@ -536,15 +536,15 @@ static void test_subprotocols(void **state) {
                                   "Sec-WebSocket-Protocol: c\r\n" END),
                    SB_HS_UPGRADE);
   memset(out, 0, sizeof out);
-  assert_int_equal(sb_handshake_subprotocols(&h, out, 8, scratch, sizeof scratch), 3);
+  assert_int_equal(sb_handshake_subprotocols(&h, out, 8, scratch, sizeof scratch, NULL), 3);
   assert_string_equal(out[0], "a");
   assert_string_equal(out[1], "b");
   assert_string_equal(out[2], "c");
   /* Too few slots, or too little scratch: 0. */
-  assert_int_equal(sb_handshake_subprotocols(&h, out, 2, scratch, sizeof scratch), 0);
-  assert_int_equal(sb_handshake_subprotocols(&h, out, 8, scratch, 3), 0);
+  assert_int_equal(sb_handshake_subprotocols(&h, out, 2, scratch, sizeof scratch, NULL), 0);
+  assert_int_equal(sb_handshake_subprotocols(&h, out, 8, scratch, 3, NULL), 0);
   /* Exactly enough: "a\0b\0c\0" is 6 bytes. */
-  assert_int_equal(sb_handshake_subprotocols(&h, out, 3, scratch, 6), 3);
+  assert_int_equal(sb_handshake_subprotocols(&h, out, 3, scratch, 6, NULL), 3);
   assert_string_equal(out[2], "c");
   sb_handshake_free(&h);
 
@@ -552,7 +552,7 @@ static void test_subprotocols(void **state) {
   assert_int_equal(feed_whole(&h, RL HOST UPG CONN KEY VER
                               "sec-websocket-protocol:  chat ,superchat,\tv2.json  \r\n" END),
                    SB_HS_UPGRADE);
-  assert_int_equal(sb_handshake_subprotocols(&h, out, 8, scratch, sizeof scratch), 3);
+  assert_int_equal(sb_handshake_subprotocols(&h, out, 8, scratch, sizeof scratch, NULL), 3);
   assert_string_equal(out[0], "chat");
   assert_string_equal(out[1], "superchat");
   assert_string_equal(out[2], "v2.json");
@@ -560,7 +560,7 @@ static void test_subprotocols(void **state) {
 
   sb_handshake_init(&h, 8192, counting_realloc, &a);
   assert_int_equal(feed_whole(&h, RL HOST UPG CONN KEY VER END), SB_HS_UPGRADE);
-  assert_int_equal(sb_handshake_subprotocols(&h, out, 8, scratch, sizeof scratch), 0);
+  assert_int_equal(sb_handshake_subprotocols(&h, out, 8, scratch, sizeof scratch, NULL), 0);
   sb_handshake_free(&h);
   assert_int_equal(a.live, 0);
 }
