@@ -352,7 +352,8 @@ SB_EXPORT int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char
  * Rejects with an HTTP status (400-599, e.g. 401, 403, 429), extra response headers
  * `headers[0..nheaders)` given as "Name: value" strings (e.g. "WWW-Authenticate: Bearer",
  * "Retry-After: 30"; no CR or LF inside, at most 1 KiB in all; Content-Length, Content-Type,
- * Transfer-Encoding, Connection, Upgrade and Sec-WebSocket-* are the library's and refused),
+ * Transfer-Encoding, Connection, Keep-Alive, Upgrade, Date, Trailer and Sec-WebSocket-* are
+ * the library's and refused),
  * and a short text body (may be NULL; cut to 255 bytes, control characters made spaces). The
  * connection is closed after the answer. For a refresh, the connection stays open until its old
  * credentials expire (the client may try again) and gets an AUTH error. Frees `up`.

@@ -612,3 +612,24 @@ void sb_http_date(time_t t, char *out, size_t cap) {
   snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
            months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
+
+int sb_http_field_ok(const char *name, size_t name_len, const char *value) {
+  if (name_len == 0) return 0;
+  for (size_t i = 0; i < name_len; i++) {
+    if (!is_tchar((uint8_t)name[i])) return 0;
+  }
+  for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+    if ((*p < 0x20 && *p != '\t') || *p == 0x7f) return 0; /* no CR, LF: no injection */
+  }
+  return 1;
+}
+
+int sb_http_field_reserved(const char *name, size_t name_len) {
+  static const char *const ours[] = {"Content-Length", "Transfer-Encoding", "Connection",
+                                     "Keep-Alive",     "Upgrade",           "Date",
+                                     "Trailer"};
+  for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+    if (strlen(ours[i]) == name_len && strncasecmp(name, ours[i], name_len) == 0) return 1;
+  }
+  return 0;
+}

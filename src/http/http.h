@@ -96,6 +96,14 @@ const char *sb_http_header(const sb_http_request *r, const char *name); /* first
 /* `t` as an HTTP date (RFC 9110 §5.6.7, "Sun, 06 Nov 1994 08:49:37 GMT"); 30 bytes suffice. */
 void sb_http_date(time_t t, char *out, size_t cap);
 
+/* Response header fields an application adds (sb_respond_header, sb_upgrade_reject): 1 if
+ * name[0..name_len) is a token and the NUL-terminated value has no control character but
+ * HTAB (so no CR or LF: no response splitting). */
+int sb_http_field_ok(const char *name, size_t name_len, const char *value);
+/* 1 for the fields whose framing the library writes itself (Content-Length, Transfer-Encoding,
+ * Connection, Keep-Alive, Upgrade, Date, Trailer; any case): an application may not set them. */
+int sb_http_field_reserved(const char *name, size_t name_len);
+
 /* 1 once a byte of the next request line arrived (empty lines before it do not count). */
 int sb_http_started(const sb_http_request *r);
 /* Whether the connection stays open after the response (HTTP/1.1 default, Connection). */

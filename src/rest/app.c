@@ -379,34 +379,11 @@ int sb_respond_sized(sb_req *req, uint16_t status, size_t content_length) {
   return r;
 }
 
-static int valid_header_name(const char *s) {
-  if (!*s) return 0;
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          (c && strchr("!#$%&'*+-.^_`|~", c))))
-      return 0;
-  }
-  return 1;
-}
-
-static int valid_header_value(const char *s) {
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return 0; /* no CR, LF: no header injection */
-  }
-  return 1;
-}
-
 int sb_respond_header(sb_req *req, const char *name, const char *value) {
-  if (!req || !name || !value || !valid_header_name(name) || !valid_header_value(value))
-    return SB_EINVAL;
   /* The framing and the connection are the library's. */
-  static const char *const managed[] = {"Content-Length", "Transfer-Encoding", "Connection",
-                                        "Keep-Alive", "Upgrade", "Date", "Trailer"};
-  for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++) {
-    if (strcasecmp(name, managed[i]) == 0) return SB_EINVAL;
-  }
+  if (!req || !name || !value || !sb_http_field_ok(name, strlen(name), value) ||
+      sb_http_field_reserved(name, strlen(name)))
+    return SB_EINVAL;
   if (!req->http) return 0; /* a RESPONSE envelope has no headers */
   size_t n = strlen(name) + strlen(value) + 4;
   if (req->rhdrs_len + n > SB_REQ_MAX_RESPONSE_HEADERS) return SB_ENOMEM;

@@ -319,22 +319,13 @@ int sb_upgrade_accept(sb_upgrade *up, const char *identity, const char *claims,
  * are written into the response as they are. */
 static int header_ok(const char *h) {
   const char *colon = strchr(h, ':');
-  if (!colon || colon == h) return 0;
-  for (const unsigned char *p = (const unsigned char *)h; p < (const unsigned char *)colon; p++) {
-    if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p)) return 0;
-  }
-  for (const unsigned char *p = (const unsigned char *)colon; *p; p++) {
-    if (*p == '\r' || *p == '\n' || (*p < ' ' && *p != '\t') || *p == 127) return 0;
-  }
-  /* The framing of the answer is ours: a second Content-Length or a Connection header could
-   * make a proxy read the stream differently. */
-  static const char *const ours[] = {"Content-Length", "Content-Type", "Transfer-Encoding",
-                                     "Connection", "Upgrade"};
+  if (!colon) return 0;
   size_t n = (size_t)(colon - h);
-  for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
-    if (strlen(ours[i]) == n && strncasecmp(h, ours[i], n) == 0) return 0;
-  }
-  return strncasecmp(h, "Sec-WebSocket-", 14) != 0;
+  /* The framing of the answer is ours (a second Content-Length or a Connection header could
+   * make a proxy read the stream differently), and so are its text body and the upgrade's. */
+  return sb_http_field_ok(h, n, colon + 1) && !sb_http_field_reserved(h, n) &&
+         !(n == 12 && strncasecmp(h, "Content-Type", 12) == 0) &&
+         strncasecmp(h, "Sec-WebSocket-", 14) != 0;
 }
 
 int sb_upgrade_reject(sb_upgrade *up, int status, const char *const *headers, size_t nheaders,
