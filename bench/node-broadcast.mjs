@@ -14,7 +14,7 @@
 // permessage-deflate off, and exits cleanly on SIGTERM or SIGINT.
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer, WebSocket } from 'ws';
-import { parseHostPort } from './node-args.mjs';
+import { parseHostPort, serveUntilSignal } from './node-args.mjs';
 
 const { host, port } = parseHostPort('node-broadcast');
 
@@ -77,23 +77,4 @@ wss.on('connection', (ws) => {
   ws.on('error', () => {}); // a client that vanishes must not crash the server
 });
 
-wss.on('listening', () => {
-  const a = wss.address();
-  process.stdout.write(`listening on ${a.address}:${a.port}\n`);
-});
-
-wss.on('error', (err) => {
-  console.error(`node-broadcast: ${err.message}`);
-  process.exit(1);
-});
-
-let stopping = false;
-function stop() {
-  if (stopping) return;
-  stopping = true;
-  for (const ws of wss.clients) ws.terminate();
-  wss.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 2000).unref();
-}
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+serveUntilSignal('node-broadcast', wss);

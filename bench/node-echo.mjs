@@ -8,7 +8,7 @@
 // message back with the same opcode (text stays text, binary stays binary), has
 // permessage-deflate off, and exits cleanly on SIGTERM or SIGINT.
 import { WebSocketServer } from 'ws';
-import { parseHostPort } from './node-args.mjs';
+import { parseHostPort, serveUntilSignal } from './node-args.mjs';
 
 const { host, port } = parseHostPort('node-echo');
 
@@ -21,23 +21,4 @@ wss.on('connection', (ws) => {
   ws.on('error', () => {}); // a client that vanishes must not crash the server
 });
 
-wss.on('listening', () => {
-  const a = wss.address();
-  process.stdout.write(`listening on ${a.address}:${a.port}\n`);
-});
-
-wss.on('error', (err) => {
-  console.error(`node-echo: ${err.message}`);
-  process.exit(1);
-});
-
-let stopping = false;
-function stop() {
-  if (stopping) return;
-  stopping = true;
-  for (const ws of wss.clients) ws.terminate();
-  wss.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 2000).unref();
-}
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+serveUntilSignal('node-echo', wss);
