@@ -518,16 +518,30 @@ int sb_http_keep_alive(const sb_http_request *r) {
 
 static int is_ows(char c) { return c == ' ' || c == '\t'; }
 
-int sb_token_list_has(const char *list, const char *token) {
-  size_t tlen = strlen(token);
-  const char *p = list;
-  while (*p) {
-    while (*p == ',' || is_ows(*p)) p++;
-    const char *start = p;
-    while (*p && *p != ',') p++;
-    const char *end = p;
+const char *sb_list_next(const char **p, size_t *len) {
+  const char *s = *p;
+  for (;;) {
+    while (*s == ',' || is_ows(*s)) s++;
+    if (!*s) {
+      *p = s;
+      return NULL;
+    }
+    const char *start = s;
+    while (*s && *s != ',') s++;
+    const char *end = s;
     while (end > start && is_ows(end[-1])) end--;
-    if ((size_t)(end - start) == tlen && strncasecmp(start, token, tlen) == 0) return 1;
+    if (end > start) {
+      *p = s;
+      *len = (size_t)(end - start);
+      return start;
+    }
+  }
+}
+
+int sb_token_list_has(const char *list, const char *token) {
+  size_t tlen = strlen(token), n;
+  for (const char *e; (e = sb_list_next(&list, &n)) != NULL;) {
+    if (n == tlen && strncasecmp(e, token, tlen) == 0) return 1;
   }
   return 0;
 }

@@ -109,6 +109,10 @@ int sb_http_started(const sb_http_request *r);
 /* Whether the connection stays open after the response (HTTP/1.1 default, Connection). */
 int sb_http_keep_alive(const sb_http_request *r);
 
+/* The next element of a comma-separated list (RFC 9110 §5.6.1) from *p on, without the blanks
+ * around it: its start (and *len), or NULL at the end; *p moves past it. Empty elements are
+ * skipped. */
+const char *sb_list_next(const char **p, size_t *len);
 /* 1 if the comma-separated token list `list` contains `token` (case-insensitive). */
 int sb_token_list_has(const char *list, const char *token);
 /* 1 if any header `name` is a token list holding `token` (Connection may come in several

@@ -511,7 +511,10 @@ static rpos *find_pos(resume_ctx *rc, const char *stream, size_t slen) {
 }
 
 /* Adds one of the session's own streams, with the client's position for it if it sent one. */
-static int add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen, int direct) {
+/* Adds a stream to the resume, at the client's position for it if it named one; else, for a
+ * group, from where the session joined it (`joined`, may be NULL; epoch 0: unknown). */
+static int add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen, int direct,
+                   const sb_session_group *joined) {
   if (slen == 0 || slen >= SB_STREAM_MAX) return SB_EINVAL;
   if (find_pos(rc, stream, slen)) return 0;
   rpos *np = sb_realloc(h->a, rc->pos, (rc->npos + 1) * sizeof(*np));
@@ -532,6 +535,11 @@ static int add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen, i
   /* The direct stream is the session's own from its first message: without a position the
    * client has seen none of it, so all of it is replayed (PROTOCOL.md §6). */
   if (direct && !p->has_position) p->has_position = 1;
+  if (joined && !p->has_position && joined->epoch != 0) {
+    p->offset = joined->offset;
+    p->epoch = joined->epoch;
+    p->has_position = 1;
+  }
   return 0;
 }
 
@@ -725,20 +733,20 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
   snprintf(conn_id, sizeof(conn_id), "%s", s->conn_id);
   size_t total = 0, ngroups = s->ngroups, off = 0;
   for (size_t i = 0; i < ngroups; i++) total += strlen(s->groups[i].name) + 1;
-  /* the join positions (offset, epoch per group), then the names */
-  uint64_t *joined = sb_malloc(h->a, ngroups * 16 + total + 1);
+  /* the session's groups with their join positions, then their names */
+  sb_session_group *joined = sb_malloc(h->a, ngroups * sizeof(*joined) + total + 1);
   if (!joined) {
     resume_abort(h, hc, "resume: out of memory");
     resume_release(h, rc);
     return;
   }
-  char *names = (char *)(joined + 2 * ngroups);
+  char *names = (char *)(joined + ngroups);
   for (size_t i = 0; i < ngroups; i++) {
     size_t l = strlen(s->groups[i].name) + 1;
     memcpy(names + off, s->groups[i].name, l);
+    joined[i] = s->groups[i];
+    joined[i].name = names + off;
     off += l;
-    joined[2 * i] = s->groups[i].offset;
-    joined[2 * i + 1] = s->groups[i].epoch;
   }
   /* Step 2: adopt the session. An older connection still holding it is closed. */
   hconn *old = sb_map_get(&h->conns, conn_id, strlen(conn_id));
@@ -765,32 +773,22 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
   /* Groups joined on this connection before the resume become part of the session too. */
   for (uint32_t i = 0; i < hc->groups.n; i++)
     record_join(h, hc, hc->groups.refs[i].g->name, hc->groups.refs[i].g->name_len);
-  for (off = 0; off < total; off += strlen(names + off) + 1)
-    local_join(h, hc, names + off, strlen(names + off), 0);
+  for (size_t i = 0; i < ngroups; i++) local_join(h, hc, joined[i].name, strlen(joined[i].name), 0);
   /* Only the session's own streams are replayed: its groups and its direct stream, whatever
    * else the client names. */
   char stream[SB_STREAM_MAX];
   for (uint32_t i = 0; i < hc->groups.n && r == 0; i++) {
     sb_group *g = hc->groups.refs[i].g;
-    size_t slen = stream_name(stream, 'g', g->name, g->name_len);
-    if (slen) r = add_pos(h, rc, stream, slen, 0);
-  }
-  /* A group the client names no position for is replayed from where the session joined it. */
-  off = 0;
-  for (size_t i = 0; i < ngroups && r == 0; i++) {
-    size_t l = strlen(names + off);
-    size_t slen = stream_name(stream, 'g', names + off, l);
-    rpos *p = slen ? find_pos(rc, stream, slen) : NULL;
-    if (p && !p->has_position && joined[2 * i + 1] != 0) {
-      p->offset = joined[2 * i];
-      p->epoch = joined[2 * i + 1];
-      p->has_position = 1;
+    const sb_session_group *j = NULL; /* the session's join position, if it was a member */
+    for (size_t k = 0; k < ngroups && !j; k++) {
+      if (strcmp(joined[k].name, g->name) == 0) j = &joined[k];
     }
-    off += l + 1;
+    size_t slen = stream_name(stream, 'g', g->name, g->name_len);
+    if (slen) r = add_pos(h, rc, stream, slen, 0, j);
   }
   sb_free(h->a, joined);
   size_t dlen = stream_name(stream, 'c', hc->id, strlen(hc->id));
-  if (r == 0) r = add_pos(h, rc, stream, dlen, 1);
+  if (r == 0) r = add_pos(h, rc, stream, dlen, 1, NULL);
   if (r != 0 || new_token_and_hello(h, hc) != 0) {
     resume_abort(h, hc, "resume: out of memory");
     resume_release(h, rc);

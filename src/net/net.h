@@ -97,7 +97,6 @@ struct sb_conn {
 
 /* Plain HTTP connection flags (c->hflags). */
 enum {
-  SB_H_HTTP = 1 << 0,         /* the connection carries plain HTTP requests */
   SB_H_INFLIGHT = 1 << 1,     /* a request is with the application, not answered yet */
   SB_H_CLOSE = 1 << 2,        /* close after the answer to the request in flight */
   SB_H_KEEP10 = 1 << 3,       /* HTTP/1.0 keep-alive: say so in the answer */

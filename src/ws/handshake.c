@@ -42,8 +42,6 @@ const char *sb_handshake_url(const sb_handshake *h) { return sb_http_url(&h->req
 
 int sb_handshake_method(const sb_handshake *h) { return (int)h->req.parser.method; }
 
-static int is_ows(char c) { return c == ' ' || c == '\t'; }
-
 static int b64_value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -117,15 +115,9 @@ size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t
   for (unsigned i = 0; i < h->req.nheaders; i++) {
     const sb_http_request *r = &h->req;
     if (strcasecmp(r->buf + r->headers[i][0], "Sec-WebSocket-Protocol") != 0) continue;
-    const char *p = r->buf + r->headers[i][1];
-    while (*p) {
-      while (*p == ',' || is_ows(*p)) p++;
-      const char *start = p;
-      while (*p && *p != ',') p++;
-      const char *end = p;
-      while (end > start && is_ows(end[-1])) end--;
-      if (end == start) continue;
-      size_t n = (size_t)(end - start);
+    const char *p = r->buf + r->headers[i][1], *start;
+    size_t n;
+    while ((start = sb_list_next(&p, &n)) != NULL) {
       if (n > 7 && memcmp(start, "bearer.", 7) == 0) {
         if (bearer) *bearer = 1; /* a credential (sb_upgrade_token), never a protocol */
         continue;

@@ -217,7 +217,7 @@ void sb_ws_http_start(sb_conn *c, uint8_t *data, size_t len) {
     return;
   }
   c->state = SB_CONN_HTTP;
-  c->hflags = SB_H_HTTP; /* t0 stays: the request's clock started at the accept */
+  c->hflags = 0; /* t0 stays: the request's clock started at the accept */
   if (on_head(c)) return;
   size_t used = run(c, data, len);
   keep_rest(c, data + used, len - used);

@@ -186,13 +186,10 @@ const char *sb_upgrade_token(sb_upgrade *up) {
   sb_handshake *h = HS(up);
   for (unsigned i = 0; i < h->req.nheaders; i++) {
     if (strcasecmp(h->req.buf + h->req.headers[i][0], "Sec-WebSocket-Protocol") != 0) continue;
-    for (const char *p = h->req.buf + h->req.headers[i][1]; *p;) {
-      while (*p == ' ' || *p == '\t' || *p == ',') p++;
-      const char *end = p;
-      while (*end && *end != ',' && *end != ' ' && *end != '\t') end++;
-      if (end - p > 7 && strncmp(p, "bearer.", 7) == 0)
-        return up->token = keep(up, p + 7, (size_t)(end - p - 7));
-      p = end;
+    const char *p = h->req.buf + h->req.headers[i][1], *e;
+    size_t n;
+    while ((e = sb_list_next(&p, &n)) != NULL) {
+      if (n > 7 && strncmp(e, "bearer.", 7) == 0) return up->token = keep(up, e + 7, n - 7);
     }
   }
   const char *t = sb_upgrade_cookie(up, "sb_token");
