@@ -145,11 +145,35 @@ static size_t stream_name(char *out, char prefix, const char *name, size_t n) {
   return n + 2;
 }
 
+/* Everything the hub sends goes through here: a push, an answer, an error, a pong. A message
+ * that cannot be queued is never dropped silently: the connection's queue is full (or memory
+ * ran out), so it is closed as a slow consumer with 1013 and resumes later, losing nothing of
+ * its streams; a client whose answer was lost learns it from the close, not from a timeout
+ * (DESIGN.md, "Failure and security principles"). The rest of a group is not slowed down. */
+static int send_to(sb_conn *c, sb_msg *m) {
+  int r = sb_conn_send_msg(c, m);
+  hconn *hc = HC(c);
+  if ((r == SB_SEND_DROPPED || r < 0) && hc && !hc->slow && c->state == SB_CONN_OPEN) {
+    hc->slow = 1;
+    sb_ws_slow_consumer(c);
+  }
+  return r;
+}
+
+static void deliver_to(hconn *hc, sb_msg *m) { send_to(hc->conn, m); }
+
 static int send_env(sb_hub *h, sb_conn *c, const sb_envelope *env) {
   sb_msg *m;
   int r = sb_envelope_msg(&h->sch, h->srv, env, &m);
-  if (r) return r;
-  r = sb_conn_send_msg(c, m);
+  if (r) {
+    hconn *hc = HC(c);
+    if (hc && !hc->slow && c->state == SB_CONN_OPEN) {
+      hc->slow = 1;
+      sb_conn_close(c, SB_CLOSE_INTERNAL, "out of memory", sizeof "out of memory" - 1);
+    }
+    return r;
+  }
+  r = send_to(c, m);
   sb_msg_unref(m);
   return r;
 }
@@ -162,16 +186,6 @@ static void send_error(sb_hub *h, sb_conn *c, uint32_t id, uint16_t status, cons
   env.body = text;
   env.body_len = strlen(text);
   send_env(h, c, &env);
-}
-
-/* A member whose queue is full is closed: it resumes later and loses nothing, and the rest
- * of the group is not slowed down by it (DESIGN.md, "Failure and security principles"). */
-static void deliver_to(hconn *hc, sb_msg *m) {
-  int r = sb_conn_send_msg(hc->conn, m);
-  if (r == SB_SEND_DROPPED && !hc->slow && hc->conn->state == SB_CONN_OPEN) {
-    hc->slow = 1;
-    sb_conn_close(hc->conn, SB_CLOSE_TRY_AGAIN, "slow consumer: send queue full", 30);
-  }
 }
 
 /* ---- groups --------------------------------------------------------------------------- */
@@ -477,7 +491,10 @@ static int send_hello(sb_hub *h, hconn *hc, const char *token) {
   sb_msg *m;
   if ((r = sb_msg_alloc(&m, h->srv, SB_BINARY, size))) return r;
   r = sb_schema_encode(h->sch.hello, v, m->data + m->hdr_len, size, &n, NULL, 0);
-  if (r == 0) r = sb_conn_send_msg(hc->conn, m) < 0 ? SB_ENOMEM : 0;
+  if (r == 0) {
+    int sr = send_to(hc->conn, m);
+    r = sr < 0 ? sr : sr == SB_SEND_DROPPED ? SB_ENOMEM : 0;
+  }
   sb_msg_unref(m);
   return r;
 }
@@ -630,7 +647,7 @@ static void on_history(void *ctx, int status, uint64_t epoch, uint64_t first, ui
   for (size_t i = 0; i < n && hc->conn->state == SB_CONN_OPEN; i++) {
     if (recs[i].offset <= p->sent) continue;
     /* Paced by the send queue: the rest of this batch is read again after the drain. */
-    if (sb_conn_queued_bytes(hc->conn) > pace) break;
+    if (sb_net_queued_cost(hc->conn) > pace) break;
     sb_msg *m;
     if (push_msg(h, p->stream, p->slen, epoch, &recs[i], &m) != 0) {
       resume_abort(h, hc, "resume: out of memory");
@@ -656,7 +673,7 @@ static void replay_run(sb_hub *h, resume_ctx *rc) {
   for (;;) {
     hconn *hc = rc->hc;
     if (!hc || hc->resume != rc || hc->conn->state != SB_CONN_OPEN) return;
-    if (sb_conn_queued_bytes(hc->conn) > h->srv->opts.max_queued_bytes / 2) {
+    if (sb_net_queued_cost(hc->conn) > h->srv->opts.max_queued_bytes / 2) {
       rc->paused = 1; /* continue when the socket has taken it (on_drain) */
       sb_net_want_drain(hc->conn);
       return;

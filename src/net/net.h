@@ -33,7 +33,9 @@ enum {
   SB_F_BACKPRESSURE = 1 << 4,  /* a send returned BACKPRESSURE: fire on_drain when flushed */
   SB_F_SHUTDOWN_SENT = 1 << 5, /* uv_shutdown issued while draining */
   SB_F_IO_TOUCHED = 1 << 6,    /* the io block was used since the last sweep */
-  SB_F_PEER_EOF = 1 << 7       /* the peer half-closed while our answers were still queued */
+  SB_F_PEER_EOF = 1 << 7,      /* the peer half-closed while our answers were still queued */
+  SB_F_READ_PAUSED = 1 << 8    /* WebSocket: reading paused until the send queue is written
+                                  (conn.c); unparsed bytes wait in io->in */
 };
 
 /* State a connection needs only while it is busy: its write queue, the message being put
@@ -90,7 +92,7 @@ struct sb_conn {
   uint32_t t0;           /* ms: state start (handshake, closing, draining) or last read (open) */
   uint16_t close_code;   /* what we report if the TCP side ends first */
   uint8_t state;
-  uint8_t flags;
+  uint16_t flags;
   uint8_t msg_op;        /* opcode of the message being received */
   uint8_t hflags;        /* SB_H_*: the state of a plain HTTP connection (http_conn.c) */
 };
@@ -144,6 +146,7 @@ struct sb_server {
   unsigned io_pooled;
   sb_handshake *hs_pool; /* free handshake states (linked through parser.data), reused */
   unsigned hs_pooled;
+  size_t freed_since_trim; /* bytes of connection buffers freed since the last malloc_trim */
   unsigned sweep_ms;
   sb_shutdown_cb shutdown_cb;
   void *shutdown_user;
@@ -154,12 +157,15 @@ struct sb_server {
 uint32_t sb_net_now(const sb_server *s);
 int sb_net_io(sb_conn *c);                  /* ensure c->io */
 void sb_net_mark_dirty(sb_conn *c);
-size_t sb_net_queued(const sb_conn *c);
+size_t sb_net_queued(const sb_conn *c);     /* unwritten bytes */
+size_t sb_net_queued_cost(const sb_conn *c); /* the memory the send queues hold (the limit) */
+void sb_net_note_freed(sb_server *s, size_t bytes); /* large buffers given back: trim later */
 void sb_net_close(sb_conn *c);              /* uv_close now; reads stop */
 void sb_net_shutdown(sb_conn *c);           /* half-close (FIN) once the queue is written */
 void sb_net_flush_now(sb_conn *c);          /* flush the queue now, freeing it when empty */
 void sb_net_want_drain(sb_conn *c);         /* fire on_drain once the queue is written */
-void sb_net_io_release(sb_conn *c);         /* give the busy-state block back (pooled) */
+void sb_net_io_release(sb_conn *c);
+int sb_net_stash(sb_conn *c, const uint8_t *data, size_t len); /* keep unparsed bytes: io->in */         /* give the busy-state block back (pooled) */
 int sb_net_io_idle(const sb_conn *c);       /* it holds nothing that is still needed */
 int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *payload,
                       size_t plen);                             /* queue (or write) a frame */
@@ -189,6 +195,8 @@ void sb_ws_free(sb_conn *c);                /* release protocol state before the
 void sb_ws_accept_upgrade(sb_conn *c, const uint8_t *early, size_t early_len);
 void sb_ws_reject_upgrade(sb_conn *c, int status, const char *headers, const char *body);
 void sb_ws_fail(sb_conn *c, uint16_t code, const char *why);
+/* A send to `c` was DROPPED for its full queue: close it with 1013 (it resumes later). */
+void sb_ws_slow_consumer(sb_conn *c);
 
 /* upgrade.c */
 void sb_ws_upgrade_start(sb_conn *c, const uint8_t *early, size_t early_len);

@@ -2,8 +2,18 @@
 
 #include "net/outq.h"
 
+/* Items already written stay in front of items[head] until the queue empties; a queue that
+ * never quite empties (a steady, slow reader) would keep them forever, so they are dropped
+ * before the array grows. */
 static int reserve_items(sb_outq *q, const sb_allocator *a) {
   if (q->n < q->cap) return 0;
+  if (q->head > 0) {
+    memmove(q->items, q->items + q->head, (q->n - q->head) * sizeof(*q->items));
+    q->n -= q->head;
+    q->head = 0;
+    if (q->n < q->cap) return 0;
+  }
+  if (q->cap >= UINT32_MAX / 2) return SB_ENOMEM;
   uint32_t cap = q->cap ? q->cap * 2 : 8;
   sb_outq_item *p = sb_realloc(a, q->items, cap * sizeof(*p));
   if (!p) return SB_ENOMEM;
@@ -12,10 +22,25 @@ static int reserve_items(sb_outq *q, const sb_allocator *a) {
   return 0;
 }
 
+/* The same for owned bytes: those already written are dropped (the unwritten rest moves to
+ * the front) before the buffer grows. It grows by doubling while small and by SB_OUTQ_STEP
+ * once large, and never past what is needed by more than that, so that the buffer's size,
+ * which is what the queue limit counts, stays close to the bytes it holds. */
+#define SB_OUTQ_STEP (1024 * 1024)
+
 static int reserve_bytes(sb_outq *q, const sb_allocator *a, size_t extra) {
   if (q->buf_len + extra <= q->buf_cap) return 0;
+  if (q->own_off > 0) {
+    memmove(q->buf, q->buf + q->own_off, q->buf_len - q->own_off);
+    q->buf_len -= q->own_off;
+    q->own_off = 0;
+    if (q->buf_len + extra <= q->buf_cap) return 0;
+  }
+  if (extra > SIZE_MAX - q->buf_len) return SB_ENOMEM;
+  size_t need = q->buf_len + extra;
   size_t cap = q->buf_cap ? q->buf_cap : 256;
-  while (cap < q->buf_len + extra) cap *= 2;
+  cap = cap < SB_OUTQ_STEP ? cap * 2 : cap + SB_OUTQ_STEP;
+  if (cap < need) cap = need;
   uint8_t *p = sb_realloc(a, q->buf, cap);
   if (!p) return SB_ENOMEM;
   q->buf = p;
@@ -53,6 +78,7 @@ int sb_outq_push_bytes(sb_outq *q, const sb_allocator *a, const void *data, size
 int sb_outq_push_msg(sb_outq *q, const sb_allocator *a, sb_msg *msg) {
   if (reserve_items(q, a)) return SB_ENOMEM;
   msg->refs++;
+  q->msg_cost += SB_MSG_COST(msg);
   q->items[q->n].msg = msg;
   q->items[q->n].len = msg->len;
   q->n++;
@@ -93,7 +119,10 @@ void sb_outq_consume(sb_outq *q, size_t n) {
       break;
     }
     n -= left;
-    if (it->msg) msg_release(it->msg);
+    if (it->msg) {
+      q->msg_cost -= SB_MSG_COST(it->msg);
+      msg_release(it->msg);
+    }
     else q->own_off += it->len;
     q->head++;
     q->head_off = 0;
@@ -112,4 +141,8 @@ void sb_outq_free(sb_outq *q, const sb_allocator *a) {
   sb_free(a, q->items);
   sb_free(a, q->buf);
   memset(q, 0, sizeof(*q));
+}
+
+size_t sb_outq_cost(const sb_outq *q) {
+  return q->buf_cap + (size_t)q->cap * sizeof(*q->items) + q->msg_cost;
 }

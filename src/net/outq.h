@@ -37,7 +37,13 @@ typedef struct sb_outq {
   uint32_t head, n, cap; /* items[head..n) are unwritten */
   size_t head_off;       /* bytes of items[head] already written */
   size_t bytes;          /* unwritten bytes in all */
+  size_t msg_cost;       /* what the referenced messages occupy (SB_MSG_COST each) */
 } sb_outq;
+
+/* The memory a referenced message holds: its bytes, its struct and the allocator's own
+ * overhead (about two words with glibc). A message shared by many connections is counted in
+ * full by each: the limit is per connection, and the last reference may be any one's. */
+#define SB_MSG_COST(m) ((m)->len + sizeof(sb_msg) + 2 * sizeof(size_t))
 
 /* Appends a frame (header + payload, both copied) as owned bytes. */
 int sb_outq_push_frame(sb_outq *q, const sb_allocator *a, const uint8_t *hdr, size_t hlen,
@@ -57,6 +63,11 @@ unsigned sb_outq_iov(const sb_outq *q, sb_iov *iov, unsigned max);
 
 /* Marks `n` bytes as written, releasing messages that are done. Resets the queue when empty. */
 void sb_outq_consume(sb_outq *q, size_t n);
+
+/* The memory the queue holds: its byte buffer and item array as allocated (written parts
+ * included, until they are dropped) and the messages it references. This, not the unwritten
+ * byte count, is what max_queued_bytes bounds. */
+size_t sb_outq_cost(const sb_outq *q);
 
 /* Releases everything (drops message references, frees buffers). */
 void sb_outq_free(sb_outq *q, const sb_allocator *a);

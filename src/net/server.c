@@ -24,9 +24,12 @@
  */
 #include <errno.h>
 #include <signal.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "net/net.h"
 
@@ -177,11 +180,32 @@ int sb_net_io(sb_conn *c) {
   return 0;
 }
 
+/* Memory a connection gave back. A queue or a message that grew large is usually carved from
+ * the heap in many pieces or, past glibc's adaptive mmap threshold, from the heap as one piece
+ * once a first large block was freed; either way free() keeps it in the process. The sweep
+ * hands it back to the system (malloc_trim) once enough was freed, so that the memory a flood
+ * of slow consumers took is not kept for good after they left. Only for the default allocator:
+ * an application's allocator manages its own. */
+#define SB_TRIM_AFTER (4 * 1024 * 1024)
+
+void sb_net_note_freed(sb_server *s, size_t bytes) {
+  s->freed_since_trim += bytes;
+}
+
+static void maybe_trim(sb_server *s) {
+  if (s->freed_since_trim < SB_TRIM_AFTER) return;
+  s->freed_since_trim = 0;
+#ifdef __GLIBC__
+  if (s->alloc.malloc == sb_default_allocator.malloc) malloc_trim(0);
+#endif
+}
+
 void sb_net_io_release(sb_conn *c) {
   sb_conn_io *io = c->io;
   if (!io) return;
   sb_server *s = c->srv;
   c->io = NULL;
+  sb_net_note_freed(s, io->msg_cap + io->in_cap + sb_outq_cost(&io->out));
   sb_free(&s->alloc, io->msg);
   io->msg = NULL;
   io->msg_len = io->msg_cap = 0;
@@ -199,6 +223,27 @@ void sb_net_io_release(sb_conn *c) {
   io->msg = (uint8_t *)s->io_pool;
   s->io_pool = io;
   s->io_pooled++;
+}
+
+int sb_net_stash(sb_conn *c, const uint8_t *data, size_t len) {
+  if (sb_net_io(c)) return SB_ENOMEM;
+  sb_conn_io *io = c->io;
+  if (io->in_off == io->in_len) io->in_off = io->in_len = 0;
+  if (io->in_len + len > io->in_cap && io->in_off) {
+    memmove(io->in, io->in + io->in_off, io->in_len - io->in_off);
+    io->in_len -= io->in_off;
+    io->in_off = 0;
+  }
+  if (io->in_len + len > io->in_cap) {
+    size_t cap = SB_MAX(io->in_len + len, SB_MAX((size_t)4096, io->in_cap * 2));
+    uint8_t *p = sb_realloc(&c->srv->alloc, io->in, cap);
+    if (!p) return SB_ENOMEM;
+    io->in = p;
+    io->in_cap = cap;
+  }
+  memcpy(io->in + io->in_len, data, len);
+  io->in_len += len;
+  return 0;
 }
 
 int sb_net_io_idle(const sb_conn *c) {
@@ -222,6 +267,10 @@ void sb_net_mark_dirty(sb_conn *c) {
 
 size_t sb_net_queued(const sb_conn *c) {
   return (c->io ? c->io->out.bytes : 0) + c->tcp.write_queue_size;
+}
+
+size_t sb_net_queued_cost(const sb_conn *c) {
+  return (c->io ? sb_outq_cost(&c->io->out) : 0) + (c->wreq ? sb_outq_cost(&c->wreq->out) : 0);
 }
 
 static void conn_closed(uv_handle_t *h) {
@@ -340,6 +389,7 @@ void sb_net_set_http(sb_server *s, void *ctx,
 static void on_write(uv_write_t *req, int status) {
   sb_wreq *w = SB_CONTAINER_OF(req, sb_wreq, req);
   sb_conn *c = (sb_conn *)req->handle;
+  sb_net_note_freed(c->srv, sb_outq_cost(&w->out));
   sb_outq_free(&w->out, &c->srv->alloc);
   sb_free(&c->srv->alloc, w);
   c->wreq = NULL;
@@ -418,6 +468,12 @@ static void flush(sb_conn *c) {
       write_rest(c);
       return;
     }
+    /* Written out: buffers that a burst made large go now rather than at the next sweep, as
+     * they count against the queue limit (sb_outq_cost) for as long as they are kept. */
+    if (q->buf_cap > SB_IO_KEEP_BUF || q->cap > 64) {
+      sb_net_note_freed(c->srv, sb_outq_cost(q));
+      sb_outq_free(q, &c->srv->alloc);
+    }
   }
   sb_ws_on_flushed(c);
 }
@@ -446,6 +502,7 @@ static void on_sweep(uv_timer_t *t) {
   sb_server *s = t->data;
   uint32_t now = sb_net_now(s);
   if (s->tick) s->tick(s->hub);
+  maybe_trim(s);
   for (sb_conn *c = s->conns, *next; c; c = next) {
     next = c->next;
     if (c->state != SB_CONN_CLOSED) sb_ws_sweep(c, now);

@@ -55,12 +55,19 @@ static void abort_conn(sb_conn *c, const char *why) {
 
 /* ---- sending -------------------------------------------------------------------------- */
 
+/* Whether `extra` more bytes would take the connection's send queues past max_queued_bytes.
+ * What counts is the memory the queues hold (sb_net_queued_cost: buffers as allocated, and
+ * every referenced message with its overhead), not only the bytes waiting to be written. */
+static int over_limit(const sb_conn *c, size_t extra) {
+  size_t cost = sb_net_queued_cost(c), max = c->srv->opts.max_queued_bytes;
+  return cost > max || extra > max - cost;
+}
+
 /* Queues one unfragmented frame. `limited` applies max_queued_bytes. */
 static int queue_frame(sb_conn *c, unsigned op, const void *data, size_t len, int limited) {
   uint8_t hdr[10];
   size_t hl = sb_frame_header(hdr, op, 1, len, NULL);
-  if (limited && sb_net_queued(c) + hl + len > c->srv->opts.max_queued_bytes)
-    return SB_SEND_DROPPED;
+  if (limited && over_limit(c, hl + len)) return SB_SEND_DROPPED;
   if (sb_net_send_frame(c, hdr, hl, data, len)) return SB_ENOMEM;
   return SB_SEND_OK;
 }
@@ -100,12 +107,20 @@ int sb_conn_send(sb_conn *c, sb_opcode op, const void *data, size_t len) {
   return send_result(c, queue_frame(c, (unsigned)op, data, len, 1));
 }
 
+/* A prepared message up to this size is copied into the queue rather than referenced: the copy
+ * joins the owned bytes before it (no queue item of its own), while a reference costs an item
+ * and keeps the message's allocation alive, several times the bytes of a small answer. */
+#define SB_MSG_COPY_MAX 256
+
 int sb_conn_send_msg(sb_conn *c, sb_msg *m) {
   if (!c || !m) return SB_EINVAL;
   if (c->state != SB_CONN_OPEN) return SB_SEND_DROPPED;
-  if (sb_net_queued(c) + m->len > c->srv->opts.max_queued_bytes)
-    return send_result(c, SB_SEND_DROPPED);
-  if (sb_net_io(c) || sb_outq_push_msg(&c->io->out, A(c), m)) return SB_ENOMEM;
+  int copy = m->len <= SB_MSG_COPY_MAX;
+  if (over_limit(c, copy ? m->len : SB_MSG_COST(m))) return send_result(c, SB_SEND_DROPPED);
+  if (sb_net_io(c)) return SB_ENOMEM;
+  if (copy ? sb_outq_push_bytes(&c->io->out, A(c), m->data, m->len)
+           : sb_outq_push_msg(&c->io->out, A(c), m))
+    return SB_ENOMEM;
   sb_net_mark_dirty(c);
   return send_result(c, SB_SEND_OK);
 }
@@ -410,12 +425,16 @@ static void on_control_chunk(sb_conn *c, const sb_frame_event *ev) {
     n = c->io->ctl_len;
   }
   switch (ev->opcode) {
-    case SB_OP_PING:
-      /* Answer while open; a pong that would pass the queue limit is dropped (a peer that
-       * pings without reading must not make us buffer without bound). */
-      if (c->state == SB_CONN_OPEN && queue_frame(c, SB_OP_PONG, p, n, 1) < 0)
-        abort_conn(c, "out of memory");
+    case SB_OP_PING: {
+      /* Answered while open. Reading pauses long before the queue is full (on_frames), so a
+       * pong past the limit means the queue was filled by other sends: the connection is a
+       * slow consumer, closed as any other (an answer is never dropped silently). */
+      if (c->state != SB_CONN_OPEN) break;
+      int r = queue_frame(c, SB_OP_PONG, p, n, 1);
+      if (r < 0) abort_conn(c, "out of memory");
+      else if (r == SB_SEND_DROPPED) sb_ws_slow_consumer(c);
       break;
+    }
     case SB_OP_PONG:
       break; /* any read already counts as liveness */
     case SB_OP_CLOSE:
@@ -424,9 +443,31 @@ static void on_control_chunk(sb_conn *c, const sb_frame_event *ev) {
   }
 }
 
+/*
+ * Backpressure on what a client sends. Every message a client sends may make the server send
+ * (an answer, an error, a pong), so a client that sends and never reads would make its send
+ * queue grow to the limit and then lose answers. Instead, once the queue holds more than half
+ * of max_queued_bytes, reading stops: the bytes of this read that are not parsed yet wait in
+ * the busy-state block (io->in, at most one read buffer), and the kernel's buffers and then the
+ * client itself take the backpressure. Once the queue is written out (sb_ws_on_flushed), what
+ * waited is parsed and reading starts again. An application that still fills the queue past
+ * the limit (one huge answer) meets the slow-consumer rule: close 1013.
+ */
+static int should_pause(const sb_conn *c) {
+  return c->state == SB_CONN_OPEN && sb_net_queued_cost(c) > c->srv->opts.max_queued_bytes / 2;
+}
+
+static void pause_reading(sb_conn *c, const uint8_t *rest, size_t n) {
+  if (n && sb_net_stash(c, rest, n)) return abort_conn(c, "out of memory");
+  c->flags |= SB_F_READ_PAUSED;
+  sb_net_read_stop(c);
+  sb_net_mark_dirty(c); /* the flush reports the queue written out: sb_ws_on_flushed */
+}
+
 static void on_frames(sb_conn *c, uint8_t *data, size_t len) {
   size_t off = 0;
   while (off < len && (c->state == SB_CONN_OPEN || c->state == SB_CONN_CLOSING)) {
+    if (should_pause(c)) return pause_reading(c, data + off, len - off);
     sb_frame_event ev;
     sb_frame_status st;
     off += sb_frame_parse(&c->fp, data + off, len - off, &ev, &st);
@@ -435,6 +476,32 @@ static void on_frames(sb_conn *c, uint8_t *data, size_t len) {
     if (ev.opcode & 0x8) on_control_chunk(c, &ev);
     else on_data_chunk(c, &ev);
   }
+  if (off == len && should_pause(c)) pause_reading(c, NULL, 0);
+}
+
+/* The send queue was written out: parse what waited, then read again (unless that filled the
+ * queue once more). */
+static void resume_reading(sb_conn *c) {
+  c->flags &= (uint16_t)~SB_F_READ_PAUSED;
+  sb_conn_io *io = c->io;
+  if (io && io->in_off < io->in_len) {
+    /* Taken out of the block first: parsing may stash again (a fresh buffer). */
+    uint8_t *buf = io->in;
+    size_t off = io->in_off, n = io->in_len - io->in_off;
+    io->in = NULL;
+    io->in_off = io->in_len = io->in_cap = 0;
+    on_frames(c, buf + off, n);
+    sb_free(A(c), buf);
+  }
+  if (!(c->flags & SB_F_READ_PAUSED) && c->state != SB_CONN_CLOSED &&
+      sb_net_read_start(c) != 0)
+    abort_conn(c, "cannot read");
+}
+
+void sb_ws_slow_consumer(sb_conn *c) {
+  if (c->state == SB_CONN_OPEN)
+    sb_conn_close(c, SB_CLOSE_TRY_AGAIN, "slow consumer: send queue full",
+                  sizeof "slow consumer: send queue full" - 1);
 }
 
 void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
@@ -451,7 +518,7 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
     }
     case SB_CONN_OPEN:
       c->t0 = sb_net_now(c->srv);
-      c->flags &= (uint8_t)~SB_F_PING_SENT;
+      c->flags &= (uint16_t)~SB_F_PING_SENT;
       on_frames(c, data, len);
       return;
     case SB_CONN_CLOSING:
@@ -484,13 +551,17 @@ void sb_ws_on_eof(sb_conn *c, int status) {
 void sb_ws_on_write_error(sb_conn *c, int status) { abort_conn(c, "write failed"); }
 
 void sb_ws_on_flushed(sb_conn *c) {
+  if (c->flags & SB_F_READ_PAUSED) {
+    resume_reading(c);
+    if (c->state == SB_CONN_CLOSED) return;
+  }
   if (c->state == SB_CONN_DRAINING) {
     if (c->flags & SB_F_PEER_EOF) sb_net_close(c); /* its FIN came already */
     else sb_net_shutdown(c);
   } else if (c->state == SB_CONN_HTTP) {
     sb_ws_http_flushed(c);
   } else if ((c->flags & SB_F_BACKPRESSURE) && c->state == SB_CONN_OPEN) {
-    c->flags &= (uint8_t)~SB_F_BACKPRESSURE;
+    c->flags &= (uint16_t)~SB_F_BACKPRESSURE;
     if (c->srv->opts.on_drain) c->srv->opts.on_drain(c, c->srv->opts.user);
   }
 }
@@ -525,7 +596,7 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
   }
   /* Give back the busy-state block of a connection that has been quiet for a whole sweep. */
   if (!(c->flags & SB_F_IO_TOUCHED) && sb_net_io_idle(c)) sb_net_io_release(c);
-  c->flags &= (uint8_t)~SB_F_IO_TOUCHED;
+  c->flags &= (uint16_t)~SB_F_IO_TOUCHED;
 }
 
 void sb_ws_shutdown(sb_conn *c) {
@@ -543,6 +614,7 @@ void sb_ws_free(sb_conn *c) {
   drop_handshake(c);
   sb_ws_auth_free(c);
   if (c->io) {
+    sb_net_note_freed(c->srv, sb_outq_cost(&c->io->out));
     sb_outq_free(&c->io->out, A(c)); /* drops message references still queued */
     sb_net_io_release(c);
   }

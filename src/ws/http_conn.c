@@ -45,32 +45,11 @@ static const sb_allocator *A(const sb_conn *c) { return &c->srv->alloc; }
 
 static size_t stash_len(const sb_conn *c) { return c->io ? c->io->in_len - c->io->in_off : 0; }
 
-static int stash_append(sb_conn *c, const uint8_t *data, size_t len) {
-  if (sb_net_io(c)) return SB_ENOMEM;
-  sb_conn_io *io = c->io;
-  if (io->in_off == io->in_len) io->in_off = io->in_len = 0;
-  if (io->in_len + len > io->in_cap && io->in_off) {
-    memmove(io->in, io->in + io->in_off, io->in_len - io->in_off);
-    io->in_len -= io->in_off;
-    io->in_off = 0;
-  }
-  if (io->in_len + len > io->in_cap) {
-    size_t cap = SB_MAX(io->in_len + len, SB_MAX((size_t)4096, io->in_cap * 2));
-    uint8_t *p = sb_realloc(A(c), io->in, cap);
-    if (!p) return SB_ENOMEM;
-    io->in = p;
-    io->in_cap = cap;
-  }
-  memcpy(io->in + io->in_len, data, len);
-  io->in_len += len;
-  return 0;
-}
-
 /* Keeps bytes that arrived while a request is in flight. */
 static void keep_rest(sb_conn *c, const uint8_t *data, size_t len) {
   if (!len || c->state != SB_CONN_HTTP) return;
   if (c->hflags & SB_H_CLOSE) return; /* nothing is read after a request that closes */
-  if (stash_append(c, data, len)) {
+  if (sb_net_stash(c, data, len)) {
     sb_net_close(c);
     return;
   }
