@@ -182,6 +182,21 @@ typedef struct sb_server_options {
   unsigned keepalive_timeout_ms; /* a plain HTTP connection idle between requests is closed
                                     after this long. 5 s. (A request must arrive whole within
                                     handshake_timeout_ms of its first byte: 408.) */
+  unsigned message_timeout_ms;   /* a WebSocket message must arrive whole (all its fragments,
+                                    every byte of its frames) within this long of its first
+                                    byte, else the connection is closed with 1008: a client
+                                    cannot hold up to max_message_bytes of memory by trickling
+                                    a message. Not counted while reading is paused for the
+                                    client's own full send queue. 30 s */
+  size_t max_connections;        /* connections at once (any state). Past it a new one is
+                                    answered 503 with Retry-After and closed. Default: the
+                                    process' descriptor limit (RLIMIT_NOFILE) less 64 */
+  size_t max_connections_per_address; /* connections at once from one client address (IPv4,
+                                    or the /64 of an IPv6 address); past it 429 with
+                                    Retry-After. 256. Loopback peers (127.0.0.0/8, ::1) are
+                                    not counted unless limit_loopback is set: behind a reverse
+                                    proxy on the same host every client has its address */
+  int limit_loopback;            /* 1: apply max_connections_per_address to loopback peers */
 
   sb_open_cb on_open;
   sb_message_cb on_message;

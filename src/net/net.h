@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "common/common.h"
+#include "common/map.h"
 #include "net/outq.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
@@ -34,8 +35,11 @@ enum {
   SB_F_SHUTDOWN_SENT = 1 << 5, /* uv_shutdown issued while draining */
   SB_F_IO_TOUCHED = 1 << 6,    /* the io block was used since the last sweep */
   SB_F_PEER_EOF = 1 << 7,      /* the peer half-closed while our answers were still queued */
-  SB_F_READ_PAUSED = 1 << 8    /* WebSocket: reading paused until the send queue is written
+  SB_F_READ_PAUSED = 1 << 8,   /* WebSocket: reading paused until the send queue is written
                                   (conn.c); unparsed bytes wait in io->in */
+  SB_F_MSG_OPEN = 1 << 9,      /* a WebSocket message (or frame) is partly read; it began at
+                                  io->msg_t0 and must end within message_timeout_ms */
+  SB_F_REJECTED = 1 << 10      /* refused at accept (a connection cap): answered, draining */
 };
 
 /* State a connection needs only while it is busy: its write queue, the message being put
@@ -47,12 +51,16 @@ typedef struct sb_conn_io {
   size_t msg_len, msg_cap;
   uint8_t ctl[SB_CONTROL_MAX_PAYLOAD];
   uint8_t ctl_len;
-  uint8_t *in;           /* HTTP: bytes read while a request was with the application */
+  uint8_t *in;           /* bytes read and not parsed yet: HTTP, while a request is with the
+                            application; WebSocket, while reading is paused */
   size_t in_off, in_len, in_cap;
+  uint32_t msg_t0;       /* ms: when the message being read began (SB_F_MSG_OPEN) */
 } sb_conn_io;
 
 /* An identity is at most this long, so that its group "user:<identity>" is a valid name. */
 #define SB_IDENTITY_MAX 190
+
+typedef struct sb_addr_count sb_addr_count;
 
 /* What the upgrade auth accepted. The identity is fixed for the connection's life (a refresh
  * must name the same one), so it sits in the block; the claims change with a refresh. */
@@ -87,6 +95,7 @@ struct sb_conn {
   sb_handshake *hs;      /* during the handshake only */
   char *subprotocol;
   sb_conn_auth *auth;    /* NULL: anonymous, no expiry */
+  struct sb_addr_count *addr; /* the count of connections from its address (server.c) */
   sb_frame_parser fp;
   sb_utf8_state utf8;    /* of the text message being received */
   uint32_t t0;           /* ms: state start (handshake, closing, draining) or last read (open) */
@@ -122,6 +131,8 @@ struct sb_server {
   uint8_t *readbuf;
   size_t readbuf_len;
   sb_conn *conns;        /* every accepted connection not yet freed */
+  sb_map addrs;          /* client address → struct sb_addr_count (admission, server.c) */
+  size_t nrefusing;      /* connections refused at accept, still being answered */
   sb_conn *dirty;
   size_t nopen;          /* connections with SB_F_OPENED and no close reported */
   size_t nconns;

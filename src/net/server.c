@@ -26,15 +26,19 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
+#include "common/map.h"
 #include "net/net.h"
 
 #define SB_READBUF (256 * 1024)
 #define SB_IOV_BATCH 64
+
+static void release_addr(sb_conn *c);
 
 uint32_t sb_net_now(const sb_server *s) { return (uint32_t)uv_now(s->loop); }
 
@@ -51,6 +55,19 @@ static int map_uv_error(int uverr) {
   }
 }
 
+/* Descriptors beyond the connections: the listener, libuv's own (its loop, its reserve for
+ * accepting when out of descriptors), and what the application opens (files, Redis). */
+#define SB_FD_RESERVE 64
+
+static size_t default_max_connections(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+      rl.rlim_cur > 1000000 + SB_FD_RESERVE)
+    return 1000000;
+  return rl.rlim_cur > 2 * SB_FD_RESERVE ? (size_t)rl.rlim_cur - SB_FD_RESERVE
+                                         : SB_MAX((size_t)rl.rlim_cur / 2, (size_t)1);
+}
+
 void sb_server_options_init(sb_server_options *o) {
   memset(o, 0, sizeof(*o));
   o->max_header_bytes = 16 * 1024;
@@ -63,6 +80,9 @@ void sb_server_options_init(sb_server_options *o) {
   o->refresh_before_ms = 30000;
   o->max_body_bytes = 1024 * 1024;
   o->keepalive_timeout_ms = 5000;
+  o->message_timeout_ms = 30000;
+  o->max_connections = default_max_connections();
+  o->max_connections_per_address = 256;
 }
 
 int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opts) {
@@ -89,8 +109,13 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
   if (!s->opts.refresh_before_ms) s->opts.refresh_before_ms = def.refresh_before_ms;
   if (!s->opts.max_body_bytes) s->opts.max_body_bytes = def.max_body_bytes;
   if (!s->opts.keepalive_timeout_ms) s->opts.keepalive_timeout_ms = def.keepalive_timeout_ms;
+  if (!s->opts.message_timeout_ms) s->opts.message_timeout_ms = def.message_timeout_ms;
+  if (!s->opts.max_connections) s->opts.max_connections = def.max_connections;
+  if (!s->opts.max_connections_per_address)
+    s->opts.max_connections_per_address = def.max_connections_per_address;
   s->opts.allocator = &s->alloc;
   s->hook_user = opts->user;
+  sb_map_init_borrowed(&s->addrs, &s->alloc); /* keys live in the counts */
   if (opts->allowed_origins_count) {
     if (!opts->allowed_origins) {
       sb_free(a, s);
@@ -118,6 +143,7 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
   /* The sweep runs often enough to honour the shortest timeout within a quarter of it. */
   unsigned shortest = SB_MIN(SB_MIN(s->opts.handshake_timeout_ms, s->opts.keepalive_timeout_ms),
                              SB_MIN(s->opts.idle_timeout_ms, s->opts.close_timeout_ms));
+  shortest = SB_MIN(shortest, s->opts.message_timeout_ms);
   s->sweep_ms = SB_MAX(10u, SB_MIN(1000u, shortest / 4));
   s->readbuf_len = SB_READBUF;
   s->readbuf = sb_malloc(a, s->readbuf_len);
@@ -285,6 +311,8 @@ static void conn_closed(uv_handle_t *h) {
     }
   }
   sb_ws_free(c);
+  release_addr(c);
+  if (c->flags & SB_F_REJECTED) s->nrefusing--;
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -509,16 +537,140 @@ static void on_sweep(uv_timer_t *t) {
   }
 }
 
+/*
+ * Admission. Every connection, in any state, holds a descriptor and memory, so what one client
+ * (or everyone) may hold at once is capped: max_connections in all, max_connections_per_address
+ * from one address (an IPv4 address, or the /64 of an IPv6 one: a single host usually has a
+ * whole /64; loopback only with limit_loopback, as a proxy on the same host is loopback). A connection past a cap is accepted, answered at once with 503 or 429 and
+ * Retry-After, and closed after at most a second; it reads nothing but the peer's FIN. At most
+ * SB_REFUSING_MAX such answers are in flight: beyond that a refused connection is closed without
+ * one, so that refusing cannot itself use up the descriptors.
+ *
+ * When the process is out of descriptors anyway (the application's own files, a limit lower
+ * than max_connections), libuv accepts and closes what waits with a descriptor it keeps in
+ * reserve for that, and reports UV_EMFILE here; the listener keeps being watched, without a
+ * busy loop, and serves again as soon as descriptors are free.
+ */
+#define SB_REFUSING_MAX 64
+
+struct sb_addr_count {
+  uint32_t n;     /* connections from this address */
+  uint8_t len;
+  char key[16];   /* the address bytes (4, or the first 8 of an IPv6 address) */
+};
+
+/* The key of the peer's address, or 0 when it is unknown or not counted (loopback). */
+static size_t addr_key(const sb_conn *c, char key[16]) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
+  const uint8_t *a;
+  if (ss.ss_family == AF_INET) {
+    a = (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr;
+  } else if (ss.ss_family == AF_INET6) {
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t loop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+    if (memcmp(a, loop6, 16) == 0 && !c->srv->opts.limit_loopback) return 0;
+    if (memcmp(a, v4mapped, 12) != 0) {
+      memcpy(key, a, 8);
+      return 8;
+    }
+    a += 12;
+  } else {
+    return 0;
+  }
+  if (a[0] == 127 && !c->srv->opts.limit_loopback) return 0;
+  memcpy(key, a, 4);
+  return 4;
+}
+
+/* Counts `c` against its address; 0, or the status to refuse it with. */
+static int admit(sb_server *s, sb_conn *c) {
+  if (s->nconns - s->nrefusing > s->opts.max_connections) return 503;
+  char key[16];
+  size_t klen = addr_key(c, key);
+  if (klen == 0) return 0;
+  sb_addr_count *ac = sb_map_get(&s->addrs, key, klen);
+  if (ac && ac->n >= s->opts.max_connections_per_address) return 429;
+  if (!ac) {
+    ac = sb_malloc(&s->alloc, sizeof(*ac));
+    if (!ac) return 503;
+    memset(ac, 0, sizeof(*ac));
+    memcpy(ac->key, key, klen);
+    ac->len = (uint8_t)klen;
+    if (sb_map_put(&s->addrs, ac->key, klen, ac) != 0) {
+      sb_free(&s->alloc, ac);
+      return 503;
+    }
+  }
+  ac->n++;
+  c->addr = ac;
+  return 0;
+}
+
+static void release_addr(sb_conn *c) {
+  sb_addr_count *ac = c->addr;
+  if (!ac) return;
+  c->addr = NULL;
+  if (--ac->n == 0) {
+    sb_map_del(&c->srv->addrs, ac->key, ac->len);
+    sb_free(&c->srv->alloc, ac);
+  }
+}
+
+static void refuse(sb_conn *c, int status) {
+  sb_server *s = c->srv;
+  c->flags |= SB_F_REJECTED;
+  s->nrefusing++;
+  c->state = SB_CONN_DRAINING;
+  c->t0 = sb_net_now(s);
+  if (s->nrefusing > SB_REFUSING_MAX) return sb_net_close(c);
+  static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                             "Retry-After: 10\r\n"
+                             "Content-Type: text/plain; charset=utf-8\r\n"
+                             "Content-Length: 21\r\n"
+                             "Connection: close\r\n\r\n"
+                             "too many connections\n";
+  static const char many[] = "HTTP/1.1 429 Too Many Requests\r\n"
+                             "Retry-After: 5\r\n"
+                             "Content-Type: text/plain; charset=utf-8\r\n"
+                             "Content-Length: 39\r\n"
+                             "Connection: close\r\n\r\n"
+                             "too many connections from this address\n";
+  const char *text = status == 429 ? many : busy;
+  size_t n = status == 429 ? sizeof many - 1 : sizeof busy - 1;
+  /* Reading goes on (bytes are discarded while draining) so that the peer's FIN ends it. */
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0 ||
+      sb_net_send_frame(c, (const uint8_t *)text, n, NULL, 0) != 0)
+    return sb_net_close(c);
+  sb_net_mark_dirty(c); /* the flush half-closes once the answer is written */
+}
+
+/* A connection libuv accepted and we cannot take (out of memory): libuv stops watching the
+ * listener until the accepted descriptor is taken, so it is closed here, else the server would
+ * accept nothing more. The field is libuv's (unix) own; there is no call for this. */
+static void drop_accepted(sb_server *s) {
+  if (s->listener.accepted_fd >= 0) {
+    close(s->listener.accepted_fd);
+    s->listener.accepted_fd = -1;
+  }
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   sb_server *s = ls->data;
-  if (status < 0 || s->shutting_down) return;
+  if (status < 0) {
+    set_error(s, "accept", status); /* UV_EMFILE: see "Admission" above */
+    return;
+  }
+  if (s->shutting_down) return drop_accepted(s);
   sb_conn *c = sb_malloc(&s->alloc, sizeof(*c));
-  if (!c) return; /* the connection stays in the backlog; libuv retries */
+  if (!c) return drop_accepted(s);
   memset(c, 0, sizeof(*c));
   c->srv = s;
   if (uv_tcp_init(s->loop, &c->tcp) != 0) {
     sb_free(&s->alloc, c);
-    return;
+    return drop_accepted(s);
   }
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
@@ -526,10 +678,13 @@ static void on_connection(uv_stream_t *ls, int status) {
   s->nconns++;
   c->state = SB_CONN_HANDSHAKE;
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    drop_accepted(s);
     sb_net_close(c);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  int verdict = admit(s, c);
+  if (verdict) return refuse(c, verdict);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     sb_net_close(c);
     return;
@@ -647,6 +802,7 @@ int sb_server_free(sb_server *s) {
   for (size_t i = 0; i < s->norigins; i++) sb_free(&a, s->origins[i]);
   sb_free(&a, s->origins);
   sb_free(&a, s->readbuf);
+  sb_map_free(&s->addrs); /* empty: every connection released its address */
   sb_free(&a, s);
   return 0;
 }

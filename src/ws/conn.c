@@ -22,6 +22,7 @@
 
 static void send_close_frame(sb_conn *c, uint16_t code, const char *reason, size_t len);
 static void on_frames(sb_conn *c, uint8_t *data, size_t len);
+static void track_message(sb_conn *c);
 
 static const sb_allocator *A(const sb_conn *c) { return &c->srv->alloc; }
 
@@ -394,6 +395,7 @@ static void on_data_chunk(sb_conn *c, const sb_frame_event *ev) {
   int complete = ev->last && ev->fin;
   if (complete && c->msg_op == SB_OP_TEXT && c->utf8 != SB_UTF8_ACCEPT)
     return fail(c, SB_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
+  if (complete) c->flags &= (uint16_t)~SB_F_MSG_OPEN; /* the next one gets its own deadline */
   if (complete && ev->first && ev->opcode != SB_OP_CONT) {
     deliver(c, ev->data, ev->len); /* the common case: zero copy */
     return;
@@ -492,10 +494,29 @@ static void resume_reading(sb_conn *c) {
     io->in_off = io->in_len = io->in_cap = 0;
     on_frames(c, buf + off, n);
     sb_free(A(c), buf);
+    track_message(c);
   }
   if (!(c->flags & SB_F_READ_PAUSED) && c->state != SB_CONN_CLOSED &&
       sb_net_read_start(c) != 0)
     abort_conn(c, "cannot read");
+}
+
+/* A message, or a frame, that is only partly read has a deadline (message_timeout_ms from its
+ * first byte), as a request head has: every byte resets the idle timer, so without it a
+ * client could hold a message of almost max_message_bytes forever by trickling the rest. */
+static int mid_message(const sb_conn *c) {
+  return c->fp.in_payload || c->fp.hdr_len || c->fp.fragmented;
+}
+
+static void track_message(sb_conn *c) {
+  if (c->state != SB_CONN_OPEN) return;
+  if (!mid_message(c)) {
+    c->flags &= (uint16_t)~SB_F_MSG_OPEN;
+  } else if (!(c->flags & SB_F_MSG_OPEN)) {
+    if (sb_net_io(c)) return abort_conn(c, "out of memory");
+    c->io->msg_t0 = sb_net_now(c->srv);
+    c->flags |= SB_F_MSG_OPEN;
+  }
 }
 
 void sb_ws_slow_consumer(sb_conn *c) {
@@ -520,6 +541,7 @@ void sb_ws_on_data(sb_conn *c, uint8_t *data, size_t len) {
       c->t0 = sb_net_now(c->srv);
       c->flags &= (uint16_t)~SB_F_PING_SENT;
       on_frames(c, data, len);
+      track_message(c);
       return;
     case SB_CONN_CLOSING:
       on_frames(c, data, len);
@@ -577,6 +599,9 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
       return sb_ws_reject_upgrade(c, 408, NULL, "request timeout");
     case SB_CONN_OPEN:
       if (age >= 2 * o->idle_timeout_ms) return abort_conn(c, "idle timeout");
+      if ((c->flags & (SB_F_MSG_OPEN | SB_F_READ_PAUSED)) == SB_F_MSG_OPEN && c->io &&
+          now - c->io->msg_t0 >= o->message_timeout_ms)
+        return fail(c, SB_CLOSE_POLICY, "message not completed in time");
       if (age >= o->idle_timeout_ms && !(c->flags & SB_F_PING_SENT)) {
         c->flags |= SB_F_PING_SENT;
         if (queue_frame(c, SB_OP_PING, NULL, 0, 1) < 0) return abort_conn(c, "out of memory");
@@ -588,7 +613,10 @@ void sb_ws_sweep(sb_conn *c, uint32_t now) {
       break;
     case SB_CONN_CLOSING:
     case SB_CONN_DRAINING:
-      if (age >= o->close_timeout_ms) return abort_conn(c, "close timeout");
+      /* A connection refused at accept gets a second to read its answer, not more. */
+      if (age >= ((c->flags & SB_F_REJECTED) ? SB_MIN(o->close_timeout_ms, 1000u)
+                                              : o->close_timeout_ms))
+        return abort_conn(c, "close timeout");
       break;
     case SB_CONN_HTTP:
       if (sb_ws_http_sweep(c, now)) return;
