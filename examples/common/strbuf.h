@@ -116,7 +116,7 @@ static inline int strbuf_add(strbuf *b, const char *s, size_t n) {
 
 /* printf-style. */
 __attribute__((format(printf, 2, 3))) static inline int strbuf_addf(strbuf *b, const char *fmt,
-                                                                      ...) {
+                                                                    ...) {
   if (b->overflow) return -1;
   va_list ap;
   va_start(ap, fmt);

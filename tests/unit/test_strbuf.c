@@ -34,7 +34,8 @@ static void fixed(strbuf *b, size_t size) {
 
 static void assert_canary(size_t size) {
   for (size_t i = size; i < sizeof arena; i++) {
-    if ((unsigned char)arena[i] != CANARY) fail_msg("byte %zu past a buffer of %zu was written", i, size);
+    if ((unsigned char)arena[i] != CANARY)
+      fail_msg("byte %zu past a buffer of %zu was written", i, size);
   }
 }
 
@@ -177,11 +178,12 @@ static void test_json_escapes(void **state) {
       {"say \"hi\"\\", "\"say \\\"hi\\\"\\\\\""},
       {"\x01\n\x1f", "\"\\u0001\\u000a\\u001f\""},
       {"\x7f", "\"\x7f\""},
-      {"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\""},
+      {"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80",
+       "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\""},
       {"\xFF", "\"\\ufffd\""},
-      {"a\xC3", "\"a\\ufffd\""},                 /* cut short by the end */
-      {"\xC0\xAF", "\"\\ufffd\\ufffd\""},        /* overlong '/' */
-      {"\xED\xA0\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* a surrogate */
+      {"a\xC3", "\"a\\ufffd\""},                                /* cut short by the end */
+      {"\xC0\xAF", "\"\\ufffd\\ufffd\""},                       /* overlong '/' */
+      {"\xED\xA0\x80", "\"\\ufffd\\ufffd\\ufffd\""},            /* a surrogate */
       {"\xF4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* past U+10FFFF */
   };
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
@@ -249,9 +251,12 @@ static void test_log_escapes(void **state) {
       {"/rooms/lobby (alice)", "/rooms/lobby (alice)"},
       {"a\nGET /forged", "a\\x0aGET /forged"},
       {"\r\t\x1b[2J\x7f", "\\x0d\\x09\\x1b[2J\\x7f"},
-      {"back\\slash", "back\\x5cslash"},                 /* so that \x0a in a log is ours */
-      {"\xC2\x85\xC2\x9B", "\\xc2\\x85\\xc2\\x9b"},       /* C1 controls: NEL, CSI */
-      {"\xC2\xA0" "caf\xC3\xA9 \xE2\x80\xA8", "\xC2\xA0" "caf\xC3\xA9 \xE2\x80\xA8"},
+      {"back\\slash", "back\\x5cslash"},            /* so that \x0a in a log is ours */
+      {"\xC2\x85\xC2\x9B", "\\xc2\\x85\\xc2\\x9b"}, /* C1 controls: NEL, CSI */
+      {"\xC2\xA0"
+       "caf\xC3\xA9 \xE2\x80\xA8",
+       "\xC2\xA0"
+       "caf\xC3\xA9 \xE2\x80\xA8"},
       {"\xFF\xC3(", "\\xff\\xc3("},
   };
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
@@ -286,7 +291,8 @@ static void test_log_is_always_clean(void **state) {
       if (c < 0x20 || c == 0x7f) fail_msg("control byte %02x in the log text of %04x", c, n);
     }
     if (!utf8_valid(b.data)) fail_msg("the log text of %04x is not UTF-8", n);
-    if (strstr(b.data, "\xC2\x80") || strstr(b.data, "\xC2\x9F")) fail_msg("a C1 control for %04x", n);
+    if (strstr(b.data, "\xC2\x80") || strstr(b.data, "\xC2\x9F"))
+      fail_msg("a C1 control for %04x", n);
   }
 }
 
@@ -300,7 +306,8 @@ static void test_utf8_agrees_with_the_library(void **state) {
     for (size_t j = 0; j < n; j++) s[j] = (unsigned char)(v >> (8 * (n - 1 - j)));
     if (memchr(s, 0, n)) continue;
     s[n] = 0;
-    if (utf8_valid((const char *)s) != sb_utf8_valid(s, n)) fail_msg("disagree on %06x (%zu bytes)", v, n);
+    if (utf8_valid((const char *)s) != sb_utf8_valid(s, n))
+      fail_msg("disagree on %06x (%zu bytes)", v, n);
   }
   static const unsigned char firsts[] = {0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xF8, 0xFF};
   static const unsigned char conts[] = {0x01, 0x7F, 0x80, 0x8F, 0x90, 0xBF, 0xC0, 0xFF};
