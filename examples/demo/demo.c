@@ -6,18 +6,27 @@
  *
  *   GET    /api/rooms                        the rooms and their member counts
  *   GET    /api/rooms/:roomId/messages       the last 100 messages and the room stream's position
+ *                                            (404 for a room that does not exist)
  *   POST   /api/rooms/:roomId/messages       post (body: the text) → a push to the room's group
  *   PUT    /api/rooms/:roomId/members/me     join the room's group (WebSocket only)
  *   DELETE /api/rooms/:roomId/members/me     leave it
  *   GET    /api/online                       who is online (identities, one per person)
+ *
+ * Rooms: reading never creates one. A join or a post over the WebSocket creates the room it
+ * names (an id is a name as below), at most 8 rooms per peer address (403 past it: the names
+ * cost nothing, so they cannot carry a quota) and 32 in all (507); those answers say why in
+ * {"error":..,"message":..}. A post over plain HTTP goes only to a room that exists.
  *
  * Pushes: POST /api/rooms/:roomId/messages {"from","text","at"} to the room's group (recorded:
  * a tab that was offline gets what it missed), and PUT /api/online [names] to every
  * connection whenever someone comes or goes (unrecorded: the page reloads it on resume).
  *
  * Auth, demo-grade: the upgrade must carry ?name=<1..32 of [A-Za-z0-9_-]>, which becomes the
- * identity (a real application verifies a token: see examples/rooms and sb_jwt_upgrade_cb).
- * Writes over plain HTTP take the name from the X-Name header.
+ * identity (a real application verifies a token: see examples/rooms and sb_jwt_upgrade_cb); the
+ * connection's claims are its peer address, which the room quota counts by. Writes over plain
+ * HTTP take the name from the X-Name header.
+ *
+ * Answers are built with examples/common/strbuf.h, which never writes past its buffer.
  *
  *   demo [--host H] [--port P] [--public DIR] [--client DIR]
  * Prints the URL; Ctrl-C (SIGINT) or SIGTERM stops it gracefully.
@@ -30,6 +39,7 @@
 
 #include <uv.h>
 
+#include "../common/strbuf.h"
 #include "switchboard.h"
 
 #ifndef SB_DEMO_PUBLIC
@@ -40,24 +50,31 @@
 #endif
 
 #define MAX_ROOMS 32
+#define ROOMS_PER_ADDRESS 8 /* rooms one peer address may create */
+#define MAX_NAME 32         /* a name or a room id: 1..32 of [A-Za-z0-9_-] */
 #define KEEP 100
 #define MAX_TEXT 1000
 #define MAX_ONLINE 256
+#define MAX_ANSWER (8u << 20) /* the most a growable answer may take (the worst is ~610 KB) */
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 typedef struct message {
-  char from[33];
+  char from[MAX_NAME + 1];
   char text[MAX_TEXT + 1];
   int64_t at; /* ms since the epoch */
 } message;
 
 typedef struct room {
-  char id[33];
-  message *last; /* KEEP of them, a ring */
+  char id[MAX_NAME + 1];
+  char creator[64]; /* the peer address whose quota it counts against */
+  message *last;    /* KEEP of them, a ring */
   unsigned count;
 } room;
 
 typedef struct person {
-  char name[33];
+  char name[MAX_NAME + 1];
   unsigned tabs;
 } person;
 
@@ -81,39 +98,69 @@ static int valid_name(const char *s, size_t max) {
   return n >= 1 && n <= max;
 }
 
-/* Appends s as a JSON string to out[*n..cap). */
-static void json_str(char *out, size_t cap, size_t *n, const char *s) {
-  if (*n + 2 >= cap) return;
-  out[(*n)++] = '"';
-  for (; *s && *n + 8 < cap; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
-      out[(*n)++] = '\\';
-      out[(*n)++] = (char)ch;
-    } else if (ch < 0x20) {
-      *n += (size_t)snprintf(out + *n, cap - *n, "\\u%04x", ch);
-    } else {
-      out[(*n)++] = (char)ch;
-    }
-  }
-  out[(*n)++] = '"';
-  out[*n] = '\0';
+/* Sends what `b` holds, or a 500 if it did not fit (never a cut, invalid answer). */
+static void reply_json(sb_req *req, uint16_t status, const strbuf *b) {
+  if (b->overflow) return sb_fail(req, 500, "the answer does not fit");
+  sb_respond(req, status, b->data, b->len);
 }
 
-static void reply_json(sb_req *req, uint16_t status, const char *json, size_t n) {
-  sb_respond(req, status, json, n);
+/* An error the page can show, with its reason: {"error":"Forbidden","message":"..."}.
+ * (sb_fail's default handler shows only the status's reason phrase.) */
+static void refuse(sb_req *req, uint16_t status, const char *error, const char *why) {
+  char mem[512];
+  strbuf b;
+  strbuf_fixed(&b, mem, sizeof mem);
+  STRBUF_LIT(&b, "{\"error\":");
+  strbuf_json(&b, error);
+  STRBUF_LIT(&b, ",\"message\":");
+  strbuf_json(&b, why);
+  STRBUF_LIT(&b, "}");
+  reply_json(req, status, &b);
 }
 
-static room *find_room(const char *id, int create) {
+static room *find_room(const char *id) {
   for (size_t i = 0; i < nrooms; i++) {
     if (strcmp(rooms[i].id, id) == 0) return &rooms[i];
   }
-  if (!create || nrooms == MAX_ROOMS || !valid_name(id, 32)) return NULL;
-  room *r = &rooms[nrooms];
+  return NULL;
+}
+
+/* The room `id` for a write (a join, or a post over the WebSocket): created if it does not
+ * exist yet, within the quotas. NULL once the request has been answered with the reason.
+ * Reads never create a room: 40 page loads of made-up room names once filled the table. */
+static room *room_for_write(sb_req *req, const char *id) {
+  room *r = find_room(id);
+  if (r) return r;
+  if (!valid_name(id, MAX_NAME)) {
+    refuse(req, 422, "Unprocessable Entity", "a room name is 1 to 32 of A-Z a-z 0-9 _ -");
+    return NULL;
+  }
+  /* A plain HTTP request has no peer address to count by (and no connection to join). */
+  if (!sb_req_conn(req)) {
+    refuse(req, 404, "Not Found", "no such room: a room is made by joining it");
+    return NULL;
+  }
+  const char *addr = sb_req_claims(req) ? sb_req_claims(req) : "";
+  size_t theirs = 0;
+  for (size_t i = 0; i < nrooms; i++) theirs += strcmp(rooms[i].creator, addr) == 0;
+  if (theirs >= ROOMS_PER_ADDRESS) {
+    refuse(req, 403, "Forbidden",
+           "one address may create at most " XSTR(ROOMS_PER_ADDRESS) " rooms: join one of them");
+    return NULL;
+  }
+  if (nrooms == MAX_ROOMS) {
+    refuse(req, 507, "Insufficient Storage", "all " XSTR(MAX_ROOMS) " rooms are taken");
+    return NULL;
+  }
+  r = &rooms[nrooms];
   memset(r, 0, sizeof(*r));
   r->last = calloc(KEEP, sizeof(message));
-  if (!r->last) return NULL;
+  if (!r->last) {
+    sb_fail(req, 503, "out of memory");
+    return NULL;
+  }
   snprintf(r->id, sizeof(r->id), "%s", id);
+  snprintf(r->creator, sizeof(r->creator), "%s", addr);
   nrooms++;
   return r;
 }
@@ -127,27 +174,28 @@ static const char *sender(sb_req *req) {
   const char *id = sb_req_identity(req);
   if (*id) return id;
   const char *h = sb_req_header(req, "X-Name");
-  return h && valid_name(h, 32) ? h : "";
+  return h && valid_name(h, MAX_NAME) ? h : "";
 }
 
 /* ---- presence ------------------------------------------------------------------------- */
 
-static size_t online_json(char *out, size_t cap) {
-  size_t n = 0;
-  out[n++] = '[';
+/* The names online as a JSON array; `mem` fits the most there can be. */
+static char online_mem[MAX_ONLINE * (STRBUF_JSON_MAX(MAX_NAME) + 1) + 2];
+
+static void online_json(strbuf *b) {
+  strbuf_fixed(b, online_mem, sizeof online_mem);
+  STRBUF_LIT(b, "[");
   for (size_t i = 0; i < nonline; i++) {
-    if (i) out[n++] = ',';
-    json_str(out, cap, &n, online[i].name);
+    if (i) STRBUF_LIT(b, ",");
+    strbuf_json(b, online[i].name);
   }
-  out[n++] = ']';
-  out[n] = '\0';
-  return n;
+  STRBUF_LIT(b, "]");
 }
 
 static void announce_online(void) {
-  char body[MAX_ONLINE * 40 + 8];
-  size_t n = online_json(body, sizeof(body));
-  sb_hub_broadcast(hub, SB_METHOD_PUT, "/api/online", body, n);
+  strbuf b;
+  online_json(&b);
+  if (!b.overflow) sb_hub_broadcast(hub, SB_METHOD_PUT, "/api/online", b.data, b.len);
 }
 
 static void on_open(sb_conn *c, void *user) {
@@ -186,63 +234,66 @@ static void on_close(sb_conn *c, int code, const char *reason, size_t len, void 
 static void name_auth(sb_upgrade *up, void *user) {
   (void)user;
   const char *name = sb_upgrade_query(up, "name");
-  if (!name || !valid_name(name, 32)) {
+  if (!name || !valid_name(name, MAX_NAME)) {
     sb_upgrade_reject(up, 401, NULL, 0, "choose a name: 1 to 32 of A-Z a-z 0-9 _ -");
     return;
   }
-  sb_upgrade_accept(up, name, NULL, 0);
+  /* The claims: the peer address, for the room quota (names cost nothing). */
+  sb_upgrade_accept(up, name, sb_upgrade_remote_address(up), 0);
 }
 
 /* ---- routes --------------------------------------------------------------------------- */
 
 static void list_rooms(sb_req *req, void *user) {
   (void)user;
-  char out[MAX_ROOMS * 80 + 8], group[64];
-  size_t n = 0;
-  out[n++] = '[';
+  char group[64];
+  strbuf b;
+  strbuf_heap(&b, MAX_ANSWER);
+  STRBUF_LIT(&b, "[");
   for (size_t i = 0; i < nrooms; i++) {
     group_of(group, sizeof(group), rooms[i].id);
-    n += (size_t)snprintf(out + n, sizeof(out) - n, "%s{\"id\":", i ? "," : "");
-    json_str(out, sizeof(out), &n, rooms[i].id);
-    n += (size_t)snprintf(out + n, sizeof(out) - n, ",\"members\":%zu}",
-                          sb_hub_group_size(hub, group));
+    if (i) STRBUF_LIT(&b, ",");
+    STRBUF_LIT(&b, "{\"id\":");
+    strbuf_json(&b, rooms[i].id);
+    strbuf_addf(&b, ",\"members\":%zu}", sb_hub_group_size(hub, group));
   }
-  n += (size_t)snprintf(out + n, sizeof(out) - n, "]");
-  reply_json(req, 200, out, n);
+  STRBUF_LIT(&b, "]");
+  reply_json(req, 200, &b);
+  strbuf_free(&b);
 }
 
 static void get_messages(sb_req *req, void *user) {
   (void)user;
-  room *r = find_room(sb_req_param(req, "roomId"), 1);
+  room *r = find_room(sb_req_param(req, "roomId"));
   if (!r) return sb_fail(req, 404, "no such room");
   char group[64];
   group_of(group, sizeof(group), r->id);
   uint64_t offset = 0, epoch = 0;
   sb_hub_position(hub, group, &offset, &epoch);
-  size_t cap = KEEP * (MAX_TEXT * 6 + 128) + 128, n;
-  char *out = malloc(cap);
-  if (!out) return sb_fail(req, 503, "out of memory");
   /* The position lets the page match this history with the pushes it gets from now on: a
    * push at or below `offset` is already in the list. The epoch is 16 hex digits, as the
    * JavaScript client shows a push's epoch (a u64 does not fit a JavaScript number). */
-  n = (size_t)snprintf(out, cap, "{\"room\":");
-  json_str(out, cap, &n, r->id);
-  n += (size_t)snprintf(out + n, cap - n,
-                        ",\"stream\":\"g:%s\",\"offset\":%" PRIu64 ",\"epoch\":\"%016" PRIx64
-                        "\",\"messages\":[",
-                        group, offset, epoch);
+  strbuf b;
+  strbuf_heap(&b, MAX_ANSWER);
+  STRBUF_LIT(&b, "{\"room\":");
+  strbuf_json(&b, r->id);
+  STRBUF_LIT(&b, ",\"stream\":\"g:");
+  strbuf_add(&b, group, strlen(group)); /* "room:" and a valid name: nothing to escape */
+  strbuf_addf(&b, "\",\"offset\":%" PRIu64 ",\"epoch\":\"%016" PRIx64 "\",\"messages\":[", offset,
+              epoch);
   unsigned first = r->count > KEEP ? r->count - KEEP : 0;
   for (unsigned i = first; i < r->count; i++) {
     const message *m = &r->last[i % KEEP];
-    n += (size_t)snprintf(out + n, cap - n, "%s{\"from\":", i > first ? "," : "");
-    json_str(out, cap, &n, m->from);
-    n += (size_t)snprintf(out + n, cap - n, ",\"text\":");
-    json_str(out, cap, &n, m->text);
-    n += (size_t)snprintf(out + n, cap - n, ",\"at\":%" PRId64 "}", m->at);
+    if (i > first) STRBUF_LIT(&b, ",");
+    STRBUF_LIT(&b, "{\"from\":");
+    strbuf_json(&b, m->from);
+    STRBUF_LIT(&b, ",\"text\":");
+    strbuf_json(&b, m->text);
+    strbuf_addf(&b, ",\"at\":%" PRId64 "}", m->at);
   }
-  n += (size_t)snprintf(out + n, cap - n, "]}");
-  reply_json(req, 200, out, n);
-  free(out);
+  STRBUF_LIT(&b, "]}");
+  reply_json(req, 200, &b);
+  strbuf_free(&b);
 }
 
 static void post_message(sb_req *req, void *user) {
@@ -251,39 +302,48 @@ static void post_message(sb_req *req, void *user) {
   if (!*from) return sb_fail(req, 401, "who are you? (the X-Name header over HTTP)");
   size_t len;
   const char *text = sb_req_body(req, &len);
+  char copy[MAX_TEXT + 1];
   if (len == 0 || len > MAX_TEXT || memchr(text, '\0', len))
-    return sb_fail(req, 422, "a message is 1 to 1000 bytes of text");
-  room *r = find_room(sb_req_param(req, "roomId"), 1);
-  if (!r) return sb_fail(req, 404, "no such room");
+    return sb_fail(req, 422, "a message is 1 to 1000 bytes of UTF-8 text");
+  memcpy(copy, text, len);
+  copy[len] = '\0';
+  if (!utf8_valid(copy)) return sb_fail(req, 422, "a message is 1 to 1000 bytes of UTF-8 text");
+  room *r = room_for_write(req, sb_req_param(req, "roomId"));
+  if (!r) return;
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
   message *m = &r->last[r->count++ % KEEP];
   snprintf(m->from, sizeof(m->from), "%s", from);
-  memcpy(m->text, text, len);
-  m->text[len] = '\0';
+  memcpy(m->text, copy, len + 1);
   m->at = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-  static char push[MAX_TEXT * 6 + 256];
-  char group[64], url[96];
-  size_t n = (size_t)snprintf(push, sizeof(push), "{\"from\":");
-  json_str(push, sizeof(push), &n, m->from);
-  n += (size_t)snprintf(push + n, sizeof(push) - n, ",\"text\":");
-  json_str(push, sizeof(push), &n, m->text);
-  n += (size_t)snprintf(push + n, sizeof(push) - n, ",\"at\":%" PRId64 "}", m->at);
+  static char push[sizeof "{\"from\":,\"text\":,\"at\":}" + STRBUF_JSON_MAX(MAX_NAME) +
+                   STRBUF_JSON_MAX(MAX_TEXT) + 20];
+  char group[64], url[sizeof "/api/rooms//messages" + MAX_NAME];
+  strbuf p;
+  strbuf_fixed(&p, push, sizeof push);
+  STRBUF_LIT(&p, "{\"from\":");
+  strbuf_json(&p, m->from);
+  STRBUF_LIT(&p, ",\"text\":");
+  strbuf_json(&p, m->text);
+  strbuf_addf(&p, ",\"at\":%" PRId64 "}", m->at);
+  if (p.overflow) return sb_fail(req, 500, "the push does not fit");
   group_of(group, sizeof(group), r->id);
-  snprintf(url, sizeof(url), "/api/rooms/%s/messages", r->id);
-  if (sb_hub_publish(hub, group, SB_METHOD_POST, url, push, n) != 0)
+  snprintf(url, sizeof(url), "/api/rooms/%s/messages", r->id); /* a valid name: no escaping */
+  if (sb_hub_publish(hub, group, SB_METHOD_POST, url, p.data, p.len) != 0)
     return sb_fail(req, 503, "publish failed");
-  char out[32];
-  int k = snprintf(out, sizeof(out), "{\"seq\":%u}", r->count);
-  reply_json(req, 201, out, (size_t)k);
+  char out[sizeof "{\"seq\":}" + 10];
+  strbuf b;
+  strbuf_fixed(&b, out, sizeof out);
+  strbuf_addf(&b, "{\"seq\":%u}", r->count);
+  reply_json(req, 201, &b);
 }
 
 static void join_room(sb_req *req, void *user) {
   (void)user;
   sb_conn *c = sb_req_conn(req);
   if (!c) return sb_fail(req, 400, "joining is for WebSocket connections");
-  room *r = find_room(sb_req_param(req, "roomId"), 1);
-  if (!r) return sb_fail(req, 404, "no such room");
+  room *r = room_for_write(req, sb_req_param(req, "roomId"));
+  if (!r) return;
   char group[64];
   group_of(group, sizeof(group), r->id);
   if (sb_conn_join(c, group) != 0) return sb_fail(req, 500, "join failed");
@@ -293,17 +353,18 @@ static void join_room(sb_req *req, void *user) {
 static void leave_room(sb_req *req, void *user) {
   (void)user;
   sb_conn *c = sb_req_conn(req);
+  const char *id = sb_req_param(req, "roomId");
   char group[64];
-  group_of(group, sizeof(group), sb_req_param(req, "roomId"));
-  if (c) sb_conn_leave(c, group);
+  group_of(group, sizeof(group), id);
+  if (c && valid_name(id, MAX_NAME)) sb_conn_leave(c, group);
   sb_respond(req, 204, NULL, 0);
 }
 
 static void get_online(sb_req *req, void *user) {
   (void)user;
-  char body[MAX_ONLINE * 40 + 8];
-  size_t n = online_json(body, sizeof(body));
-  reply_json(req, 200, body, n);
+  strbuf b;
+  online_json(&b);
+  reply_json(req, 200, &b);
 }
 
 /* ---- main ----------------------------------------------------------------------------- */

@@ -9,11 +9,18 @@
  *   GET    /rooms/:roomId/messages      the last messages      → {"offset":N,"epoch":"..","messages":[..]}
  *   POST   /rooms/:roomId/messages      post (body: the text)  → 201 {"seq":N}; every member gets
  *                                       a push POST /rooms/:roomId/messages {"from":..,"text":..}
- *   PUT    /rooms/:roomId/members/me    join the room's group  → 204
+ *   PUT    /rooms/:roomId/members/me    join the room's group  → 204 (over a WebSocket)
  *   DELETE /rooms/:roomId/members/me    leave it               → 204
  *   POST   /users/:userId/pokes         push to every tab of that user → 202
  *
- * Middleware: a request log on every path, and an auth guard on writes (POST/PUT/DELETE need an
+ * A room is created by the first post or join (reading never creates one): its id is 1 to 31
+ * bytes of UTF-8, an identity creates at most 8 rooms (403 past it) and there are at most 64
+ * (507); these answers say why: {"error":"Forbidden","message":"..."}. Every answer is built
+ * with examples/common/strbuf.h, which never writes past its buffer: an answer that would not
+ * fit is a 500, never a cut one.
+ *
+ * Middleware: a request log on every path (the client's path and identity escaped, so that a
+ * newline in them cannot forge a line), and an auth guard on writes (POST/PUT/DELETE need an
  * identity). With --jwt-secret S the upgrade requires an HS256 JWT (its "sub" is the identity;
  * browsers pass it as new WebSocket(url, ["sb.v1", "bearer." + token])); without it everyone
  * is anonymous and may only read.
@@ -28,21 +35,30 @@
 
 #include <uv.h>
 
+#include "../common/strbuf.h"
 #include "switchboard.h"
 
 #define MAX_ROOMS 64
-#define KEEP 50      /* messages kept per room for GET .../messages */
+#define ROOMS_PER_USER 8 /* rooms one identity may create: no one user takes them all */
+#define MAX_ID 31        /* bytes of a room id */
+#define MAX_IDENTITY 190 /* bytes of an identity (sb_upgrade_accept) */
+#define KEEP 50          /* messages kept per room for GET .../messages */
 #define MAX_TEXT 500
+#define MAX_ANSWER (4u << 20) /* the most a growable answer may take (the worst is ~210 KB) */
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 typedef struct message {
-  char from[64];
+  char from[MAX_IDENTITY + 1];
   char text[MAX_TEXT + 1];
 } message;
 
 typedef struct room {
-  char id[32];
-  message last[KEEP]; /* a ring */
-  unsigned count;     /* messages ever posted */
+  char id[MAX_ID + 1];
+  char creator[MAX_IDENTITY + 1]; /* whose quota it counts against */
+  message last[KEEP];             /* a ring */
+  unsigned count;                 /* messages ever posted */
 } room;
 
 static sb_hub *hub;
@@ -52,37 +68,58 @@ static uv_signal_t sigint, sigterm;
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-/* Appends s as a JSON string (quotes included) to out[*n..cap). */
-static void json_str(char *out, size_t cap, size_t *n, const char *s) {
-  if (*n + 2 >= cap) return;
-  out[(*n)++] = '"';
-  for (; *s && *n + 8 < cap; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
-      out[(*n)++] = '\\';
-      out[(*n)++] = (char)ch;
-    } else if (ch < 0x20) {
-      *n += (size_t)snprintf(out + *n, cap - *n, "\\u%04x", ch);
-    } else {
-      out[(*n)++] = (char)ch;
-    }
-  }
-  out[(*n)++] = '"';
-  out[*n] = '\0';
+/* Sends what `b` holds, or a 500 if it did not fit (never a cut, invalid answer). */
+static void reply_json(sb_req *req, uint16_t status, const strbuf *b) {
+  if (b->overflow) return sb_fail(req, 500, "the answer does not fit");
+  sb_respond(req, status, b->data, b->len);
 }
 
-static void reply_json(sb_req *req, uint16_t status, const char *json) {
-  sb_respond(req, status, json, strlen(json));
+/* An error the client can act on, with its reason: {"error":"Forbidden","message":"..."}.
+ * (sb_fail's default handler shows only the status's reason phrase.) */
+static void refuse(sb_req *req, uint16_t status, const char *error, const char *why) {
+  char mem[512];
+  strbuf b;
+  strbuf_fixed(&b, mem, sizeof mem);
+  STRBUF_LIT(&b, "{\"error\":");
+  strbuf_json(&b, error);
+  STRBUF_LIT(&b, ",\"message\":");
+  strbuf_json(&b, why);
+  STRBUF_LIT(&b, "}");
+  reply_json(req, status, &b);
 }
 
-static room *find_room(const char *id, int create) {
+static room *find_room(const char *id) {
   for (size_t i = 0; i < nrooms; i++) {
     if (strcmp(rooms[i].id, id) == 0) return &rooms[i];
   }
-  if (!create || nrooms == MAX_ROOMS || strlen(id) >= sizeof(rooms[0].id)) return NULL;
-  room *r = &rooms[nrooms++];
+  return NULL;
+}
+
+/* The room `id` for a write (a post or a join): created if it does not exist yet, within the
+ * quotas. NULL once the request has been answered with the reason. Reads never create a room,
+ * so that anonymous readers cannot fill the table. */
+static room *room_for_write(sb_req *req, const char *id) {
+  room *r = find_room(id);
+  if (r) return r;
+  const char *who = sb_req_identity(req);
+  size_t len = strlen(id), mine = 0;
+  if (len == 0 || len > MAX_ID || !utf8_valid(id)) {
+    refuse(req, 422, "Unprocessable Entity", "a room id is 1 to " XSTR(MAX_ID) " bytes of UTF-8");
+    return NULL;
+  }
+  for (size_t i = 0; i < nrooms; i++) mine += strcmp(rooms[i].creator, who) == 0;
+  if (mine >= ROOMS_PER_USER) {
+    refuse(req, 403, "Forbidden", "a user may create at most " XSTR(ROOMS_PER_USER) " rooms");
+    return NULL;
+  }
+  if (nrooms == MAX_ROOMS) {
+    refuse(req, 507, "Insufficient Storage", "all " XSTR(MAX_ROOMS) " rooms are taken");
+    return NULL;
+  }
+  r = &rooms[nrooms++];
   memset(r, 0, sizeof(*r));
-  snprintf(r->id, sizeof(r->id), "%s", id);
+  memcpy(r->id, id, len + 1);
+  snprintf(r->creator, sizeof(r->creator), "%s", who);
   return r;
 }
 
@@ -92,11 +129,21 @@ static void group_of(char *out, size_t cap, const char *room_id) {
 
 /* ---- middleware ----------------------------------------------------------------------- */
 
+/* One line per request. The path and the identity are the client's: escaped (strbuf_log), a
+ * newline in them cannot make a line of its own in the log. */
 static void log_requests(sb_req *req, void *user) {
   (void)user;
   static const char *names[] = {"-", "GET", "POST", "PUT", "PATCH", "DELETE"};
-  fprintf(stderr, "%s %s (%s)\n", names[sb_req_method(req)], sb_req_path(req),
-          *sb_req_identity(req) ? sb_req_identity(req) : "anonymous");
+  sb_method m = sb_req_method(req);
+  const char *id = sb_req_identity(req);
+  char pmem[1024], imem[4 * MAX_IDENTITY + 1];
+  strbuf path, who;
+  strbuf_fixed(&path, pmem, sizeof pmem);
+  strbuf_fixed(&who, imem, sizeof imem);
+  strbuf_log(&path, sb_req_path(req));
+  strbuf_log(&who, *id ? id : "anonymous");
+  fprintf(stderr, "%s %s%s (%s)\n", m <= SB_METHOD_DELETE ? names[m] : "?", path.data,
+          path.overflow ? "[...]" : "", who.data);
   sb_next(req);
 }
 
@@ -113,92 +160,113 @@ static void writers_only(sb_req *req, void *user) {
 
 static void get_me(sb_req *req, void *user) {
   (void)user;
-  char out[256];
-  size_t n = (size_t)snprintf(out, sizeof(out), "{\"identity\":");
-  json_str(out, sizeof(out), &n, sb_req_identity(req));
-  snprintf(out + n, sizeof(out) - n, "}");
-  reply_json(req, 200, out);
+  char mem[sizeof "{\"identity\":}" + STRBUF_JSON_MAX(MAX_IDENTITY)];
+  strbuf b;
+  strbuf_fixed(&b, mem, sizeof mem);
+  STRBUF_LIT(&b, "{\"identity\":");
+  strbuf_json(&b, sb_req_identity(req));
+  STRBUF_LIT(&b, "}");
+  reply_json(req, 200, &b);
 }
 
+/* The answers that grow with what clients created are built in a growable buffer. */
 static void list_rooms(sb_req *req, void *user) {
   (void)user;
-  char out[8192], group[256];
-  size_t n = 0;
-  out[n++] = '[';
-  for (size_t i = 0; i < nrooms && n + 100 < sizeof(out); i++) {
+  char group[256];
+  strbuf b;
+  strbuf_heap(&b, MAX_ANSWER);
+  STRBUF_LIT(&b, "[");
+  for (size_t i = 0; i < nrooms; i++) {
     group_of(group, sizeof(group), rooms[i].id);
-    n += (size_t)snprintf(out + n, sizeof(out) - n, "%s{\"id\":", i ? "," : "");
-    json_str(out, sizeof(out), &n, rooms[i].id);
-    n += (size_t)snprintf(out + n, sizeof(out) - n, ",\"members\":%zu}",
-                          sb_hub_group_size(hub, group));
+    if (i) STRBUF_LIT(&b, ",");
+    STRBUF_LIT(&b, "{\"id\":");
+    strbuf_json(&b, rooms[i].id);
+    strbuf_addf(&b, ",\"members\":%zu}", sb_hub_group_size(hub, group));
   }
-  snprintf(out + n, sizeof(out) - n, "]");
-  reply_json(req, 200, out);
+  STRBUF_LIT(&b, "]");
+  reply_json(req, 200, &b);
+  strbuf_free(&b);
 }
 
 /* The history comes with the room stream's position, so that a client can tell which pushes
  * it already has (docs/PROTOCOL.md §4). */
 static void get_messages(sb_req *req, void *user) {
   (void)user;
-  room *r = find_room(sb_req_param(req, "roomId"), 0);
+  room *r = find_room(sb_req_param(req, "roomId"));
   if (!r) return sb_fail(req, 404, "no such room");
   char group[256];
   group_of(group, sizeof(group), r->id);
   uint64_t offset = 0, epoch = 0;
   sb_hub_position(hub, group, &offset, &epoch);
-  static char out[KEEP * (MAX_TEXT * 6 + 128) + 128];
-  size_t n = (size_t)snprintf(out, sizeof(out),
-                              "{\"offset\":%" PRIu64 ",\"epoch\":\"%016" PRIx64 "\",\"messages\":[",
-                              offset, epoch);
+  strbuf b;
+  strbuf_heap(&b, MAX_ANSWER);
+  strbuf_addf(&b, "{\"offset\":%" PRIu64 ",\"epoch\":\"%016" PRIx64 "\",\"messages\":[", offset,
+              epoch);
   unsigned first = r->count > KEEP ? r->count - KEEP : 0;
   for (unsigned i = first; i < r->count; i++) {
     const message *m = &r->last[i % KEEP];
-    n += (size_t)snprintf(out + n, sizeof(out) - n, "%s{\"from\":", i > first ? "," : "");
-    json_str(out, sizeof(out), &n, m->from);
-    n += (size_t)snprintf(out + n, sizeof(out) - n, ",\"text\":");
-    json_str(out, sizeof(out), &n, m->text);
-    n += (size_t)snprintf(out + n, sizeof(out) - n, "}");
+    if (i > first) STRBUF_LIT(&b, ",");
+    STRBUF_LIT(&b, "{\"from\":");
+    strbuf_json(&b, m->from);
+    STRBUF_LIT(&b, ",\"text\":");
+    strbuf_json(&b, m->text);
+    STRBUF_LIT(&b, "}");
   }
-  snprintf(out + n, sizeof(out) - n, "]}");
-  reply_json(req, 200, out);
+  STRBUF_LIT(&b, "]}");
+  reply_json(req, 200, &b);
+  strbuf_free(&b);
 }
 
 static void post_message(sb_req *req, void *user) {
   (void)user;
   size_t len;
   const char *text = sb_req_body(req, &len);
+  message m;
   if (len == 0 || len > MAX_TEXT || memchr(text, '\0', len))
     return sb_fail(req, 422, "the text must be 1..500 bytes");
-  room *r = find_room(sb_req_param(req, "roomId"), 1);
-  if (!r) return sb_fail(req, 507, "too many rooms");
-  message *m = &r->last[r->count++ % KEEP];
-  snprintf(m->from, sizeof(m->from), "%s", sb_req_identity(req));
-  memcpy(m->text, text, len);
-  m->text[len] = '\0';
+  memcpy(m.text, text, len);
+  m.text[len] = '\0';
+  if (!utf8_valid(m.text)) return sb_fail(req, 422, "the text must be UTF-8");
+  snprintf(m.from, sizeof(m.from), "%s", sb_req_identity(req));
+  room *r = room_for_write(req, sb_req_param(req, "roomId"));
+  if (!r) return;
+  r->last[r->count++ % KEEP] = m;
   /* Push to the room's group: recorded in its stream, so members that reconnect get it. */
-  char push[MAX_TEXT * 6 + 128], group[256], url[96];
-  size_t n = (size_t)snprintf(push, sizeof(push), "{\"from\":");
-  json_str(push, sizeof(push), &n, m->from);
-  n += (size_t)snprintf(push + n, sizeof(push) - n, ",\"text\":");
-  json_str(push, sizeof(push), &n, m->text);
-  n += (size_t)snprintf(push + n, sizeof(push) - n, "}");
+  char push[sizeof "{\"from\":,\"text\":}" + STRBUF_JSON_MAX(MAX_IDENTITY) +
+            STRBUF_JSON_MAX(MAX_TEXT)];
+  char url[sizeof "/rooms//messages" + 3 * MAX_ID], group[256];
+  strbuf p, u;
+  strbuf_fixed(&p, push, sizeof push);
+  STRBUF_LIT(&p, "{\"from\":");
+  strbuf_json(&p, m.from);
+  STRBUF_LIT(&p, ",\"text\":");
+  strbuf_json(&p, m.text);
+  STRBUF_LIT(&p, "}");
+  /* The id goes into the url percent-encoded: it may hold '/', '?' or control characters. */
+  strbuf_fixed(&u, url, sizeof url);
+  STRBUF_LIT(&u, "/rooms/");
+  strbuf_segment(&u, r->id);
+  STRBUF_LIT(&u, "/messages");
+  if (p.overflow || u.overflow) return sb_fail(req, 500, "the push does not fit");
   group_of(group, sizeof(group), r->id);
-  snprintf(url, sizeof(url), "/rooms/%s/messages", r->id);
-  if (sb_hub_publish(hub, group, SB_METHOD_POST, url, push, n) != 0)
+  if (sb_hub_publish(hub, group, SB_METHOD_POST, url, p.data, p.len) != 0)
     return sb_fail(req, 503, "publish failed");
-  char out[64];
-  snprintf(out, sizeof(out), "{\"seq\":%u}", r->count);
-  reply_json(req, 201, out);
+  char out[sizeof "{\"seq\":}" + 10];
+  strbuf b;
+  strbuf_fixed(&b, out, sizeof out);
+  strbuf_addf(&b, "{\"seq\":%u}", r->count);
+  reply_json(req, 201, &b);
 }
 
 static void join_room(sb_req *req, void *user) {
   (void)user;
   char group[256];
-  room *r = find_room(sb_req_param(req, "roomId"), 1);
   sb_conn *c = sb_req_conn(req);
-  if (!r) return sb_fail(req, 507, "too many rooms");
+  if (!c) return sb_fail(req, 400, "joining is for WebSocket connections");
+  room *r = room_for_write(req, sb_req_param(req, "roomId"));
+  if (!r) return;
   group_of(group, sizeof(group), r->id);
-  if (!c || sb_conn_join(c, group) != 0) return sb_fail(req, 500, "join failed");
+  if (sb_conn_join(c, group) != 0) return sb_fail(req, 500, "join failed");
   sb_respond(req, 204, NULL, 0);
 }
 
@@ -213,11 +281,15 @@ static void leave_room(sb_req *req, void *user) {
 
 static void poke_user(sb_req *req, void *user) {
   (void)user;
-  char body[256];
-  size_t n = (size_t)snprintf(body, sizeof(body), "{\"from\":");
-  json_str(body, sizeof(body), &n, sb_req_identity(req));
-  n += (size_t)snprintf(body + n, sizeof(body) - n, "}");
-  int r = sb_hub_send_to_user(hub, sb_req_param(req, "userId"), SB_METHOD_POST, "/pokes", body, n);
+  char body[sizeof "{\"from\":}" + STRBUF_JSON_MAX(MAX_IDENTITY)];
+  strbuf b;
+  strbuf_fixed(&b, body, sizeof body);
+  STRBUF_LIT(&b, "{\"from\":");
+  strbuf_json(&b, sb_req_identity(req));
+  STRBUF_LIT(&b, "}");
+  if (b.overflow) return sb_fail(req, 500, "the push does not fit");
+  int r = sb_hub_send_to_user(hub, sb_req_param(req, "userId"), SB_METHOD_POST, "/pokes", b.data,
+                              b.len);
   if (r != 0) return sb_fail(req, 400, sb_strerror(r));
   sb_respond(req, 202, NULL, 0);
 }

@@ -94,9 +94,12 @@ async function loadOnline() {
   if (r.status === 200) { view.online = r.body; renderOnline(); }
 }
 
+// Joining creates the room if it does not exist yet (reading never does); the server may
+// refuse (too many rooms), and says why.
 async function joinRoom() {
   const r = await client.put(`/api/rooms/${view.room}/members/me`);
-  if (r.status !== 204) note(`join: ${r.status}`);
+  if (r.status !== 204) note(`join: ${r.status} ${r.body?.message ?? r.body?.error ?? ''}`);
+  return r.status === 204;
 }
 
 async function switchRoom(id) {
@@ -109,8 +112,7 @@ async function switchRoom(id) {
   view.room = id;
   view.messages = [];
   renderMessages();
-  await joinRoom();
-  await loadRoom();
+  if (await joinRoom()) await loadRoom();
   await renderRooms();
 }
 
@@ -151,8 +153,8 @@ function start(name) {
     if (e.resumed) return; // 'resumed' said what happened
     if (view.lastResumed?.sessionLost) setStatus('resumed', 'reconnected — history reloaded');
     else setStatus('connected', 'connected');
-    await joinRoom();
-    await Promise.all([loadRoom(), loadOnline(), renderRooms()]);
+    const joined = await joinRoom();
+    await Promise.all([joined ? loadRoom() : null, loadOnline(), renderRooms()]);
   });
   client.on('resumed', async (e) => {
     view.lastResumed = e;
