@@ -165,8 +165,11 @@ typedef struct sb_server_options {
   size_t max_header_bytes;       /* request line + headers of an upgrade or a plain HTTP
                                     request; 431 past it. 16 KiB */
   size_t max_message_bytes;      /* one message, all fragments; close 1009 past it. 16 MiB */
-  size_t max_queued_bytes;       /* unsent bytes per connection; sends past it are DROPPED.
-                                    16 MiB + 64 KiB, so that one maximal message fits */
+  size_t max_queued_bytes;       /* the memory a connection's unsent data may hold (its
+                                    buffers as allocated and the messages it references);
+                                    sends past it are DROPPED, and reading the connection
+                                    pauses while it holds more than half. 16 MiB + 64 KiB, so
+                                    that one maximal message fits */
   unsigned handshake_timeout_ms; /* a request (upgrade or plain HTTP) must arrive whole in
                                     time (408), and an upgrade be decided by on_upgrade
                                     (503); counted from the accept, or for a later request
