@@ -365,7 +365,10 @@ SB_EXPORT int sb_upgrade_reject(sb_upgrade *up, int status, const char *const *h
 /* Built-in JWT verification (libjwt): HS256 with a shared secret or RS256 with a PEM public
  * key, exactly one per verifier; the token's own "alg" must match it, so "none" and key
  * confusion are refused. exp is required, nbf checked when present, aud and iss when set
- * here; sub becomes the connection's identity and the whole payload its claims. */
+ * here; sub becomes the connection's identity and the whole payload its claims. exp, nbf and
+ * iat, when present, must be JSON numbers within int64_t (else the token is refused); a
+ * fraction is rounded to the stricter side (exp down, nbf up), and sums with the leeway
+ * saturate (exp = INT64_MAX never expires). */
 typedef struct sb_jwt sb_jwt;
 
 typedef struct sb_jwt_options {
@@ -382,15 +385,17 @@ SB_EXPORT int sb_jwt_new(sb_jwt **out, const sb_jwt_options *opts);
 SB_EXPORT void sb_jwt_free(sb_jwt *jwt);
 
 /* Verifies `token` now. On success fills identity[0..cap) (the sub), *claims (malloc'd JSON,
- * free() it; may be NULL to skip) and *expires_at, and returns 0; otherwise SB_EPROTO with a
- * reason in err. For checking tokens elsewhere (plain HTTP middleware, say). */
+ * free() it; may be NULL to skip) and *expires_at (the exp, > 0, without the leeway), and
+ * returns 0; otherwise SB_EPROTO (SB_ENOMEM when out of memory) with a reason in err. For
+ * checking tokens elsewhere (plain HTTP middleware, say). */
 SB_EXPORT int sb_jwt_verify_token(const sb_jwt *jwt, const char *token, char *identity,
                                   size_t cap, char **claims, int64_t *expires_at, char *err,
                                   size_t errlen);
 
 /* An sb_upgrade_cb that verifies sb_upgrade_token() with the sb_jwt passed as `user`: accepts
- * with the token's sub, claims and exp (plus the verifier's leeway), or rejects with 401 and
- * `WWW-Authenticate: Bearer` (error="invalid_token" and the reason, when a token was there). */
+ * with the token's sub, claims and exp (plus the verifier's leeway, saturating), or rejects
+ * with 401 and `WWW-Authenticate: Bearer` (error="invalid_token" and the reason, when a token
+ * was there). */
 SB_EXPORT void sb_jwt_upgrade_cb(sb_upgrade *up, void *jwt);
 
 /* ---------------------------------------------------------------------------------------- */

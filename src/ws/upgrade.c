@@ -202,10 +202,17 @@ sb_conn *sb_upgrade_conn(const sb_upgrade *up) { return up->conn; }
 
 /* ---- the verdict ---------------------------------------------------------------------- */
 
-static int64_t wall_now(void) { return (int64_t)time(NULL); }
+/* Never before the epoch: with now >= 0 and 0 < expires <= INT64_MAX, the differences below
+ * cannot overflow, whatever expiry a token or an application names. */
+static int64_t wall_now(void) {
+  time_t t = time(NULL);
+  return t > 0 ? (int64_t)t : 0;
+}
 
 /* ask_at: refresh_before_ms ahead of expiry, but not in the first half of the lifetime (a
- * short-lived token would otherwise be asked for again at once). */
+ * short-lived token would otherwise be asked for again at once). expires > 0 (0 is "never"
+ * and negative ones are refused), so expires - now and expires minus at most UINT_MAX / 1000
+ * stay in range. */
 static int64_t ask_time(const sb_server *s, int64_t expires) {
   int64_t now = wall_now();
   int64_t early = expires - (int64_t)(s->opts.refresh_before_ms / 1000);

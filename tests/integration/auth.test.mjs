@@ -4,7 +4,8 @@
 // it may come from; a custom hook that reads the request and accepts or rejects at once or
 // later; the identity and claims on the connection; the "user:<id>" group; a resume going
 // through the same auth (and refused for another identity); credentials that expire, are
-// refreshed over AUTH, or close the connection with 4001 / 4003.
+// refreshed over AUTH, or close the connection with 4001 / 4003; time claims at the ends of
+// int64 and of the wrong type.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -19,8 +20,9 @@ import { encodeEnvelope, KIND, METHOD } from './proto.mjs';
 const SECRET = 'a-test-secret-that-is-long-enough-for-hs256';
 const now = () => Math.floor(Date.now() / 1000);
 
+// payload: an object, or JSON text as it is to be signed (for numbers JavaScript cannot hold)
 function jwt(payload, { alg = 'HS256', key = SECRET, header } = {}) {
-  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const enc = (o) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
   const data = `${enc(header ?? { alg, typ: 'JWT' })}.${enc(payload)}`;
   let sig = '';
   if (alg === 'HS256') sig = crypto.createHmac('sha256', key).update(data).digest('base64url');
@@ -384,6 +386,57 @@ describe('a custom upgrade hook', () => {
     const s2 = await start([]);
     const c = await HubClient.connect(s2.port);
     assert.deepEqual(await identity(c), { id: '', claims: null, exp: 0 });
+    c.destroy();
+  });
+});
+
+describe('JWT time claims: the ends of int64 and claims of the wrong type', () => {
+  let srv;
+  before(async () => { srv = await start(['--jwt-hs256', SECRET, '--jwt-leeway', '30']); });
+  const raw = async (c) => (await c.ok('/identity', '', { method: METHOD.GET })).split('|');
+
+  test('exp = 2^63-1 with a leeway: accepted, expiring at 2^63-1, and the server lives on', async () => {
+    // exp + leeway overflowed a signed addition: the sanitizer build aborted on this token.
+    const t = jwt('{"sub":"zed","exp":9223372036854775807,"nbf":-9223372036854775808}');
+    const c = await HubClient.connect(srv.port, bearer(t));
+    const [id, , exp] = await raw(c);
+    assert.equal(id, 'zed');
+    assert.equal(exp, '9223372036854775807');
+    const d = await HubClient.connect(srv.port, { protocols: `sb.v1, bearer.${t}` });
+    assert.equal((await raw(d))[0], 'zed');
+    for (const x of [c, d]) x.destroy();
+    assert.equal(srv.sanitizerReport(), null);
+  });
+
+  test('the leeway is added to the expiry of the connection', async () => {
+    const exp = now() - 10;
+    const c = await HubClient.connect(srv.port, bearer(jwt({ sub: 'yan', exp })));
+    assert.equal((await raw(c))[2], String(exp + 30));
+    c.destroy();
+  });
+
+  const soon = () => now() + 600;
+  const refusedClaims = [
+    ['a string nbf naming the far future', () => `{"sub":"x","exp":${soon()},"nbf":"4102444800"}`, 'nbf claim is not a number'],
+    ['a string exp', () => '{"sub":"x","exp":"4102444800"}', 'exp claim is not a number'],
+    ['a boolean nbf', () => `{"sub":"x","exp":${soon()},"nbf":true}`, 'nbf claim is not a number'],
+    ['an object iat', () => `{"sub":"x","exp":${soon()},"iat":{}}`, 'iat claim is not a number'],
+    ['an exp past int64', () => '{"sub":"x","exp":1e300}', 'exp claim out of range'],
+    ['a fractional nbf after now and the leeway', () => `{"sub":"x","exp":${soon()},"nbf":${now() + 120}.5}`, 'token not yet valid'],
+  ];
+  for (const [name, payload, why] of refusedClaims) {
+    test(`refused with 401: ${name}`, async () => {
+      const r = await rejected(srv.port, bearer(jwt(payload())));
+      assert.equal(r.status, 401);
+      assert.equal(r.body, why);
+      assert.match(r.header('www-authenticate'), new RegExp(`error_description="${why}"`));
+    });
+  }
+
+  test('a fractional exp is taken down to the second', async () => {
+    const exp = now() + 600;
+    const c = await HubClient.connect(srv.port, bearer(jwt(`{"sub":"xia","exp":${exp}.75}`)));
+    assert.equal((await raw(c))[2], String(exp + 30));
     c.destroy();
   });
 });
