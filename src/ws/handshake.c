@@ -108,26 +108,52 @@ sb_hs_result sb_handshake_feed(sb_handshake *h, const uint8_t *data, size_t len,
   return h->result;
 }
 
+/* The next entry of the Sec-WebSocket-Protocol list, across every header of that name:
+ * (*i, *p) is the position (start with *i = 0, *p = NULL). */
+static const char *next_entry(const sb_handshake *h, unsigned *i, const char **p, size_t *n) {
+  const sb_http_request *r = &h->req;
+  for (;;) {
+    const char *e = *p ? sb_list_next(p, n) : NULL;
+    if (e) return e;
+    if (*p) ++*i; /* this header's list is done */
+    while (*i < r->nheaders && strcasecmp(r->buf + r->headers[*i][0], "Sec-WebSocket-Protocol"))
+      ++*i;
+    if (*i >= r->nheaders) return NULL;
+    *p = r->buf + r->headers[*i][1];
+  }
+}
+
+static int is_bearer(const char *e, size_t n) { return n > 7 && memcmp(e, "bearer.", 7) == 0; }
+
+size_t sb_handshake_subprotocols_size(const sb_handshake *h, size_t *bytes) {
+  size_t count = 0, n;
+  unsigned i = 0;
+  const char *p = NULL, *e;
+  *bytes = 0;
+  while ((e = next_entry(h, &i, &p, &n)) != NULL) {
+    if (is_bearer(e, n)) continue;
+    count++;
+    *bytes += n + 1;
+  }
+  return count;
+}
+
 size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t max,
                                  char *scratch, size_t scratch_len, int *bearer) {
-  size_t count = 0, used = 0;
+  size_t count = 0, used = 0, n;
+  unsigned i = 0;
+  const char *p = NULL, *e;
   if (bearer) *bearer = 0;
-  for (unsigned i = 0; i < h->req.nheaders; i++) {
-    const sb_http_request *r = &h->req;
-    if (strcasecmp(r->buf + r->headers[i][0], "Sec-WebSocket-Protocol") != 0) continue;
-    const char *p = r->buf + r->headers[i][1], *start;
-    size_t n;
-    while ((start = sb_list_next(&p, &n)) != NULL) {
-      if (n > 7 && memcmp(start, "bearer.", 7) == 0) {
-        if (bearer) *bearer = 1; /* a credential (sb_upgrade_token), never a protocol */
-        continue;
-      }
-      if (count == max || used + n + 1 > scratch_len) return 0;
-      memcpy(scratch + used, start, n);
-      scratch[used + n] = '\0';
-      out[count++] = scratch + used;
-      used += n + 1;
+  while ((e = next_entry(h, &i, &p, &n)) != NULL) {
+    if (is_bearer(e, n)) {
+      if (bearer) *bearer = 1; /* a credential (sb_upgrade_token), never a protocol */
+      continue;
     }
+    if (count == max || used + n + 1 > scratch_len) return 0;
+    memcpy(scratch + used, e, n);
+    scratch[used + n] = '\0';
+    out[count++] = scratch + used;
+    used += n + 1;
   }
   return count;
 }

@@ -70,10 +70,15 @@ int sb_handshake_method(const sb_handshake *h);
  * out[0..max). Each is copied NUL-terminated into `scratch` (size `scratch_len`). Entries
  * "bearer.<token>" carry a browser's credential, not a protocol: they are skipped, and
  * *bearer (may be NULL) says whether one came. Returns the count (0 if none, or if they do
- * not fit).
+ * not fit: sb_handshake_subprotocols_size says what fits all).
  */
 size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t max,
                                  char *scratch, size_t scratch_len, int *bearer);
+
+/* What sb_handshake_subprotocols needs to collect every offered subprotocol: returns their
+ * count (bearer entries excluded) and sets *bytes to the scratch they take, NULs included.
+ * Nothing bounds either but the request's header limit. */
+size_t sb_handshake_subprotocols_size(const sb_handshake *h, size_t *bytes);
 
 /* Computes the Sec-WebSocket-Accept value for a key into out[29]. Returns 0, or -1 if the key
  * does not decode to exactly 16 bytes. */

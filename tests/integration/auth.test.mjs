@@ -5,7 +5,7 @@
 // later; the identity and claims on the connection; the "user:<id>" group; a resume going
 // through the same auth (and refused for another identity); credentials that expire, are
 // refreshed over AUTH, or close the connection with 4001 / 4003; time claims at the ends of
-// int64 and of the wrong type.
+// int64 and of the wrong type; subprotocols of any length next to a bearer entry.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { HubClient, HUBTEST_BIN, startServer } from './hub.mjs';
 import net from 'node:net';
-import { buildFrame, httpExchange, OP, upgradeRequest, sleep } from './lib.mjs';
+import { buildFrame, httpExchange, OP, startEcho, upgradeRequest, sleep } from './lib.mjs';
 import { encodeEnvelope, KIND, METHOD } from './proto.mjs';
 
 const SECRET = 'a-test-secret-that-is-long-enough-for-hs256';
@@ -438,5 +438,43 @@ describe('JWT time claims: the ends of int64 and claims of the wrong type', () =
     const c = await HubClient.connect(srv.port, bearer(jwt(`{"sub":"xia","exp":${exp}.75}`)));
     assert.equal((await raw(c))[2], String(exp + 30));
     c.destroy();
+  });
+});
+
+// The 101 is sized from its parts: a long subprotocol is answered (it once did not fit a
+// 512-byte buffer, and the connection was closed without a response).
+describe('a long subprotocol', () => {
+  const long = (n, c = 'p') => `sb.${c.repeat(n - 3)}`;
+
+  test('chosen beside a bearer entry (no hook): 2000 and 12000 bytes, echoed in the 101', async () => {
+    const srv = await start(['--jwt-hs256', SECRET]);
+    for (const n of [2000, 12000]) {
+      const p = long(n);
+      const c = await HubClient.connect(srv.port, { protocols: `${p}, bearer.${jwt({ sub: 'lou', exp: now() + 600 })}, sb.v1` });
+      assert.equal(c.head.status, 101);
+      assert.equal(c.head.header('sec-websocket-protocol'), p, `${n} bytes`);
+      assert.equal((await identity(c)).id, 'lou');
+      c.destroy();
+    }
+  });
+
+  test('chosen by the on_subprotocol hook (echo --subprotocols): 2000 and 12000 bytes', async () => {
+    const a = long(2000, 'a');
+    const b = long(12000, 'b');
+    const srv = await startEcho(['--subprotocols', `${a},${b}`]);
+    try {
+      for (const p of [a, b]) {
+        const r = await httpExchange(srv.port, upgradeRequest({ protocols: `x, ${p}` }), { waitClose: false, timeoutMs: 3000 });
+        assert.match(r.statusLine, /^HTTP\/1\.1 101 /, `${p.length} bytes`);
+        assert.equal(r.header('sec-websocket-protocol'), p);
+      }
+      // and the first real one beside a bearer entry, without the hook choosing
+      const r = await httpExchange(srv.port, upgradeRequest({ protocols: `${b}, bearer.t` }), { waitClose: false, timeoutMs: 3000 });
+      assert.match(r.statusLine, /^HTTP\/1\.1 101 /);
+      assert.equal(r.header('sec-websocket-protocol'), b);
+      assert.equal(srv.sanitizerReport(), null);
+    } finally {
+      await srv.stop();
+    }
   });
 });
