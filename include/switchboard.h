@@ -195,7 +195,8 @@ typedef struct sb_server_options {
   /* Origin allow-list for upgrades (against cross-site WebSocket hijacking from browsers):
    * when set, an upgrade whose Origin header is not one of these exact strings (e.g.
    * "https://app.example") is refused with 403. An upgrade without an Origin header (not a
-   * browser) is let through to the auth that follows. NULL: any origin. Copied. */
+   * browser) is let through to the auth that follows. NULL: any origin (but then the sb_token
+   * cookie counts only from the server's own origin; see sb_upgrade_token). Copied. */
   const char *const *allowed_origins;
   size_t allowed_origins_count;
 
@@ -324,9 +325,15 @@ SB_EXPORT const char *sb_upgrade_remote_address(sb_upgrade *up);
  *      (browsers: `new WebSocket(url, ["sb.v1", "bearer." + token])`; the recommended way,
  *      as browsers cannot set headers on a WebSocket and a URL ends up in logs). That entry
  *      is never chosen as the subprotocol.
- *   3. the cookie `sb_token`                      (same-site apps with an HttpOnly cookie)
+ *   3. the cookie `sb_token`                      (same-site apps with an HttpOnly cookie),
+ *      only when the Origin is trusted: absent (not a browser page), in allowed_origins, or,
+ *      when that list is not set, the server's own (the Origin's host and port equal to the
+ *      Host header's; ports 80/443 by default for http/https, hosts compared without case).
+ *      A browser sends cookies with a WebSocket that a page of any site opens, so from any
+ *      other Origin the cookie is ignored, and the lookup goes on.
  *   4. the query parameter `access_token`         (last resort: URLs are logged)
- * For a refresh, the token the connection sent. NULL if none.
+ * For a refresh, the token the connection sent. NULL if none. (sb_upgrade_cookie is not
+ * filtered that way.)
  */
 SB_EXPORT const char *sb_upgrade_token(sb_upgrade *up);
 

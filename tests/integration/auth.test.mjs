@@ -5,7 +5,8 @@
 // later; the identity and claims on the connection; the "user:<id>" group; a resume going
 // through the same auth (and refused for another identity); credentials that expire, are
 // refreshed over AUTH, or close the connection with 4001 / 4003; time claims at the ends of
-// int64 and of the wrong type; subprotocols of any length next to a bearer entry.
+// int64 and of the wrong type; the sb_token cookie only from a trusted Origin; subprotocols of
+// any length next to a bearer entry.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -438,6 +439,64 @@ describe('JWT time claims: the ends of int64 and claims of the wrong type', () =
     const c = await HubClient.connect(srv.port, bearer(jwt(`{"sub":"xia","exp":${exp}.75}`)));
     assert.equal((await raw(c))[2], String(exp + 30));
     c.destroy();
+  });
+});
+
+// A browser sends a site's cookies with a WebSocket opened by a page of any site: the cookie
+// token counts only when the Origin is trusted (listed, or the server's own when no list is set).
+describe('the sb_token cookie and the Origin', () => {
+  let open;
+  let listed;
+  before(async () => {
+    open = await start(['--jwt-hs256', SECRET]);
+    listed = await start(['--jwt-hs256', SECRET, '--origins', 'https://app.example,http://other.example:8080']);
+  });
+  const cookie = (sub) => ['Cookie', `theme=dark; sb_token=${jwt({ sub, exp: now() + 600 })}`];
+  const origin = (o) => ['Origin', o];
+  const who = async (port, extra) => {
+    const c = await HubClient.connect(port, { extra });
+    const [id] = (await c.ok('/identity', '', { method: METHOD.GET })).split('|');
+    c.destroy();
+    return id;
+  };
+
+  test('no list: a cookie with a foreign Origin is not a token (401, token required)', async () => {
+    for (const o of ['https://evil.example', `http://localhost:${open.port}`, `http://127.0.0.1:${open.port + 1}`,
+      `https://127.0.0.1:${open.port}.evil.example`, 'null']) {
+      const r = await rejected(open.port, { extra: [origin(o), cookie('victim')] });
+      assert.equal(r.status, 401, o);
+      assert.equal(r.body, 'token required', o);
+      assert.equal(r.header('www-authenticate'), 'Bearer', o);
+    }
+  });
+
+  test('no list: a cookie with the server\'s own Origin, or with none, is the token (101)', async () => {
+    assert.equal(await who(open.port, [origin(`http://127.0.0.1:${open.port}`), cookie('carol')]), 'carol');
+    assert.equal(await who(open.port, [origin(`HTTP://127.0.0.1:${open.port}`), cookie('carol')]), 'carol');
+    assert.equal(await who(open.port, [cookie('dan')]), 'dan');
+  });
+
+  test('no list: a foreign page that holds a token sends it itself, and is accepted', async () => {
+    // Not ambient: a page can only send a token it was given.
+    const t = jwt({ sub: 'eve', exp: now() + 600 });
+    assert.equal(await who(open.port, [origin('https://evil.example'), ['Authorization', `Bearer ${t}`]]), 'eve');
+    const c = await HubClient.connect(open.port, { protocols: `sb.v1, bearer.${t}`, extra: [origin('https://evil.example')] });
+    assert.equal((await c.ok('/identity', '', { method: METHOD.GET })).split('|')[0], 'eve');
+    c.destroy();
+  });
+
+  test('a list: a cookie with a listed Origin, or with none, is the token (101)', async () => {
+    assert.equal(await who(listed.port, [origin('https://app.example'), cookie('fay')]), 'fay');
+    assert.equal(await who(listed.port, [origin('http://other.example:8080'), cookie('gus')]), 'gus');
+    assert.equal(await who(listed.port, [cookie('hal')]), 'hal');
+  });
+
+  test('a list: the server\'s own Origin is not on it (403), nor another', async () => {
+    for (const o of [`http://127.0.0.1:${listed.port}`, 'https://evil.example']) {
+      const r = await rejected(listed.port, { extra: [origin(o), cookie('victim')] });
+      assert.equal(r.status, 403, o);
+      assert.equal(r.body, 'origin not allowed', o);
+    }
   });
 });
 

@@ -612,6 +612,64 @@ static void test_subprotocols_sized_from_the_request(void **state) {
   free(req);
 }
 
+/* Same origin for the cookie rule (sb_upgrade_token): scheme-less host[:port] of Origin against
+ * Host, default ports by the Origin's scheme, hosts without regard to ASCII case, IPv6
+ * literals in brackets. */
+static void test_same_origin(void **state) {
+  (void)state;
+  static const struct {
+    const char *origin, *host;
+    int same;
+  } cases[] = {
+      {"https://app.example", "app.example", 1},
+      {"https://app.example", "app.example:443", 1},
+      {"https://app.example:443", "app.example", 1},
+      {"http://app.example", "app.example", 1},
+      {"http://app.example", "app.example:80", 1},
+      {"http://app.example:8080", "app.example:8080", 1},
+      {"HTTPS://App.Example", "app.EXAMPLE", 1},
+      {"http://127.0.0.1:8080", "127.0.0.1:8080", 1},
+      {"http://[::1]:8080", "[::1]:8080", 1},
+      {"https://[2001:DB8::1]", "[2001:db8::1]:443", 1},
+      {"http://[::1]", "[::1]", 1},
+      {"https://evil.example", "app.example", 0},
+      {"https://app.example.evil.example", "app.example", 0},
+      {"https://app.example", "app.example.evil.example", 0},
+      {"https://app.example", "app.example:80", 0},
+      {"http://app.example", "app.example:443", 0},
+      {"http://app.example:8080", "app.example:8081", 0},
+      {"http://app.example:8080", "app.example", 0},
+      {"http://127.0.0.1:8080", "127.0.0.1", 0},
+      {"http://[::1]:8080", "[::2]:8080", 0},
+      {"http://[::1]:8080", "::1:8080", 0},
+      {"null", "app.example", 0},
+      {"file://", "app.example", 0},
+      {"chrome-extension://abcdef", "abcdef", 0},
+      {"ws://app.example", "app.example", 0},
+      {"https://app.example/", "app.example", 0},
+      {"https://app.example/path", "app.example", 0},
+      {"https://user@app.example", "user@app.example", 0},
+      {"https://app.example?x", "app.example", 0},
+      {"https://", "", 0},
+      {"https://:443", ":443", 0},
+      {"https://app.example:", "app.example", 0},
+      {"https://app.example:99999", "app.example:99999", 0},
+      {"https://app.example:44a", "app.example:44a", 0},
+      {"https://[::1", "[::1", 0},
+      {"https://[::1]x", "[::1]x", 0},
+      {"https://app.example ", "app.example", 0},
+      {NULL, "app.example", 0},
+      {"https://app.example", NULL, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int got = sb_handshake_same_origin(cases[i].origin, cases[i].host);
+    if (got != cases[i].same)
+      fail_msg("Origin '%s', Host '%s': %d, expected %d",
+               cases[i].origin ? cases[i].origin : "(null)",
+               cases[i].host ? cases[i].host : "(null)", got, cases[i].same);
+  }
+}
+
 static void test_token_list(void **state) {
   (void)state;
   static const struct {
@@ -757,6 +815,7 @@ int main(void) {
       cmocka_unit_test(test_accessors),
       cmocka_unit_test(test_subprotocols),
       cmocka_unit_test(test_subprotocols_sized_from_the_request),
+      cmocka_unit_test(test_same_origin),
       cmocka_unit_test(test_token_list),
       cmocka_unit_test(test_accept_key),
       cmocka_unit_test(test_too_many_headers),
