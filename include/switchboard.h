@@ -213,7 +213,8 @@ typedef struct sb_server_options {
   /* Origin allow-list for upgrades (against cross-site WebSocket hijacking from browsers):
    * when set, an upgrade whose Origin header is not one of these exact strings (e.g.
    * "https://app.example") is refused with 403. An upgrade without an Origin header (not a
-   * browser) is let through to the auth that follows. NULL: any origin. Copied. */
+   * browser) is let through to the auth that follows. NULL: any origin (but then the sb_token
+   * cookie counts only from the server's own origin; see sb_upgrade_token). Copied. */
   const char *const *allowed_origins;
   size_t allowed_origins_count;
 
@@ -342,9 +343,15 @@ SB_EXPORT const char *sb_upgrade_remote_address(sb_upgrade *up);
  *      (browsers: `new WebSocket(url, ["sb.v1", "bearer." + token])`; the recommended way,
  *      as browsers cannot set headers on a WebSocket and a URL ends up in logs). That entry
  *      is never chosen as the subprotocol.
- *   3. the cookie `sb_token`                      (same-site apps with an HttpOnly cookie)
+ *   3. the cookie `sb_token`                      (same-site apps with an HttpOnly cookie),
+ *      only when the Origin is trusted: absent (not a browser page), in allowed_origins, or,
+ *      when that list is not set, the server's own (the Origin's host and port equal to the
+ *      Host header's; ports 80/443 by default for http/https, hosts compared without case).
+ *      A browser sends cookies with a WebSocket that a page of any site opens, so from any
+ *      other Origin the cookie is ignored, and the lookup goes on.
  *   4. the query parameter `access_token`         (last resort: URLs are logged)
- * For a refresh, the token the connection sent. NULL if none.
+ * For a refresh, the token the connection sent. NULL if none. (sb_upgrade_cookie is not
+ * filtered that way.)
  */
 SB_EXPORT const char *sb_upgrade_token(sb_upgrade *up);
 
@@ -383,7 +390,10 @@ SB_EXPORT int sb_upgrade_reject(sb_upgrade *up, int status, const char *const *h
 /* Built-in JWT verification (libjwt): HS256 with a shared secret or RS256 with a PEM public
  * key, exactly one per verifier; the token's own "alg" must match it, so "none" and key
  * confusion are refused. exp is required, nbf checked when present, aud and iss when set
- * here; sub becomes the connection's identity and the whole payload its claims. */
+ * here; sub becomes the connection's identity and the whole payload its claims. exp, nbf and
+ * iat, when present, must be JSON numbers within int64_t (else the token is refused); a
+ * fraction is rounded to the stricter side (exp down, nbf up), and sums with the leeway
+ * saturate (exp = INT64_MAX never expires). */
 typedef struct sb_jwt sb_jwt;
 
 typedef struct sb_jwt_options {
@@ -400,15 +410,17 @@ SB_EXPORT int sb_jwt_new(sb_jwt **out, const sb_jwt_options *opts);
 SB_EXPORT void sb_jwt_free(sb_jwt *jwt);
 
 /* Verifies `token` now. On success fills identity[0..cap) (the sub), *claims (malloc'd JSON,
- * free() it; may be NULL to skip) and *expires_at, and returns 0; otherwise SB_EPROTO with a
- * reason in err. For checking tokens elsewhere (plain HTTP middleware, say). */
+ * free() it; may be NULL to skip) and *expires_at (the exp, > 0, without the leeway), and
+ * returns 0; otherwise SB_EPROTO (SB_ENOMEM when out of memory) with a reason in err. For
+ * checking tokens elsewhere (plain HTTP middleware, say). */
 SB_EXPORT int sb_jwt_verify_token(const sb_jwt *jwt, const char *token, char *identity,
                                   size_t cap, char **claims, int64_t *expires_at, char *err,
                                   size_t errlen);
 
 /* An sb_upgrade_cb that verifies sb_upgrade_token() with the sb_jwt passed as `user`: accepts
- * with the token's sub, claims and exp (plus the verifier's leeway), or rejects with 401 and
- * `WWW-Authenticate: Bearer` (error="invalid_token" and the reason, when a token was there). */
+ * with the token's sub, claims and exp (plus the verifier's leeway, saturating), or rejects
+ * with 401 and `WWW-Authenticate: Bearer` (error="invalid_token" and the reason, when a token
+ * was there). */
 SB_EXPORT void sb_jwt_upgrade_cb(sb_upgrade *up, void *jwt);
 
 /* ---------------------------------------------------------------------------------------- */

@@ -99,7 +99,8 @@ void sb_jwt_upgrade_cb(sb_upgrade *up, void *user) {
     sb_upgrade_reject(up, 401, h, 1, err);
     return;
   }
-  /* The verifier honours the leeway on exp; so does the connection. */
-  sb_upgrade_accept(up, id, claims, exp + (int64_t)j->v.leeway_s);
+  /* The verifier honours the leeway on exp; so does the connection (saturating: exp may be
+   * as large as a signed 64-bit number can be). */
+  sb_upgrade_accept(up, id, claims, sb_jwt_time_add(exp, (int64_t)j->v.leeway_s));
   free(claims);
 }

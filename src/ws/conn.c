@@ -257,45 +257,65 @@ void sb_ws_reject_upgrade(sb_conn *c, int status, const char *headers, const cha
 
 static void accept_upgrade(sb_conn *c) {
   sb_server *s = c->srv;
-  const char *chosen = NULL;
-  const char *offered[16];
-  char scratch[1024];
-  /* A "bearer.<token>" entry carries a browser's credential (sb_upgrade_token), not a
-   * protocol: it is never offered to the hook nor chosen. Browsers fail a connection that
-   * offered subprotocols and got none back, so without a hook the first real one is chosen
-   * when a token came that way. */
+  /* The offered subprotocols go into one block sized from the request: an entry may be as
+   * long as the header limit lets it be. A "bearer.<token>" entry carries a browser's
+   * credential (sb_upgrade_token), not a protocol: it is never offered to the hook nor chosen.
+   * Browsers fail a connection that offered subprotocols and got none back, so without a hook
+   * the first real one is chosen when a token came that way. */
+  size_t bytes, count = sb_handshake_subprotocols_size(c->hs, &bytes), n = 0;
+  const char **offered = NULL, *chosen = NULL;
   int bearer = 0;
-  size_t n = sb_handshake_subprotocols(c->hs, offered, 16, scratch, sizeof(scratch), &bearer);
+  if (count) {
+    offered = sb_malloc(A(c), count * sizeof(*offered) + bytes);
+    if (!offered) return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
+    n = sb_handshake_subprotocols(c->hs, offered, count, (char *)(offered + count), bytes,
+                                  &bearer);
+  }
   if (s->opts.on_subprotocol && n > 0) {
     int i = s->opts.on_subprotocol(offered, n, s->hook_user);
     if (i >= 0 && (size_t)i < n) chosen = offered[i];
   } else if (bearer && n > 0) {
     chosen = offered[0];
   }
-  char buf[512];
-  int len = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n"
-                     "%s%s%s\r\n",
-                     c->hs->accept, chosen ? "Sec-WebSocket-Protocol: " : "",
-                     chosen ? chosen : "", chosen ? "\r\n" : "");
-  if (chosen) {
-    size_t size = strlen(chosen) + 1;
-    c->subprotocol = sb_malloc(A(c), size);
-    if (c->subprotocol) memcpy(c->subprotocol, chosen, size);
+  /* The 101 (§4.2.2), sized from its parts; on the stack unless a long subprotocol is in it.
+   * What cannot be built is answered 503, never closed without a word. */
+  static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                             "Upgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n"
+                             "Sec-WebSocket-Accept: ";
+  static const char proto[] = "\r\nSec-WebSocket-Protocol: ", end[] = "\r\n\r\n";
+  size_t alen = strlen(c->hs->accept), plen = chosen ? strlen(chosen) : 0;
+  size_t len = sizeof head - 1 + alen + (chosen ? sizeof proto - 1 + plen : 0) + sizeof end - 1;
+  char small[256];
+  char *buf = len <= sizeof(small) ? small : sb_malloc(A(c), len);
+  if (chosen && buf) c->subprotocol = sb_malloc(A(c), plen + 1);
+  if (!buf || (chosen && !c->subprotocol)) {
+    if (buf != small) sb_free(A(c), buf);
+    sb_free(A(c), offered);
+    return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
   }
+  char *p = buf;
+  memcpy(p, head, sizeof head - 1);
+  p += sizeof head - 1;
+  memcpy(p, c->hs->accept, alen);
+  p += alen;
+  if (chosen) {
+    memcpy(c->subprotocol, chosen, plen + 1);
+    memcpy(p, proto, sizeof proto - 1);
+    p += sizeof proto - 1;
+    memcpy(p, chosen, plen);
+    p += plen;
+  }
+  memcpy(p, end, sizeof end - 1);
+  sb_free(A(c), offered);
   drop_handshake(c);
   /* The 101 and whatever on_open sends (a HELLO) leave together in one write, at once rather
    * than at the end of the loop turn, and the busy-state block is given back right after: an
    * idle connection then holds nothing but its struct, and the block's memory is reused by the
    * next handshake instead of leaving a hole in the heap. */
-  if (len < 0 || (size_t)len >= sizeof(buf) || (chosen && !c->subprotocol) || sb_net_io(c) ||
-      sb_outq_push_bytes(&c->io->out, A(c), buf, (size_t)len)) {
-    sb_net_close(c);
-    return;
-  }
+  int r = sb_net_io(c) ? SB_ENOMEM : sb_outq_push_bytes(&c->io->out, A(c), buf, len);
+  if (buf != small) sb_free(A(c), buf);
+  if (r != 0) return sb_ws_reject_upgrade(c, 503, NULL, "out of memory");
   sb_frame_parser_init(&c->fp, s->opts.max_message_bytes, 1);
   c->state = SB_CONN_OPEN;
   c->t0 = sb_net_now(s);

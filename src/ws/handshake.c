@@ -108,26 +108,111 @@ sb_hs_result sb_handshake_feed(sb_handshake *h, const uint8_t *data, size_t len,
   return h->result;
 }
 
-size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t max,
-                                 char *scratch, size_t scratch_len, int *bearer) {
-  size_t count = 0, used = 0;
-  if (bearer) *bearer = 0;
-  for (unsigned i = 0; i < h->req.nheaders; i++) {
-    const sb_http_request *r = &h->req;
-    if (strcasecmp(r->buf + r->headers[i][0], "Sec-WebSocket-Protocol") != 0) continue;
-    const char *p = r->buf + r->headers[i][1], *start;
-    size_t n;
-    while ((start = sb_list_next(&p, &n)) != NULL) {
-      if (n > 7 && memcmp(start, "bearer.", 7) == 0) {
-        if (bearer) *bearer = 1; /* a credential (sb_upgrade_token), never a protocol */
-        continue;
-      }
-      if (count == max || used + n + 1 > scratch_len) return 0;
-      memcpy(scratch + used, start, n);
-      scratch[used + n] = '\0';
-      out[count++] = scratch + used;
-      used += n + 1;
-    }
+/* The next entry of the Sec-WebSocket-Protocol list, across every header of that name:
+ * (*i, *p) is the position (start with *i = 0, *p = NULL). */
+static const char *next_entry(const sb_handshake *h, unsigned *i, const char **p, size_t *n) {
+  const sb_http_request *r = &h->req;
+  for (;;) {
+    const char *e = *p ? sb_list_next(p, n) : NULL;
+    if (e) return e;
+    if (*p) ++*i; /* this header's list is done */
+    while (*i < r->nheaders && strcasecmp(r->buf + r->headers[*i][0], "Sec-WebSocket-Protocol"))
+      ++*i;
+    if (*i >= r->nheaders) return NULL;
+    *p = r->buf + r->headers[*i][1];
+  }
+}
+
+static int is_bearer(const char *e, size_t n) { return n > 7 && memcmp(e, "bearer.", 7) == 0; }
+
+size_t sb_handshake_subprotocols_size(const sb_handshake *h, size_t *bytes) {
+  size_t count = 0, n;
+  unsigned i = 0;
+  const char *p = NULL, *e;
+  *bytes = 0;
+  while ((e = next_entry(h, &i, &p, &n)) != NULL) {
+    if (is_bearer(e, n)) continue;
+    count++;
+    *bytes += n + 1;
   }
   return count;
+}
+
+size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t max,
+                                 char *scratch, size_t scratch_len, int *bearer) {
+  size_t count = 0, used = 0, n;
+  unsigned i = 0;
+  const char *p = NULL, *e;
+  if (bearer) *bearer = 0;
+  while ((e = next_entry(h, &i, &p, &n)) != NULL) {
+    if (is_bearer(e, n)) {
+      if (bearer) *bearer = 1; /* a credential (sb_upgrade_token), never a protocol */
+      continue;
+    }
+    if (count == max || used + n + 1 > scratch_len) return 0;
+    memcpy(scratch + used, e, n);
+    scratch[used + n] = '\0';
+    out[count++] = scratch + used;
+    used += n + 1;
+  }
+  return count;
+}
+
+/* host [":" port] in [s, end) (RFC 9110 §4.2 authority without userinfo): the host's span
+ * (an IPv6 literal keeps its brackets) and the port, -1 when there is none. 0, or -1 when it
+ * is not of that shape. */
+static int split_authority(const char *s, const char *end, const char **host, size_t *hlen,
+                           long *port) {
+  const char *p = s;
+  if (p < end && *p == '[') {
+    const char *rb = memchr(p, ']', (size_t)(end - p));
+    if (!rb) return -1;
+    p = rb + 1;
+  } else {
+    for (; p < end && *p != ':'; p++) {
+      if (*p == '/' || *p == '?' || *p == '#' || *p == '@' || (unsigned char)*p <= ' ')
+        return -1; /* a path, query, fragment or userinfo is not part of an origin */
+    }
+  }
+  *host = s;
+  *hlen = (size_t)(p - s);
+  *port = -1;
+  if (*hlen == 0) return -1;
+  if (p == end) return 0;
+  if (*p != ':' || ++p == end || end - p > 5) return -1;
+  long v = 0;
+  for (; p < end; p++) {
+    if (*p < '0' || *p > '9') return -1;
+    v = v * 10 + (*p - '0');
+  }
+  if (v > 65535) return -1;
+  *port = v;
+  return 0;
+}
+
+int sb_handshake_same_origin(const char *origin, const char *host) {
+  if (!origin || !host) return 0;
+  static const char http[] = "http://", https[] = "https://";
+  const char *o;
+  long dflt;
+  if (strncasecmp(origin, http, sizeof http - 1) == 0) {
+    o = origin + sizeof http - 1;
+    dflt = 80;
+  } else if (strncasecmp(origin, https, sizeof https - 1) == 0) {
+    o = origin + sizeof https - 1;
+    dflt = 443;
+  } else {
+    return 0; /* "null", file:, an extension's origin: never the server's own */
+  }
+  const char *oh, *hh;
+  size_t ohl, hhl;
+  long op, hp;
+  if (split_authority(o, o + strlen(o), &oh, &ohl, &op) != 0 ||
+      split_authority(host, host + strlen(host), &hh, &hhl, &hp) != 0)
+    return 0;
+  /* A Host without a port names the default port of the scheme the client used, which for a
+   * page's own server is the page's: ws with http, wss with https. */
+  if (op < 0) op = dflt;
+  if (hp < 0) hp = dflt;
+  return op == hp && ohl == hhl && strncasecmp(oh, hh, ohl) == 0;
 }

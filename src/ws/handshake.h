@@ -70,10 +70,25 @@ int sb_handshake_method(const sb_handshake *h);
  * out[0..max). Each is copied NUL-terminated into `scratch` (size `scratch_len`). Entries
  * "bearer.<token>" carry a browser's credential, not a protocol: they are skipped, and
  * *bearer (may be NULL) says whether one came. Returns the count (0 if none, or if they do
- * not fit).
+ * not fit: sb_handshake_subprotocols_size says what fits all).
  */
 size_t sb_handshake_subprotocols(const sb_handshake *h, const char **out, size_t max,
                                  char *scratch, size_t scratch_len, int *bearer);
+
+/* What sb_handshake_subprotocols needs to collect every offered subprotocol: returns their
+ * count (bearer entries excluded) and sets *bytes to the scratch they take, NULs included.
+ * Nothing bounds either but the request's header limit. */
+size_t sb_handshake_subprotocols_size(const sb_handshake *h, size_t *bytes);
+
+/*
+ * Whether an Origin header value and a Host header value name the same origin: Origin must be
+ * "http://" or "https://" then host[:port] (RFC 6454 §7, as browsers send it), Host host[:port]
+ * (RFC 9110 §7.2). The hosts are compared ASCII case-insensitively as written (an IPv6 literal
+ * with its brackets), the ports as numbers, a missing port being the default of the Origin's
+ * scheme (80 for http, 443 for https). 1 or 0; 0 for NULL, "null", other schemes, a path or
+ * userinfo in the Origin, or anything malformed.
+ */
+int sb_handshake_same_origin(const char *origin, const char *host);
 
 /* Computes the Sec-WebSocket-Accept value for a key into out[29]. Returns 0, or -1 if the key
  * does not decode to exactly 16 bytes. */

@@ -172,6 +172,25 @@ const char *sb_upgrade_cookie(sb_upgrade *up, const char *name) {
   return NULL;
 }
 
+/* May this upgrade's cookies stand for its visitor? A browser sends a site's cookies with a
+ * WebSocket opened by any page, of any site (a WebSocket is not bound by the same-origin
+ * policy), so a cookie proves nothing about the page unless the page's Origin is one we trust:
+ * one of allowed_origins when the list is set (the others were refused with 403 before
+ * on_upgrade), or the server's own origin, the same host and port as the Host header, when it
+ * is not. A request without an Origin header does not come from a browser's page, and a
+ * client that sets Cookie by hand could as well have sent Authorization. */
+static int cookie_trusted(sb_upgrade *up) {
+  sb_handshake *h = HS(up);
+  const char *origin = sb_handshake_header(h, "Origin");
+  if (!origin) return 1;
+  const sb_server *s = up->conn->srv;
+  if (s->norigins == 0) return sb_handshake_same_origin(origin, sb_handshake_header(h, "Host"));
+  for (size_t i = 0; i < s->norigins; i++) {
+    if (strcmp(origin, s->origins[i]) == 0) return 1;
+  }
+  return 0;
+}
+
 const char *sb_upgrade_token(sb_upgrade *up) {
   if (up->token_done || !HS(up)) return up->token;
   up->token_done = 1;
@@ -192,7 +211,7 @@ const char *sb_upgrade_token(sb_upgrade *up) {
       if (n > 7 && strncmp(e, "bearer.", 7) == 0) return up->token = keep(up, e + 7, n - 7);
     }
   }
-  const char *t = sb_upgrade_cookie(up, "sb_token");
+  const char *t = cookie_trusted(up) ? sb_upgrade_cookie(up, "sb_token") : NULL;
   if (!t || !*t) t = sb_upgrade_query(up, "access_token");
   return up->token = t && *t ? t : NULL;
 }
@@ -202,10 +221,17 @@ sb_conn *sb_upgrade_conn(const sb_upgrade *up) { return up->conn; }
 
 /* ---- the verdict ---------------------------------------------------------------------- */
 
-static int64_t wall_now(void) { return (int64_t)time(NULL); }
+/* Never before the epoch: with now >= 0 and 0 < expires <= INT64_MAX, the differences below
+ * cannot overflow, whatever expiry a token or an application names. */
+static int64_t wall_now(void) {
+  time_t t = time(NULL);
+  return t > 0 ? (int64_t)t : 0;
+}
 
 /* ask_at: refresh_before_ms ahead of expiry, but not in the first half of the lifetime (a
- * short-lived token would otherwise be asked for again at once). */
+ * short-lived token would otherwise be asked for again at once). expires > 0 (0 is "never"
+ * and negative ones are refused), so expires - now and expires minus at most UINT_MAX / 1000
+ * stay in range. */
 static int64_t ask_time(const sb_server *s, int64_t expires) {
   int64_t now = wall_now();
   int64_t early = expires - (int64_t)(s->opts.refresh_before_ms / 1000);

@@ -4,7 +4,9 @@
 // it may come from; a custom hook that reads the request and accepts or rejects at once or
 // later; the identity and claims on the connection; the "user:<id>" group; a resume going
 // through the same auth (and refused for another identity); credentials that expire, are
-// refreshed over AUTH, or close the connection with 4001 / 4003.
+// refreshed over AUTH, or close the connection with 4001 / 4003; time claims at the ends of
+// int64 and of the wrong type; the sb_token cookie only from a trusted Origin; subprotocols of
+// any length next to a bearer entry.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -13,14 +15,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { HubClient, HUBTEST_BIN, startServer } from './hub.mjs';
 import net from 'node:net';
-import { buildFrame, httpExchange, OP, upgradeRequest, sleep } from './lib.mjs';
+import { buildFrame, httpExchange, OP, startEcho, upgradeRequest, sleep } from './lib.mjs';
 import { encodeEnvelope, KIND, METHOD } from './proto.mjs';
 
 const SECRET = 'a-test-secret-that-is-long-enough-for-hs256';
 const now = () => Math.floor(Date.now() / 1000);
 
+// payload: an object, or JSON text as it is to be signed (for numbers JavaScript cannot hold)
 function jwt(payload, { alg = 'HS256', key = SECRET, header } = {}) {
-  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const enc = (o) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
   const data = `${enc(header ?? { alg, typ: 'JWT' })}.${enc(payload)}`;
   let sig = '';
   if (alg === 'HS256') sig = crypto.createHmac('sha256', key).update(data).digest('base64url');
@@ -385,5 +388,152 @@ describe('a custom upgrade hook', () => {
     const c = await HubClient.connect(s2.port);
     assert.deepEqual(await identity(c), { id: '', claims: null, exp: 0 });
     c.destroy();
+  });
+});
+
+describe('JWT time claims: the ends of int64 and claims of the wrong type', () => {
+  let srv;
+  before(async () => { srv = await start(['--jwt-hs256', SECRET, '--jwt-leeway', '30']); });
+  const raw = async (c) => (await c.ok('/identity', '', { method: METHOD.GET })).split('|');
+
+  test('exp = 2^63-1 with a leeway: accepted, expiring at 2^63-1, and the server lives on', async () => {
+    // exp + leeway overflowed a signed addition: the sanitizer build aborted on this token.
+    const t = jwt('{"sub":"zed","exp":9223372036854775807,"nbf":-9223372036854775808}');
+    const c = await HubClient.connect(srv.port, bearer(t));
+    const [id, , exp] = await raw(c);
+    assert.equal(id, 'zed');
+    assert.equal(exp, '9223372036854775807');
+    const d = await HubClient.connect(srv.port, { protocols: `sb.v1, bearer.${t}` });
+    assert.equal((await raw(d))[0], 'zed');
+    for (const x of [c, d]) x.destroy();
+    assert.equal(srv.sanitizerReport(), null);
+  });
+
+  test('the leeway is added to the expiry of the connection', async () => {
+    const exp = now() - 10;
+    const c = await HubClient.connect(srv.port, bearer(jwt({ sub: 'yan', exp })));
+    assert.equal((await raw(c))[2], String(exp + 30));
+    c.destroy();
+  });
+
+  const soon = () => now() + 600;
+  const refusedClaims = [
+    ['a string nbf naming the far future', () => `{"sub":"x","exp":${soon()},"nbf":"4102444800"}`, 'nbf claim is not a number'],
+    ['a string exp', () => '{"sub":"x","exp":"4102444800"}', 'exp claim is not a number'],
+    ['a boolean nbf', () => `{"sub":"x","exp":${soon()},"nbf":true}`, 'nbf claim is not a number'],
+    ['an object iat', () => `{"sub":"x","exp":${soon()},"iat":{}}`, 'iat claim is not a number'],
+    ['an exp past int64', () => '{"sub":"x","exp":1e300}', 'exp claim out of range'],
+    ['a fractional nbf after now and the leeway', () => `{"sub":"x","exp":${soon()},"nbf":${now() + 120}.5}`, 'token not yet valid'],
+  ];
+  for (const [name, payload, why] of refusedClaims) {
+    test(`refused with 401: ${name}`, async () => {
+      const r = await rejected(srv.port, bearer(jwt(payload())));
+      assert.equal(r.status, 401);
+      assert.equal(r.body, why);
+      assert.match(r.header('www-authenticate'), new RegExp(`error_description="${why}"`));
+    });
+  }
+
+  test('a fractional exp is taken down to the second', async () => {
+    const exp = now() + 600;
+    const c = await HubClient.connect(srv.port, bearer(jwt(`{"sub":"xia","exp":${exp}.75}`)));
+    assert.equal((await raw(c))[2], String(exp + 30));
+    c.destroy();
+  });
+});
+
+// A browser sends a site's cookies with a WebSocket opened by a page of any site: the cookie
+// token counts only when the Origin is trusted (listed, or the server's own when no list is set).
+describe('the sb_token cookie and the Origin', () => {
+  let open;
+  let listed;
+  before(async () => {
+    open = await start(['--jwt-hs256', SECRET]);
+    listed = await start(['--jwt-hs256', SECRET, '--origins', 'https://app.example,http://other.example:8080']);
+  });
+  const cookie = (sub) => ['Cookie', `theme=dark; sb_token=${jwt({ sub, exp: now() + 600 })}`];
+  const origin = (o) => ['Origin', o];
+  const who = async (port, extra) => {
+    const c = await HubClient.connect(port, { extra });
+    const [id] = (await c.ok('/identity', '', { method: METHOD.GET })).split('|');
+    c.destroy();
+    return id;
+  };
+
+  test('no list: a cookie with a foreign Origin is not a token (401, token required)', async () => {
+    for (const o of ['https://evil.example', `http://localhost:${open.port}`, `http://127.0.0.1:${open.port + 1}`,
+      `https://127.0.0.1:${open.port}.evil.example`, 'null']) {
+      const r = await rejected(open.port, { extra: [origin(o), cookie('victim')] });
+      assert.equal(r.status, 401, o);
+      assert.equal(r.body, 'token required', o);
+      assert.equal(r.header('www-authenticate'), 'Bearer', o);
+    }
+  });
+
+  test('no list: a cookie with the server\'s own Origin, or with none, is the token (101)', async () => {
+    assert.equal(await who(open.port, [origin(`http://127.0.0.1:${open.port}`), cookie('carol')]), 'carol');
+    assert.equal(await who(open.port, [origin(`HTTP://127.0.0.1:${open.port}`), cookie('carol')]), 'carol');
+    assert.equal(await who(open.port, [cookie('dan')]), 'dan');
+  });
+
+  test('no list: a foreign page that holds a token sends it itself, and is accepted', async () => {
+    // Not ambient: a page can only send a token it was given.
+    const t = jwt({ sub: 'eve', exp: now() + 600 });
+    assert.equal(await who(open.port, [origin('https://evil.example'), ['Authorization', `Bearer ${t}`]]), 'eve');
+    const c = await HubClient.connect(open.port, { protocols: `sb.v1, bearer.${t}`, extra: [origin('https://evil.example')] });
+    assert.equal((await c.ok('/identity', '', { method: METHOD.GET })).split('|')[0], 'eve');
+    c.destroy();
+  });
+
+  test('a list: a cookie with a listed Origin, or with none, is the token (101)', async () => {
+    assert.equal(await who(listed.port, [origin('https://app.example'), cookie('fay')]), 'fay');
+    assert.equal(await who(listed.port, [origin('http://other.example:8080'), cookie('gus')]), 'gus');
+    assert.equal(await who(listed.port, [cookie('hal')]), 'hal');
+  });
+
+  test('a list: the server\'s own Origin is not on it (403), nor another', async () => {
+    for (const o of [`http://127.0.0.1:${listed.port}`, 'https://evil.example']) {
+      const r = await rejected(listed.port, { extra: [origin(o), cookie('victim')] });
+      assert.equal(r.status, 403, o);
+      assert.equal(r.body, 'origin not allowed', o);
+    }
+  });
+});
+
+// The 101 is sized from its parts: a long subprotocol is answered (it once did not fit a
+// 512-byte buffer, and the connection was closed without a response).
+describe('a long subprotocol', () => {
+  const long = (n, c = 'p') => `sb.${c.repeat(n - 3)}`;
+
+  test('chosen beside a bearer entry (no hook): 2000 and 12000 bytes, echoed in the 101', async () => {
+    const srv = await start(['--jwt-hs256', SECRET]);
+    for (const n of [2000, 12000]) {
+      const p = long(n);
+      const c = await HubClient.connect(srv.port, { protocols: `${p}, bearer.${jwt({ sub: 'lou', exp: now() + 600 })}, sb.v1` });
+      assert.equal(c.head.status, 101);
+      assert.equal(c.head.header('sec-websocket-protocol'), p, `${n} bytes`);
+      assert.equal((await identity(c)).id, 'lou');
+      c.destroy();
+    }
+  });
+
+  test('chosen by the on_subprotocol hook (echo --subprotocols): 2000 and 12000 bytes', async () => {
+    const a = long(2000, 'a');
+    const b = long(12000, 'b');
+    const srv = await startEcho(['--subprotocols', `${a},${b}`]);
+    try {
+      for (const p of [a, b]) {
+        const r = await httpExchange(srv.port, upgradeRequest({ protocols: `x, ${p}` }), { waitClose: false, timeoutMs: 3000 });
+        assert.match(r.statusLine, /^HTTP\/1\.1 101 /, `${p.length} bytes`);
+        assert.equal(r.header('sec-websocket-protocol'), p);
+      }
+      // and the first real one beside a bearer entry, without the hook choosing
+      const r = await httpExchange(srv.port, upgradeRequest({ protocols: `${b}, bearer.t` }), { waitClose: false, timeoutMs: 3000 });
+      assert.match(r.statusLine, /^HTTP\/1\.1 101 /);
+      assert.equal(r.header('sec-websocket-protocol'), b);
+      assert.equal(srv.sanitizerReport(), null);
+    } finally {
+      await srv.stop();
+    }
   });
 });

@@ -565,6 +565,111 @@ static void test_subprotocols(void **state) {
   assert_int_equal(a.live, 0);
 }
 
+/* Sized from the request, not from a fixed buffer: a 12000-byte entry next to a bearer one,
+ * over two headers, is collected whole (the 101 once had room for ~355 bytes of it). */
+static void test_subprotocols_sized_from_the_request(void **state) {
+  (void)state;
+  alloc_stats a = {0, 0, 0};
+  sb_handshake h;
+  enum { LONG = 12000 };
+  char *req = malloc(LONG + 1024), *q = req;
+  q += sprintf(q, RL HOST UPG CONN KEY VER "Sec-WebSocket-Protocol: bearer.abc.def.ghi, ");
+  memset(q, 'p', LONG);
+  q += LONG;
+  q += sprintf(q, "\r\nSec-WebSocket-Protocol: v2, bearer.x\r\n" END);
+  sb_handshake_init(&h, 16384, counting_realloc, &a);
+  assert_int_equal(feed_whole(&h, req), SB_HS_UPGRADE);
+  size_t bytes = 0;
+  assert_int_equal(sb_handshake_subprotocols_size(&h, &bytes), 2);
+  assert_int_equal(bytes, LONG + 1 + sizeof "v2");
+  const char *out[2];
+  char *scratch = malloc(bytes);
+  int bearer = 0;
+  assert_int_equal(sb_handshake_subprotocols(&h, out, 2, scratch, bytes, &bearer), 2);
+  assert_int_equal(bearer, 1);
+  assert_int_equal(strlen(out[0]), LONG);
+  assert_int_equal(strspn(out[0], "p"), LONG);
+  assert_string_equal(out[1], "v2");
+  /* one byte short of the size: nothing */
+  assert_int_equal(sb_handshake_subprotocols(&h, out, 2, scratch, bytes - 1, &bearer), 0);
+  free(scratch);
+  sb_handshake_free(&h);
+
+  /* Only bearer entries, or none at all: no protocol and no bytes. */
+  sb_handshake_init(&h, 8192, counting_realloc, &a);
+  assert_int_equal(feed_whole(&h, RL HOST UPG CONN KEY VER "Sec-WebSocket-Protocol: bearer.t\r\n"
+                                  "Sec-WebSocket-Protocol: ,\r\n" END),
+                   SB_HS_UPGRADE);
+  assert_int_equal(sb_handshake_subprotocols_size(&h, &bytes), 0);
+  assert_int_equal(bytes, 0);
+  sb_handshake_free(&h);
+  sb_handshake_init(&h, 8192, counting_realloc, &a);
+  assert_int_equal(feed_whole(&h, RL HOST UPG CONN KEY VER END), SB_HS_UPGRADE);
+  assert_int_equal(sb_handshake_subprotocols_size(&h, &bytes), 0);
+  assert_int_equal(bytes, 0);
+  sb_handshake_free(&h);
+  assert_int_equal(a.live, 0);
+  free(req);
+}
+
+/* Same origin for the cookie rule (sb_upgrade_token): scheme-less host[:port] of Origin against
+ * Host, default ports by the Origin's scheme, hosts without regard to ASCII case, IPv6
+ * literals in brackets. */
+static void test_same_origin(void **state) {
+  (void)state;
+  static const struct {
+    const char *origin, *host;
+    int same;
+  } cases[] = {
+      {"https://app.example", "app.example", 1},
+      {"https://app.example", "app.example:443", 1},
+      {"https://app.example:443", "app.example", 1},
+      {"http://app.example", "app.example", 1},
+      {"http://app.example", "app.example:80", 1},
+      {"http://app.example:8080", "app.example:8080", 1},
+      {"HTTPS://App.Example", "app.EXAMPLE", 1},
+      {"http://127.0.0.1:8080", "127.0.0.1:8080", 1},
+      {"http://[::1]:8080", "[::1]:8080", 1},
+      {"https://[2001:DB8::1]", "[2001:db8::1]:443", 1},
+      {"http://[::1]", "[::1]", 1},
+      {"https://evil.example", "app.example", 0},
+      {"https://app.example.evil.example", "app.example", 0},
+      {"https://app.example", "app.example.evil.example", 0},
+      {"https://app.example", "app.example:80", 0},
+      {"http://app.example", "app.example:443", 0},
+      {"http://app.example:8080", "app.example:8081", 0},
+      {"http://app.example:8080", "app.example", 0},
+      {"http://127.0.0.1:8080", "127.0.0.1", 0},
+      {"http://[::1]:8080", "[::2]:8080", 0},
+      {"http://[::1]:8080", "::1:8080", 0},
+      {"null", "app.example", 0},
+      {"file://", "app.example", 0},
+      {"chrome-extension://abcdef", "abcdef", 0},
+      {"ws://app.example", "app.example", 0},
+      {"https://app.example/", "app.example", 0},
+      {"https://app.example/path", "app.example", 0},
+      {"https://user@app.example", "user@app.example", 0},
+      {"https://app.example?x", "app.example", 0},
+      {"https://", "", 0},
+      {"https://:443", ":443", 0},
+      {"https://app.example:", "app.example", 0},
+      {"https://app.example:99999", "app.example:99999", 0},
+      {"https://app.example:44a", "app.example:44a", 0},
+      {"https://[::1", "[::1", 0},
+      {"https://[::1]x", "[::1]x", 0},
+      {"https://app.example ", "app.example", 0},
+      {NULL, "app.example", 0},
+      {"https://app.example", NULL, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int got = sb_handshake_same_origin(cases[i].origin, cases[i].host);
+    if (got != cases[i].same)
+      fail_msg("Origin '%s', Host '%s': %d, expected %d",
+               cases[i].origin ? cases[i].origin : "(null)",
+               cases[i].host ? cases[i].host : "(null)", got, cases[i].same);
+  }
+}
+
 static void test_token_list(void **state) {
   (void)state;
   static const struct {
@@ -709,6 +814,8 @@ int main(void) {
       cmocka_unit_test(test_head_at_limit),
       cmocka_unit_test(test_accessors),
       cmocka_unit_test(test_subprotocols),
+      cmocka_unit_test(test_subprotocols_sized_from_the_request),
+      cmocka_unit_test(test_same_origin),
       cmocka_unit_test(test_token_list),
       cmocka_unit_test(test_accept_key),
       cmocka_unit_test(test_too_many_headers),

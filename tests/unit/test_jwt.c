@@ -2,7 +2,10 @@
  * test_jwt.c — JWT verification (src/rest/jwt.c): HS256 and RS256 tokens signed here with
  * libjwt (an RSA key pair is generated for the run with OpenSSL), checked good, expired, not
  * yet valid, wrong signature, wrong audience (string and array), wrong issuer, missing exp or
- * sub, "alg": "none", the HS256-with-the-public-key confusion, and malformed input.
+ * sub, "alg": "none", the HS256-with-the-public-key confusion, and malformed input. Tokens
+ * with claims libjwt would not write (strings, fractions and extremes in exp, nbf and iat)
+ * are signed here by hand (sign()); those at the ends of int64_t run under UBSan in the
+ * sanitizer build, which aborts on signed overflow.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +18,7 @@
 #include <cmocka.h>
 #include <jwt.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
@@ -79,6 +83,45 @@ static char *make(jwt_alg_t alg, const char *key, const claims *c) {
   char *t = jwt_encode_str(j);
   jwt_free(j);
   assert_non_null(t);
+  return t;
+}
+
+/* An HS256 token over the payload JSON as written, signed with SECRET: the claims are not
+ * parsed on the way, so any value can be tried. */
+static char *b64url(const void *data, size_t n) {
+  static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const unsigned char *p = data;
+  char *out = malloc(n / 3 * 4 + 5), *o = out;
+  size_t i = 0;
+  for (; i + 2 < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+    *o++ = a[v >> 18], *o++ = a[(v >> 12) & 63], *o++ = a[(v >> 6) & 63], *o++ = a[v & 63];
+  }
+  if (n - i == 1) {
+    *o++ = a[p[i] >> 2], *o++ = a[(p[i] & 3) << 4];
+  } else if (n - i == 2) {
+    uint32_t v = (uint32_t)p[i] << 8 | p[i + 1];
+    *o++ = a[v >> 10], *o++ = a[(v >> 4) & 63], *o++ = a[(v & 15) << 2];
+  }
+  *o = '\0';
+  return out;
+}
+
+static char *sign(const char *payload) {
+  static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+  char *h = b64url(header, sizeof header - 1), *p = b64url(payload, strlen(payload));
+  size_t n = strlen(h) + 1 + strlen(p);
+  char *t = malloc(n + 1 + 44);
+  snprintf(t, n + 1, "%s.%s", h, p);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mlen = 0;
+  assert_non_null(HMAC(EVP_sha256(), SECRET, (int)(sizeof(SECRET) - 1), (unsigned char *)t, n,
+                       mac, &mlen));
+  char *s = b64url(mac, mlen);
+  snprintf(t + n, 1 + 44, ".%s", s);
+  free(h);
+  free(p);
+  free(s);
   return t;
 }
 
@@ -156,6 +199,106 @@ static void test_time(void **state) {
   t = make(JWT_ALG_HS256, SECRET, &cl);
   expect_refused(&v, t, "no exp");
   free(t);
+}
+
+/* Time claims as the payload's JSON text: `{"sub":"alice",<extra>}` signed with SECRET. */
+static int verify_at(const sb_jwt_verifier *v, const char *extra, int64_t now, sb_jwt_claims *c) {
+  char payload[512];
+  snprintf(payload, sizeof(payload), "{\"sub\":\"alice\",%s}", extra);
+  char *t = sign(payload);
+  int r = sb_jwt_verify(v, t, strlen(t), now, c, err, sizeof(err));
+  free(t);
+  return r;
+}
+
+static void accepted_at(const sb_jwt_verifier *v, const char *extra, int64_t now, int64_t exp) {
+  sb_jwt_claims c;
+  int r = verify_at(v, extra, now, &c);
+  if (r != 0) fail_msg("%s at %lld: refused (%s)", extra, (long long)now, err);
+  if (c.exp != exp)
+    fail_msg("%s: exp %lld, expected %lld", extra, (long long)c.exp, (long long)exp);
+  sb_jwt_claims_free(&c);
+}
+
+static void refused_at(const sb_jwt_verifier *v, const char *extra, int64_t now, const char *why) {
+  sb_jwt_claims c;
+  int r = verify_at(v, extra, now, &c);
+  if (r != SB_EPROTO) fail_msg("%s at %lld: %d, expected a refusal", extra, (long long)now, r);
+  if (!strstr(err, why)) fail_msg("%s: reason '%s' does not mention '%s'", extra, err, why);
+  assert_null(c.json);
+}
+
+static sb_jwt_verifier plain(unsigned leeway) {
+  sb_jwt_verifier v = {SB_JWT_HS256, (const unsigned char *)SECRET, sizeof(SECRET) - 1, NULL,
+                       NULL, leeway};
+  return v;
+}
+
+/* exp = INT64_MAX on a verifier with a leeway overflowed a signed addition (UBSan aborts the
+ * sanitizer build); so did `now + leeway` near the end of the range. Both saturate now. */
+static void test_time_at_the_ends_of_int64(void **state) {
+  (void)state;
+  sb_jwt_verifier v = plain(5);
+  accepted_at(&v, "\"exp\":9223372036854775807", NOW, INT64_MAX);
+  v.leeway_s = UINT32_MAX;
+  accepted_at(&v, "\"exp\":9223372036854775807", NOW, INT64_MAX);
+  accepted_at(&v, "\"exp\":9223372036854775807,\"nbf\":-9223372036854775808", NOW, INT64_MAX);
+  accepted_at(&v, "\"exp\":9223372036854775807,\"nbf\":9223372036854775807", INT64_MAX - 1,
+              INT64_MAX);
+  accepted_at(&v, "\"exp\":9223372036854775807,\"iat\":-9223372036854775808", NOW, INT64_MAX);
+  refused_at(&v, "\"exp\":9223372036854775807", INT64_MAX, "expired");
+  refused_at(&v, "\"exp\":-9223372036854775808", NOW, "expired");
+  refused_at(&v, "\"exp\":-9223372036854775808", INT64_MIN, "expired"); /* exp <= 0 */
+  v.leeway_s = 0;
+  refused_at(&v, "\"exp\":0", INT64_MIN, "expired");
+  accepted_at(&v, "\"exp\":1,\"nbf\":-9223372036854775808", INT64_MIN, 1);
+  /* a number past int64_t: a fraction or exponent out of range, or an integer the JSON parser
+   * (jansson, under libjwt) refuses as a whole */
+  refused_at(&v, "\"exp\":1e19", NOW, "exp claim out of range");
+  refused_at(&v, "\"exp\":1800000060,\"nbf\":-1e300", NOW, "nbf claim out of range");
+  refused_at(&v, "\"exp\":1800000060,\"iat\":9.3e18", NOW, "iat claim out of range");
+  refused_at(&v, "\"exp\":9223372036854775808", NOW, "malformed");
+  refused_at(&v, "\"exp\":1800000060,\"nbf\":-9223372036854775809", NOW, "malformed");
+}
+
+/* A time claim that is there must be a number: a string nbf used to be ignored (the token
+ * accepted whatever date it named) while a string exp was refused. */
+static void test_time_claims_must_be_numbers(void **state) {
+  (void)state;
+  sb_jwt_verifier v = plain(0);
+  static const char *const not_numbers[] = {"\"99999999999\"", "\"1800000060\"", "true",
+                                            "false", "null", "{}", "[1800000060]", "\"\""};
+  for (size_t i = 0; i < sizeof(not_numbers) / sizeof(not_numbers[0]); i++) {
+    char extra[128];
+    snprintf(extra, sizeof(extra), "\"exp\":1800000060,\"nbf\":%s", not_numbers[i]);
+    refused_at(&v, extra, NOW, "nbf claim is not a number");
+    snprintf(extra, sizeof(extra), "\"exp\":1800000060,\"iat\":%s", not_numbers[i]);
+    refused_at(&v, extra, NOW, "iat claim is not a number");
+    snprintf(extra, sizeof(extra), "\"exp\":%s", not_numbers[i]);
+    refused_at(&v, extra, NOW, "exp claim is not a number");
+  }
+  /* the far-future string nbf of the report, with a good exp */
+  refused_at(&v, "\"exp\":1800000060,\"nbf\":\"4102444800\"", NOW, "nbf claim is not a number");
+  refused_at(&v, "\"nbf\":1", NOW, "no exp claim");
+  /* an "exp" inside another claim is not the token's exp */
+  refused_at(&v, "\"x\":{\"exp\":1800000060}", NOW, "no exp claim");
+  accepted_at(&v, "\"x\":{\"nbf\":\"later\"},\"exp\":1800000060", NOW, NOW + 60);
+}
+
+/* RFC 7519 §2 allows a fraction (and JSON an exponent): rounded to the stricter side, exp down
+ * and nbf up. */
+static void test_time_fractions(void **state) {
+  (void)state;
+  sb_jwt_verifier v = plain(0);
+  accepted_at(&v, "\"exp\":1800000060.9", NOW, NOW + 60);
+  accepted_at(&v, "\"exp\":1.80000006e9", NOW, NOW + 60);
+  accepted_at(&v, "\"exp\":18000000605E-1", NOW, NOW + 60);
+  refused_at(&v, "\"exp\":1800000000.5", NOW, "expired"); /* down to NOW */
+  accepted_at(&v, "\"exp\":1800000060,\"nbf\":1799999999.5", NOW, NOW + 60); /* up to NOW */
+  refused_at(&v, "\"exp\":1800000060,\"nbf\":1800000000.25", NOW, "not yet valid");
+  accepted_at(&v, "\"exp\":1800000060,\"nbf\":-0.5", NOW, NOW + 60);
+  accepted_at(&v, "\"exp\":1800000060,\"iat\":1799999999.75", NOW, NOW + 60);
+  refused_at(&v, "\"exp\":0.5", NOW, "expired");
 }
 
 static void test_claims(void **state) {
@@ -245,7 +388,9 @@ static void test_malformed(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hs256_good),  cmocka_unit_test(test_rs256_good_and_audience_array),
-      cmocka_unit_test(test_time),        cmocka_unit_test(test_claims),
+      cmocka_unit_test(test_time),        cmocka_unit_test(test_time_at_the_ends_of_int64),
+      cmocka_unit_test(test_time_claims_must_be_numbers),
+      cmocka_unit_test(test_time_fractions), cmocka_unit_test(test_claims),
       cmocka_unit_test(test_signatures),  cmocka_unit_test(test_alg_none_and_confusion),
       cmocka_unit_test(test_malformed),
   };
