@@ -66,9 +66,16 @@ typedef struct sb_session_info {
   const sb_session_group *groups; /* borrowed */
   size_t ngroups;
 } sb_session_info;
-/* status SB_ENOTFOUND: no such (or an expired, or an already used) token. The info is valid
- * during the callback only, and only until the next call into the engine. */
+/* The answer to session_take. status 0: the token was taken (it is spent), and `s` is the
+ * session, valid during the callback only, and only until the next call into the engine.
+ * SB_ENOTFOUND: no such token (unknown, already used, or its session expired or was evicted).
+ * SB_ENGINE_EIDENTITY: the session belongs to another identity; the token was left as it was,
+ * so that its owner can still use it. s is NULL unless status is 0. */
 typedef void (*sb_engine_session_cb)(void *ctx, int status, const sb_session_info *s);
+
+/* A status of the engine interface only (never returned by a public function): a resume token
+ * presented by another identity than its session's. */
+#define SB_ENGINE_EIDENTITY (-100)
 
 typedef struct sb_engine_ops {
   const char *name;
@@ -96,7 +103,11 @@ typedef struct sb_engine_ops {
                                                             keeps the first */
   int (*session_closed)(sb_engine *e, const char *conn_id);
   int (*session_token)(sb_engine *e, const char *conn_id, const char *token);
-  int (*session_take)(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx);
+  /* Takes a token for `identity` ("" when anonymous): the identity is checked against the
+   * session's before the token is spent, in one step (a refused attempt must not burn the
+   * owner's token, and no other taker may slip in between the check and the take). */
+  int (*session_take)(sb_engine *e, const char *token, const char *identity,
+                      sb_engine_session_cb cb, void *ctx);
   /* A barrier: `cb` fires once every subscribe issued before this call is live (deliveries of
    * messages published from then on will reach the hub). The hub waits for it before it reads
    * history for a resume, so that nothing published between the read and the subscription

@@ -294,11 +294,22 @@ static int m_session_token(sb_engine *e, const char *conn_id, const char *token)
   return 0;
 }
 
-static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx) {
+static int m_session_take(sb_engine *e, const char *token, const char *identity,
+                          sb_engine_session_cb cb, void *ctx) {
   mem_engine *m = (mem_engine *)e;
   mem_session *ss = sb_map_get(&m->tokens, token, strlen(token));
+  if (ss && ss->closed_at && m->lim.session_ttl_ms &&
+      now_ms(m) - ss->closed_at > m->lim.session_ttl_ms) {
+    session_drop(m, ss); /* expired, not yet swept by the tick */
+    ss = NULL;
+  }
   if (!ss) {
     cb(ctx, SB_ENOTFOUND, NULL);
+    return 0;
+  }
+  /* Another identity's token is refused before anything is spent: the owner keeps it. */
+  if (strcmp(ss->identity ? ss->identity : "", identity ? identity : "") != 0) {
+    cb(ctx, SB_ENGINE_EIDENTITY, NULL);
     return 0;
   }
   /* Everything that can fail comes before the token is consumed. */
@@ -311,12 +322,6 @@ static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb 
   if (!groups) return SB_ENOMEM;
   sb_map_del(&m->tokens, ss->token, strlen(ss->token));
   ss->token[0] = '\0';
-  if (ss->closed_at && m->lim.session_ttl_ms && now_ms(m) - ss->closed_at > m->lim.session_ttl_ms) {
-    session_drop(m, ss);
-    if (groups != stack) sb_free(m->a, (void *)groups);
-    cb(ctx, SB_ENOTFOUND, NULL);
-    return 0;
-  }
   size_t k = 0;
   for (uint32_t off = 0; off < ss->groups_len;) {
     sb_session_group *g = &groups[k++];

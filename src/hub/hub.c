@@ -10,7 +10,8 @@
  *
  * Resume, the merge (DESIGN.md, "Redelivery"):
  *   1. RESUME arrives with a token and the client's positions (stream, offset, epoch).
- *   2. The token is taken from the engine (single use). It must belong to the same identity.
+ *   2. The token is taken from the engine (single use) if it belongs to the same identity
+ *      (checked first: another identity's attempt is refused with 403 and spends nothing).
  *      The connection adopts the session's id (an older connection still holding it is closed
  *      with 4000), rejoins the session's groups, and gets a fresh token in a new HELLO.
  *   3. From the moment the connection starts resuming, every live push to it is *held* (a
@@ -715,12 +716,17 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     resume_release(h, rc);
     return;
   }
-  if (status != 0 || strcmp(s->identity, sb_conn_identity(hc->conn)) != 0) {
+  /* The engine checked the identity before it spent the token (a refused attempt leaves the
+   * owner's token usable); the check here only guards against an engine that did not. */
+  if (status == 0 && strcmp(s->identity, sb_conn_identity(hc->conn)) != 0)
+    status = SB_ENGINE_EIDENTITY;
+  if (status != 0) {
     /* Unknown, used, expired, forged, or another identity's token: refuse, and carry on as
      * the fresh session this connection already is. */
-    send_error(h, hc->conn, 0, status != 0 ? 401 : 403,
-               status != 0 ? "resume refused: unknown, used or expired token"
-                           : "resume refused: token belongs to another identity");
+    int other = status == SB_ENGINE_EIDENTITY;
+    send_error(h, hc->conn, 0, other ? 403 : 401,
+               other ? "resume refused: token belongs to another identity"
+                     : "resume refused: unknown, used or expired token");
     hc->resume = NULL;
     rc->hc = NULL;
     resume_release(h, rc); /* the connection's reference */
@@ -854,7 +860,8 @@ static void on_resume_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
   hc->resume = rc; /* from here on, pushes to this connection are held */
   rc->refs++;
   h->pending++;
-  if (h->engine->ops->session_take(h->engine, token, on_session, rc) != 0) {
+  if (h->engine->ops->session_take(h->engine, token, sb_conn_identity(hc->conn), on_session,
+                                   rc) != 0) {
     h->pending--;
     hc->resume = NULL;
     rc->hc = NULL;

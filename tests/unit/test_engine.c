@@ -206,13 +206,15 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
   }
 }
 
-static sess_result take(sb_engine *e, const char *token) {
+static sess_result take_as(sb_engine *e, const char *token, const char *identity) {
   sess_result r;
   memset(&r, 0, sizeof(r));
-  assert_int_equal(e->ops->session_take(e, token, on_session, &r), 0);
+  assert_int_equal(e->ops->session_take(e, token, identity, on_session, &r), 0);
   assert_int_equal(r.calls, 1);
   return r;
 }
+
+static sess_result take(sb_engine *e, const char *token) { return take_as(e, token, "alice"); }
 
 static const char ID[] = "AAAAAAAAAAAAAAAAAAAAAA";
 static const char TOK[] = "tttttttttttttttttttttt";
@@ -266,6 +268,38 @@ static void test_sessions(void **state) {
   e->ops->free(e);
 }
 
+/* Regression (issue 9): a RESUME with another identity's token was refused, but the token was
+ * spent first, so its owner's own resume failed and the session was lost. */
+static void test_take_by_another_identity_spends_nothing(void **state) {
+  (void)state;
+  sb_engine *e = make(10, 0, 1000);
+  static const char ANON[] = "BBBBBBBBBBBBBBBBBBBBBB";
+  assert_int_equal(e->ops->session_open(e, ID, "alice"), 0);
+  assert_int_equal(e->ops->session_group(e, ID, "room1", 1, 3, 77), 0);
+  assert_int_equal(e->ops->session_token(e, ID, TOK), 0);
+  assert_int_equal(e->ops->session_closed(e, ID), 0);
+  assert_int_equal(e->ops->session_open(e, ANON, ""), 0);
+  assert_int_equal(e->ops->session_token(e, ANON, TOK2), 0);
+  /* Another identity, the anonymous one, and a prefix of the right one: refused, distinctly. */
+  assert_int_equal(take_as(e, TOK, "mallory").status, SB_ENGINE_EIDENTITY);
+  assert_int_equal(take_as(e, TOK, "").status, SB_ENGINE_EIDENTITY);
+  assert_int_equal(take_as(e, TOK, "alic").status, SB_ENGINE_EIDENTITY);
+  assert_int_equal(take_as(e, TOK2, "alice").status, SB_ENGINE_EIDENTITY);
+  /* The owners' tokens still work, once. */
+  sess_result r = take_as(e, TOK, "alice");
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.conn_id, ID);
+  assert_int_equal(r.ngroups, 1);
+  assert_string_equal(r.groups[0], "room1");
+  assert_int_equal(take_as(e, TOK, "alice").status, SB_ENOTFOUND);
+  assert_int_equal(take_as(e, TOK, "mallory").status, SB_ENOTFOUND); /* spent: no identity hint */
+  r = take_as(e, TOK2, "");
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.conn_id, ANON);
+  assert_string_equal(r.identity, "");
+  e->ops->free(e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_offsets_contiguous_and_ring_bounded),
@@ -274,6 +308,7 @@ int main(void) {
       cmocka_unit_test(test_trim),
       cmocka_unit_test(test_deliver_only_subscribed),
       cmocka_unit_test(test_sessions),
+      cmocka_unit_test(test_take_by_another_identity_spends_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
