@@ -511,9 +511,11 @@ static rpos *find_pos(resume_ctx *rc, const char *stream, size_t slen) {
   return NULL;
 }
 
-/* Adds one of the session's own streams, with the client's position for it if it sent one. */
 /* Adds a stream to the resume, at the client's position for it if it named one; else, for a
- * group, from where the session joined it (`joined`, may be NULL; epoch 0: unknown). */
+ * group, from where the session joined it (`joined`, may be NULL; epoch 0: unknown). A
+ * position (0, 0) means "nothing seen" (PROTOCOL.md §6), which is what naming no position
+ * means too: it must not let a group replay from its first offset, messages published before
+ * the session joined included. */
 static int add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen, int direct,
                    const sb_session_group *joined) {
   if (slen == 0 || slen >= SB_STREAM_MAX) return SB_EINVAL;
@@ -527,7 +529,7 @@ static int add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen, i
   p->slen = slen;
   for (size_t i = 0; i < rc->ncpos; i++) {
     cpos *c = &rc->cpos[i];
-    if (c->slen == slen && memcmp(c->stream, stream, slen) == 0) {
+    if (c->slen == slen && memcmp(c->stream, stream, slen) == 0 && (c->offset || c->epoch)) {
       p->offset = c->offset;
       p->epoch = c->epoch;
       p->has_position = 1;

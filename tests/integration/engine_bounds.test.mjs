@@ -1,5 +1,6 @@
 // The memory engine's lifetimes and bounds, end to end through tests/fixtures/hubtest.c
-// (issue 9): a RESUME with another identity's token spends nothing.
+// (issue 9): a RESUME with another identity's token spends nothing; a position (0, 0) for a
+// group replays from the session's join point only.
 //
 // Servers are started with --port 0 and stopped by PID in an after hook; a server that died,
 // needed SIGKILL, exited non-zero or printed a sanitizer report fails the suite.
@@ -142,6 +143,27 @@ describe('resume tokens and identities', () => {
     alice3.resume(alice.hello.token, []);
     await expectError(alice3, 401, 'the spent token');
     assert.equal(mallory.pushes(`g:${g}`).length, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('positions', () => {
+  test('a position (0, 0) for a group replays from where the session joined it, never what came before', async () => {
+    const srv = await server();
+    const g = uniq('late');
+    const p = await connect(srv, { label: 'publisher' });
+    assert.equal(await p.ok(`/publish/${g}`, 'before1'), '');
+    assert.equal(await p.ok(`/publish/${g}`, 'before2'), '');
+    const x = await connect(srv, { label: 'x' });
+    await x.ok(`/join/${g}`); // joins at offset 2
+    await vanish(x, p, g);
+    assert.equal(await p.ok(`/publish/${g}`, 'after'), '');
+    const y = await connect(srv, { label: 'y' });
+    y.resume(x.hello.token, [{ stream: `g:${g}`, offset: 0n, epoch: 0n }, { stream: `c:${x.id}`, offset: 0n, epoch: 0n }]);
+    const r = await readResume(y);
+    assert.deepEqual(pushList(r.pushes), [`g:${g}#3:after`], 'only what came after the join');
+    assertEntry(r.byStream, `g:${g}`, true, 3);
+    assertEntry(r.byStream, `c:${x.id}`, true, 0);
   });
 });
 
