@@ -136,6 +136,19 @@ void *sb_map_del(sb_map *m, const char *key, size_t klen) {
   }
   m->slots[i].key = NULL;
   m->len--;
+  /* A table that once held many keys gives its memory back when they are gone (streams and
+   * sessions come and go by the hundred thousand). Below 1/8 full it shrinks to at least 1/4
+   * full, well away from the 3/4 at which it grows, so that it does not flap; an empty map
+   * holds no table at all. */
+  if (m->len == 0) {
+    sb_free(m->alloc, m->slots);
+    m->slots = NULL;
+    m->cap = 0;
+  } else if (m->cap > 16 && m->len * 8 < m->cap) {
+    size_t cap = m->cap;
+    while (cap > 16 && m->len * 4 < cap) cap /= 2;
+    (void)resize(m, cap); /* out of memory: it stays as it is, which is correct too */
+  }
   return val;
 }
 

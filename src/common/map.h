@@ -4,7 +4,7 @@
  * pointers. Used for connection ids, tokens, groups and streams: keys a client can choose, so
  * the hash is SipHash-1-3 under a key drawn from the CSPRNG once per process (an unkeyed hash
  * lets a client send names that all land in one probe run). Not ordered; iteration is over
- * slots.
+ * slots, and a deletion may shrink the table: never delete while walking the slots.
  */
 #ifndef SB_COMMON_MAP_H
 #define SB_COMMON_MAP_H
@@ -39,7 +39,8 @@ void sb_map_free(sb_map *m); /* frees the keys, not the values */
 void *sb_map_get(const sb_map *m, const char *key, size_t klen);
 /* Inserts or replaces. Returns 0 or SB_ENOMEM. */
 int sb_map_put(sb_map *m, const char *key, size_t klen, void *val);
-/* Removes the key; returns its value or NULL. */
+/* Removes the key; returns its value or NULL. The table shrinks when it falls below 1/8 full
+ * (if that allocation fails it just stays larger), and is freed when the map is empty. */
 void *sb_map_del(sb_map *m, const char *key, size_t klen);
 /* The stored copy of the key (stable until the key is deleted), or NULL. */
 const char *sb_map_key(const sb_map *m, const char *key, size_t klen);

@@ -17,6 +17,11 @@
  * authenticated as, its groups) is kept in the engine, not in the node, for session_ttl_ms
  * after the connection closes. A resume token points at a session and can be taken once.
  *
+ * Lifetimes. A stream's epoch must stay the same as long as anyone can hold a position in it:
+ * while it is subscribed, while a session has its group (or it is the session's direct
+ * stream), and while it keeps history. A stream with none of these may be forgotten (it loses
+ * no message, and no session can name it in a resume); made again later, it has a new epoch.
+ *
  * Callbacks may fire synchronously, inside the call (the memory engine), or later (redis); the
  * hub is written for both. Every call that takes a callback fires it exactly once if the call
  * returned 0, and never if it returned an error.
@@ -124,6 +129,14 @@ struct sb_engine {
 
 /* The memory engine. */
 int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine_limits *lim);
+
+/* What a memory engine holds now, for tests and diagnostics. */
+typedef struct sb_memory_stats {
+  size_t streams;
+  size_t sessions;        /* open and closed */
+  size_t closed_sessions; /* closed, resumable */
+} sb_memory_stats;
+void sb_memory_engine_stats(sb_engine *e, sb_memory_stats *out);
 
 /* A new random epoch (never 0). */
 uint64_t sb_random_epoch(void);

@@ -1,15 +1,18 @@
 // The memory engine's lifetimes and bounds, end to end through tests/fixtures/hubtest.c
-// (issue 9): a RESUME with another identity's token spends nothing; a position (0, 0) for a
-// group replays from the session's join point only.
+// (issue 9): a RESUME with another identity's token spends nothing; a quiet stream keeps its
+// epoch as long as a session can hold a position in it; a position (0, 0) for a group replays
+// from the session's join point only; streams nobody can refer to are freed once their history
+// has aged out (the engine forgets them and the process's memory comes back).
 //
 // Servers are started with --port 0 and stopped by PID in an after hook; a server that died,
 // needed SIGKILL, exited non-zero or printed a sanitizer report fails the suite.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { after, afterEach, describe, test } from 'node:test';
 import { HUBTEST_BIN, HubClient, show, startServer } from './hub.mjs';
 import { sleep } from './lib.mjs';
-import { KIND, decodeResumed } from './proto.mjs';
+import { KIND, METHOD, decodeResumed } from './proto.mjs';
 
 const servers = [];
 const clients = new Set();
@@ -107,6 +110,16 @@ async function expectError(c, status, what) {
   assert.equal(e.id, 0, `${what}: ERROR id (RESUME is not a request)`);
 }
 
+/** Resident memory of a process, KiB. */
+function rssKiB(pid) {
+  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+}
+
+/** Whether a process runs under AddressSanitizer (its quarantine keeps freed memory resident). */
+function sanitized(pid) {
+  return /libasan|libclang_rt\.asan/.test(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+}
+
 // ---------------------------------------------------------------------------------------------
 describe('resume tokens and identities', () => {
   test('regression: a RESUME with another identity\'s token is refused 403 and spends nothing; the owner resumes after it', async () => {
@@ -147,7 +160,38 @@ describe('resume tokens and identities', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-describe('positions', () => {
+describe('quiet streams keep their epoch', () => {
+  test('regression: away 1.5 s (twice) from a fresh server, a quiet group and the direct stream are recovered, and a message published meanwhile is replayed', async () => {
+    const srv = await server();
+    const g = uniq('quiet');
+    const p = await connect(srv, { label: 'publisher' });
+    const x = await connect(srv, { label: 'x' });
+    await x.ok(`/join/${g}`);
+    const cx = `c:${x.id}`;
+    await vanish(x, p, g);
+    await sleep(1500); // the engine's tick (once a second) has run
+    const y = await connect(srv, { label: 'y' });
+    y.resume(x.hello.token, []);
+    const r = await readResume(y);
+    assert.deepEqual(pushList(r.pushes), []);
+    assertEntry(r.byStream, `g:${g}`, true, 0);
+    assertEntry(r.byStream, cx, true, 0);
+    const eg = r.byStream[`g:${g}`].epoch;
+    const ec = r.byStream[cx].epoch;
+    assert.equal(await p.ok(`/position/${g}`), `0 ${eg}`, 'the group stream is the one the session joined');
+    // Away again, with positions (0, epoch) for both now; a message comes while it is away.
+    await vanish(y, p, g);
+    await sleep(1500);
+    assert.equal(await p.ok(`/publish/${g}`, 'while away'), '');
+    const z = await connect(srv, { label: 'z' });
+    z.resume(r.hello.token, [{ stream: `g:${g}`, offset: 0n, epoch: eg }, { stream: cx, offset: 0n, epoch: ec }]);
+    const r2 = await readResume(z);
+    assert.deepEqual(pushList(r2.pushes), [`g:${g}#1:while away`]);
+    assert.equal(r2.pushes[0].epoch, eg);
+    assertEntry(r2.byStream, `g:${g}`, true, 1, eg);
+    assertEntry(r2.byStream, cx, true, 0, ec);
+  });
+
   test('a position (0, 0) for a group replays from where the session joined it, never what came before', async () => {
     const srv = await server();
     const g = uniq('late');
@@ -164,6 +208,58 @@ describe('positions', () => {
     assert.deepEqual(pushList(r.pushes), [`g:${g}#3:after`], 'only what came after the join');
     assertEntry(r.byStream, `g:${g}`, true, 3);
     assertEntry(r.byStream, `c:${x.id}`, true, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('streams nobody can refer to are freed', () => {
+  // The history lives 8 s: long enough for the flood to be complete before the first of its
+  // streams ages out (so that the peak is a peak), short enough for the test.
+  test('100,000 streams published to once are forgotten after --history-age-ms 8000, and the memory comes back', { timeout: 60000 }, async () => {
+    const srv = await server(['--history-age-ms', '8000']);
+    const p = await connect(srv, { label: 'publisher' });
+    const asan = sanitized(srv.pid);
+    const tag = crypto.randomBytes(4).toString('hex');
+    /** Publishes one message to each of `n` new groups (SEND: no answer), then syncs. */
+    async function flood(round, n) {
+      for (let i = 0; i < n; i += 1000) {
+        let w;
+        for (let j = i; j < Math.min(n, i + 1000); j++) {
+          w = p.sendEnv({ kind: KIND.SEND, method: METHOD.POST, url: `/publish/poke-${tag}-${round}-${j}`, body: 'x' });
+        }
+        await w;
+      }
+      await p.ok('/whoami');
+    }
+    /** Waits until a sample of the round's groups reads "0 <epoch>": the streams were dropped. */
+    async function forgotten(round, n) {
+      const t0 = Date.now();
+      for (;;) {
+        const heads = [];
+        for (let j = 0; j < n; j += Math.floor(n / 20)) heads.push((await p.ok(`/position/poke-${tag}-${round}-${j}`)).split(' ')[0]);
+        if (heads.every((h) => h === '0')) return Date.now() - t0;
+        if (Date.now() - t0 > 20000) assert.fail(`streams of round ${round} still kept after 20 s: heads ${heads.join(',')}`);
+        await sleep(200);
+      }
+    }
+    // A warm-up round, so that the baseline includes what the first use of everything costs.
+    await flood('warm', 20000);
+    assert.equal((await p.ok(`/position/poke-${tag}-warm-0`)).split(' ')[0], '1', 'kept while its history lives');
+    await forgotten('warm', 20000);
+    await sleep(1200); // the /position probes made empty streams; they go at the next tick
+    const base = rssKiB(srv.pid);
+    await flood('big', 100000);
+    const peak = rssKiB(srv.pid);
+    assert.equal((await p.ok(`/position/poke-${tag}-big-0`)).split(' ')[0], '1',
+      'the first stream of the flood is still kept when it ends (else the flood outlasted the history age)');
+    const ms = await forgotten('big', 100000);
+    await sleep(1200);
+    const end = rssKiB(srv.pid);
+    console.log(`# RSS: baseline ${base} KiB, after 100,000 streams ${peak} KiB (+${peak - base}), ${ms} ms later forgotten, then ${end} KiB (+${end - base})${asan ? ' [ASan: not asserted]' : ''}`);
+    if (!asan) {
+      assert.ok(peak - base > 15000, `100,000 streams should take some memory (+${peak - base} KiB)`);
+      assert.ok(end - base < (peak - base) / 4, `memory must come back: baseline ${base}, peak ${peak}, after expiry ${end} KiB`);
+    }
   });
 });
 

@@ -1,9 +1,9 @@
 /*
  * test_map.c — the string-keyed map (src/common/map.c) and its hash (src/common/siphash.c):
  * SipHash against the paper's test vector and against OpenSSL's SipHash for every tail
- * length; the map against a model under random inserts, replacements and deletions; and
- * keys crafted to collide under the 32-bit FNV-1a the map used before, which must not pile up
- * in one probe run now that the hash is keyed.
+ * length; the map against a model under random inserts, replacements and deletions, and its
+ * shrinking back when emptied; and keys crafted to collide under the 32-bit FNV-1a the map
+ * used before, which must not pile up in one probe run now that the hash is keyed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -132,6 +132,38 @@ static void test_model(void **state) {
       }
     }
   }
+  /* Emptied, the table gives its memory back. */
+  for (unsigned j = 0; j < NKEYS; j++) {
+    key_of(k, sizeof(k), j);
+    sb_map_del(&m, k, strlen(k));
+  }
+  assert_int_equal(m.len, 0);
+  assert_int_equal(m.cap, 0);
+  assert_null(m.slots);
+  sb_map_free(&m);
+}
+
+/* A table that grew for 100,000 keys shrinks as they go, and still finds the rest. */
+static void test_shrinks(void **state) {
+  (void)state;
+  sb_map m;
+  sb_map_init(&m, &sb_default_allocator);
+  char k[32];
+  for (unsigned i = 0; i < 100000; i++) {
+    key_of(k, sizeof(k), i);
+    assert_int_equal(sb_map_put(&m, k, strlen(k), (void *)(uintptr_t)(i + 1)), 0);
+  }
+  assert_true(m.cap >= 131072);
+  for (unsigned i = 0; i < 99990; i++) {
+    key_of(k, sizeof(k), i);
+    assert_ptr_equal(sb_map_del(&m, k, strlen(k)), (void *)(uintptr_t)(i + 1));
+  }
+  assert_int_equal(m.len, 10);
+  assert_true(m.cap <= 64);
+  for (unsigned i = 99990; i < 100000; i++) {
+    key_of(k, sizeof(k), i);
+    assert_ptr_equal(sb_map_get(&m, k, strlen(k)), (void *)(uintptr_t)(i + 1));
+  }
   sb_map_free(&m);
 }
 
@@ -202,6 +234,7 @@ int main(void) {
       cmocka_unit_test(test_siphash24_paper_vector),
       cmocka_unit_test(test_siphash_against_openssl),
       cmocka_unit_test(test_model),
+      cmocka_unit_test(test_shrinks),
       cmocka_unit_test(test_fnv_collisions_do_not_pile_up),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
