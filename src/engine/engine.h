@@ -15,7 +15,8 @@
  *
  * Sessions. What a connection needs to be resumed elsewhere (its id, the identity it was
  * authenticated as, its groups) is kept in the engine, not in the node, for session_ttl_ms
- * after the connection closes. A resume token points at a session and can be taken once.
+ * after the connection closes (at most max_closed_sessions of them, the oldest evicted first).
+ * A resume token points at a session and can be taken once.
  *
  * Lifetimes. A stream's epoch must stay the same as long as anyone can hold a position in it:
  * while it is subscribed, while a session has its group (or it is the session's direct
@@ -47,6 +48,8 @@ typedef struct sb_engine_limits {
   size_t history_max;      /* messages kept per stream */
   uint64_t history_age_ms; /* and for at most this long */
   uint64_t session_ttl_ms; /* sessions outlive their connection this long */
+  size_t max_closed_sessions; /* and at most this many of them are kept, the oldest closed
+                                 evicted first (0: no limit) */
 } sb_engine_limits;
 
 /* A published message reaches the hub (only for subscribed streams). */

@@ -18,8 +18,8 @@
  * So a quiet group keeps its epoch for as long as a session of one of its members lives, and
  * a stream that was published to once and then forgotten by everyone costs memory only for
  * history_age_ms. Sessions live while their connection is open, and after it closes for
- * session_ttl_ms. The closed sessions are a list in close order, so expiry takes from its
- * front.
+ * session_ttl_ms; at most max_closed_sessions closed ones are kept, oldest evicted first. The
+ * closed sessions are a list in close order, so expiry and eviction both take from its front.
  *
  * Memory. After a tick that freed much (the streams and sessions fell below half of their
  * count at the last such point), glibc's malloc_trim hands the freed pages back to the
@@ -369,7 +369,8 @@ static int m_session_group(sb_engine *e, const char *conn_id, const char *group,
   return 0;
 }
 
-/* The session goes to the end of the closed list. */
+/* The session goes to the end of the closed list; past max_closed_sessions the oldest closed
+ * one is dropped (its token then answers SB_ENOTFOUND, as an expired one's). */
 static int m_session_closed(sb_engine *e, const char *conn_id) {
   mem_engine *m = (mem_engine *)e;
   mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
@@ -383,6 +384,8 @@ static int m_session_closed(sb_engine *e, const char *conn_id) {
   else m->closed_first = ss;
   m->closed_last = ss;
   m->nclosed++;
+  while (m->lim.max_closed_sessions && m->nclosed > m->lim.max_closed_sessions)
+    session_drop(m, m->closed_first);
   return 0;
 }
 

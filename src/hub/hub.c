@@ -762,14 +762,17 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     old->owner = 0;
     sb_conn_close(old->conn, SB_CLOSE_REPLACED, "session resumed by another connection", 37);
   }
-  if (hc->owner) {
-    sb_map_del(&h->conns, hc->id, strlen(hc->id));
-    h->engine->ops->session_closed(h->engine, hc->id);
-  }
+  char fresh[23]; /* the connection's own session, closed once the resumed one is open */
+  memcpy(fresh, hc->id, 23);
+  int had_fresh = hc->owner;
+  if (hc->owner) sb_map_del(&h->conns, hc->id, strlen(hc->id));
   memcpy(hc->id, conn_id, 23);
   hc->owner = 1;
   int r = sb_map_put(&h->conns, hc->id, strlen(hc->id), hc);
   if (r == 0) r = h->engine->ops->session_open(h->engine, hc->id, sb_conn_identity(hc->conn));
+  /* In this order: closing a session may evict the oldest closed one, which must not be the
+   * one being resumed. */
+  if (had_fresh) h->engine->ops->session_closed(h->engine, fresh);
   if (r != 0) {
     hc->owner = r == 0;
     sb_free(h->a, joined);
@@ -1115,6 +1118,7 @@ void sb_hub_options_init(sb_hub_options *o) {
   o->session_ttl_ms = 5 * 60 * 1000;
   o->max_replay = 10000;
   o->replay_batch = 256;
+  o->max_closed_sessions = 100000;
 }
 
 int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_opts,
@@ -1133,6 +1137,7 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   if (!h->opts.session_ttl_ms) h->opts.session_ttl_ms = def.session_ttl_ms;
   if (!h->opts.max_replay) h->opts.max_replay = def.max_replay;
   if (!h->opts.replay_batch) h->opts.replay_batch = def.replay_batch;
+  if (!h->opts.max_closed_sessions) h->opts.max_closed_sessions = def.max_closed_sessions;
   sb_server_options so = *server_opts;
   so.on_open = on_open;
   so.on_message = on_message;
@@ -1154,7 +1159,8 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   h->groups.on_first = on_first_member;
   h->groups.on_empty = on_group_empty;
   h->groups.ctx = h;
-  sb_engine_limits lim = {h->opts.history_max, h->opts.history_age_ms, h->opts.session_ttl_ms};
+  sb_engine_limits lim = {h->opts.history_max, h->opts.history_age_ms, h->opts.session_ttl_ms,
+                          h->opts.max_closed_sessions};
   h->engine = opts->engine;
   h->own_engine = !opts->engine;
   if ((r = sb_schemas_init(&h->sch, h->a)) != 0 ||

@@ -2,7 +2,8 @@
 // (issue 9): a RESUME with another identity's token spends nothing; a quiet stream keeps its
 // epoch as long as a session can hold a position in it; a position (0, 0) for a group replays
 // from the session's join point only; streams nobody can refer to are freed once their history
-// has aged out (the engine forgets them and the process's memory comes back).
+// has aged out (the engine forgets them and the process's memory comes back); closed sessions
+// are capped, oldest evicted first.
 //
 // Servers are started with --port 0 and stopped by PID in an after hook; a server that died,
 // needed SIGKILL, exited non-zero or printed a sanitizer report fails the suite.
@@ -263,3 +264,35 @@ describe('streams nobody can refer to are freed', () => {
   });
 });
 
+// ---------------------------------------------------------------------------------------------
+describe('closed sessions are capped', () => {
+  test('--max-closed-sessions 3: of 5 closed sessions the 2 oldest are evicted (401, direct stream gone), the 3 newest resume', async () => {
+    const srv = await server(['--max-closed-sessions', '3']);
+    const presence = uniq('presence');
+    const p = await connect(srv, { label: 'control' });
+    const xs = [];
+    for (let i = 0; i < 5; i++) {
+      const x = await connect(srv, { label: `x${i}` });
+      await x.ok(`/join/${presence}`);
+      xs.push(x);
+    }
+    for (let i = 0; i < 5; i++) await vanish(xs[i], p, presence, 4 - i); // closed in this order
+    for (const i of [0, 1]) {
+      const r = await p.request(`/send/${xs[i].id}`, 'to an evicted session');
+      assert.equal(r.status, 404, `/send to evicted session ${i}: ${show(r)}`);
+      const y = await connect(srv, { label: `y${i}` });
+      y.resume(xs[i].hello.token, []);
+      await expectError(y, 401, `evicted session ${i}`);
+      assert.equal(await y.ok('/whoami'), y.id);
+    }
+    for (const i of [4, 2, 3]) {
+      assert.equal(await p.ok(`/send/${xs[i].id}`, `d${i}`), '', `session ${i} is still there`);
+      const y = await connect(srv, { label: `y${i}` });
+      y.resume(xs[i].hello.token, []);
+      const r = await readResume(y);
+      assert.equal(r.hello.connId, xs[i].id);
+      assert.deepEqual(pushList(r.pushes), [`c:${xs[i].id}#1:d${i}`]);
+      assertEntry(r.byStream, `g:${presence}`, true, 0);
+    }
+  });
+});

@@ -64,9 +64,10 @@ static void on_read(void *ctx, int status, uint64_t epoch, uint64_t first, uint6
   }
 }
 
-static sb_engine *make_with(size_t max, uint64_t age, uint64_t ttl, const sb_allocator *a) {
+static sb_engine *make_with(size_t max, uint64_t age, uint64_t ttl, size_t max_closed,
+                            const sb_allocator *a) {
   sb_engine *e;
-  sb_engine_limits lim = {max, age, ttl};
+  sb_engine_limits lim = {max, age, ttl, max_closed};
   assert_int_equal(sb_memory_engine_new(&e, a, &lim), 0);
   e->ops->attach(e, NULL, on_deliver, fake_now);
   ngot = 0;
@@ -75,7 +76,7 @@ static sb_engine *make_with(size_t max, uint64_t age, uint64_t ttl, const sb_all
 }
 
 static sb_engine *make(size_t max, uint64_t age, uint64_t ttl) {
-  return make_with(max, age, ttl, NULL);
+  return make_with(max, age, ttl, 0, NULL);
 }
 
 static sb_memory_stats stats(sb_engine *e) {
@@ -416,7 +417,7 @@ static void test_quiet_streams_keep_their_epoch(void **state) {
  * each to 100,000 streams, the engine gives back every byte once the history has aged out. */
 static void test_streams_expire_and_memory_comes_back(void **state) {
   (void)state;
-  sb_engine *e = make_with(100, 1000, 60000, &counting);
+  sb_engine *e = make_with(100, 1000, 60000, 0, &counting);
   size_t base = live_bytes, base_blocks = live_blocks;
   char name[32];
   for (int i = 0; i < 100000; i++) {
@@ -442,12 +443,86 @@ static void test_streams_expire_and_memory_comes_back(void **state) {
 static void id_of(char out[23], int i) { snprintf(out, 23, "S%021d", i); }
 static void token_of(char out[23], int i) { snprintf(out, 23, "T%021d", i); }
 
+/* Closed sessions past max_closed_sessions: the oldest closed is evicted, with its direct
+ * stream and its hold on its groups' streams; reopening takes one off the list. */
+static void test_closed_sessions_capped(void **state) {
+  (void)state;
+  sb_engine *e = make_with(10, 1000, 60000, 3, NULL);
+  char id[23], tok[23], group[32], direct[32];
+  for (int i = 0; i < 5; i++) {
+    id_of(id, i);
+    token_of(tok, i);
+    assert_int_equal(e->ops->session_open(e, id, ""), 0);
+    assert_int_equal(e->ops->session_token(e, id, tok), 0);
+    join(e, id, "room");
+    snprintf(group, sizeof(group), "own-%d", i);
+    join(e, id, group);
+  }
+  assert_int_equal(stats(e).streams, 11); /* room, own-0..4, c:S..0..4 */
+  for (int i = 0; i < 5; i++) {
+    id_of(id, i);
+    assert_int_equal(e->ops->session_closed(e, id), 0);
+    clock_ms += 10;
+  }
+  sb_memory_stats st = stats(e);
+  assert_int_equal(st.sessions, 3);
+  assert_int_equal(st.closed_sessions, 3);
+  e->ops->tick(e);
+  assert_int_equal(stats(e).streams, 7); /* own-0, own-1 and two direct streams went */
+  for (int i = 0; i < 2; i++) {
+    id_of(id, i);
+    token_of(tok, i);
+    snprintf(direct, sizeof(direct), "c:%s", id);
+    assert_int_equal(take_as(e, tok, "").status, SB_ENOTFOUND);
+    assert_int_equal(e->ops->publish(e, direct, strlen(direct), id, (const uint8_t *)"x", 1),
+                     SB_ENOTFOUND);
+  }
+  /* The newest three are whole. Resuming one reopens it: off the closed list. */
+  token_of(tok, 3);
+  sess_result r = take_as(e, tok, "");
+  assert_int_equal(r.status, 0);
+  id_of(id, 3);
+  assert_string_equal(r.conn_id, id);
+  assert_int_equal(r.ngroups, 2);
+  assert_int_equal(e->ops->session_open(e, id, ""), 0);
+  assert_int_equal(stats(e).closed_sessions, 2);
+  /* Closing another (new) session now evicts nothing: 3 closed again. */
+  id_of(id, 9);
+  assert_int_equal(e->ops->session_open(e, id, ""), 0);
+  assert_int_equal(e->ops->session_closed(e, id), 0);
+  st = stats(e);
+  assert_int_equal(st.closed_sessions, 3);
+  assert_int_equal(st.sessions, 4);
+  /* Closed twice (a connection closed after its session was taken over): listed once. */
+  assert_int_equal(e->ops->session_closed(e, id), 0);
+  assert_int_equal(stats(e).closed_sessions, 3);
+  /* They expire in close order; the open one stays. */
+  token_of(tok, 2);
+  clock_ms += 60000 - 29; /* 60,001 ms after the first close */
+  e->ops->tick(e);
+  assert_int_equal(stats(e).closed_sessions, 2); /* 2 was closed first: gone */
+  assert_int_equal(take_as(e, tok, "").status, SB_ENOTFOUND);
+  clock_ms += 60000;
+  e->ops->tick(e);
+  st = stats(e);
+  assert_int_equal(st.closed_sessions, 0);
+  assert_int_equal(st.sessions, 1);
+  id_of(id, 3);
+  assert_int_equal(e->ops->session_closed(e, id), 0);
+  clock_ms += 60001;
+  e->ops->tick(e);
+  st = stats(e);
+  assert_int_equal(st.sessions, 0);
+  assert_int_equal(st.streams, 0);
+  e->ops->free(e);
+}
+
 /* What a closed session costs (for docs/API.md): anonymous, and authenticated with its
  * "user:<identity>" group; all of it given back at expiry. */
 static void test_closed_session_cost(void **state) {
   (void)state;
   for (int auth = 0; auth < 2; auth++) {
-    sb_engine *e = make_with(10, 1000, 60000, &counting);
+    sb_engine *e = make_with(10, 1000, 60000, 0, &counting);
     size_t base = live_bytes, base_blocks = live_blocks;
     char id[23], tok[23], who[32], group[40];
     for (int i = 0; i < 10000; i++) {
@@ -482,6 +557,7 @@ int main(void) {
       cmocka_unit_test(test_take_by_another_identity_spends_nothing),
       cmocka_unit_test(test_quiet_streams_keep_their_epoch),
       cmocka_unit_test(test_streams_expire_and_memory_comes_back),
+      cmocka_unit_test(test_closed_sessions_capped),
       cmocka_unit_test(test_closed_session_cost),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
