@@ -621,6 +621,11 @@ typedef struct sb_hub_options {
   size_t max_replay;           /* a resume replays at most this many messages per stream;
                                   beyond it the stream is reported recovered:false. 10000 */
   size_t replay_batch;         /* history is read in batches of this many. 256 */
+  size_t max_closed_sessions;  /* closed sessions kept for a resume (memory engine), at about
+                                  320 bytes each (500 with a user:<identity> group) plus their
+                                  other groups and undelivered direct messages; past it the
+                                  oldest closed one is evicted (its resume gets 401, as an
+                                  expired one's). 100000 */
   sb_open_cb on_open;          /* after the HELLO is queued */
   sb_hub_message_cb on_message;
   sb_close_cb on_close;        /* the connection left every group before this fires */

@@ -15,7 +15,13 @@
  *
  * Sessions. What a connection needs to be resumed elsewhere (its id, the identity it was
  * authenticated as, its groups) is kept in the engine, not in the node, for session_ttl_ms
- * after the connection closes. A resume token points at a session and can be taken once.
+ * after the connection closes (at most max_closed_sessions of them, the oldest evicted first).
+ * A resume token points at a session and can be taken once.
+ *
+ * Lifetimes. A stream's epoch must stay the same as long as anyone can hold a position in it:
+ * while it is subscribed, while a session has its group (or it is the session's direct
+ * stream), and while it keeps history. A stream with none of these may be forgotten (it loses
+ * no message, and no session can name it in a resume); made again later, it has a new epoch.
  *
  * Callbacks may fire synchronously, inside the call (the memory engine), or later (redis); the
  * hub is written for both. Every call that takes a callback fires it exactly once if the call
@@ -42,6 +48,8 @@ typedef struct sb_engine_limits {
   size_t history_max;      /* messages kept per stream */
   uint64_t history_age_ms; /* and for at most this long */
   uint64_t session_ttl_ms; /* sessions outlive their connection this long */
+  size_t max_closed_sessions; /* and at most this many of them are kept, the oldest closed
+                                 evicted first (0: no limit) */
 } sb_engine_limits;
 
 /* A published message reaches the hub (only for subscribed streams). */
@@ -66,9 +74,16 @@ typedef struct sb_session_info {
   const sb_session_group *groups; /* borrowed */
   size_t ngroups;
 } sb_session_info;
-/* status SB_ENOTFOUND: no such (or an expired, or an already used) token. The info is valid
- * during the callback only, and only until the next call into the engine. */
+/* The answer to session_take. status 0: the token was taken (it is spent), and `s` is the
+ * session, valid during the callback only, and only until the next call into the engine.
+ * SB_ENOTFOUND: no such token (unknown, already used, or its session expired or was evicted).
+ * SB_ENGINE_EIDENTITY: the session belongs to another identity; the token was left as it was,
+ * so that its owner can still use it. s is NULL unless status is 0. */
 typedef void (*sb_engine_session_cb)(void *ctx, int status, const sb_session_info *s);
+
+/* A status of the engine interface only (never returned by a public function): a resume token
+ * presented by another identity than its session's. */
+#define SB_ENGINE_EIDENTITY (-100)
 
 typedef struct sb_engine_ops {
   const char *name;
@@ -96,7 +111,11 @@ typedef struct sb_engine_ops {
                                                             keeps the first */
   int (*session_closed)(sb_engine *e, const char *conn_id);
   int (*session_token)(sb_engine *e, const char *conn_id, const char *token);
-  int (*session_take)(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx);
+  /* Takes a token for `identity` ("" when anonymous): the identity is checked against the
+   * session's before the token is spent, in one step (a refused attempt must not burn the
+   * owner's token, and no other taker may slip in between the check and the take). */
+  int (*session_take)(sb_engine *e, const char *token, const char *identity,
+                      sb_engine_session_cb cb, void *ctx);
   /* A barrier: `cb` fires once every subscribe issued before this call is live (deliveries of
    * messages published from then on will reach the hub). The hub waits for it before it reads
    * history for a resume, so that nothing published between the read and the subscription
@@ -113,6 +132,14 @@ struct sb_engine {
 
 /* The memory engine. */
 int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine_limits *lim);
+
+/* What a memory engine holds now, for tests and diagnostics. */
+typedef struct sb_memory_stats {
+  size_t streams;
+  size_t sessions;        /* open and closed */
+  size_t closed_sessions; /* closed, resumable */
+} sb_memory_stats;
+void sb_memory_engine_stats(sb_engine *e, sb_memory_stats *out);
 
 /* A new random epoch (never 0). */
 uint64_t sb_random_epoch(void);

@@ -3,13 +3,35 @@
  *
  * Each stream keeps its history in a ring buffer of at most history_max records, and drops
  * records older than history_age_ms whenever it is touched and on every tick. A stream's epoch
- * is drawn when the stream is created, so a restarted node (or a stream dropped for being idle
- * and empty) answers with a new epoch and clients learn that their positions mean nothing here.
+ * is drawn when the stream is created, so a restarted node (or a stream that was dropped and
+ * made again) answers with a new epoch and clients learn that their positions mean nothing
+ * here.
+ *
+ * Lifetimes. A stream lives as long as anything can hold a position in it:
+ *   - a subscriber (this node has members of the group, or the connection is open), or
+ *   - a session that refers to it: each group of a session counts one reference on the
+ *     group's stream (its join position is in that stream), and every session holds its own
+ *     direct stream ("c:<id>") until the session goes, or
+ *   - history still kept (not yet aged out, trimmed or pushed out by newer records).
+ * A stream with none of these is dropped by the next tick. That loses nothing: no session can
+ * name it in a resume (only a session's own streams are replayed), and it holds no message.
+ * So a quiet group keeps its epoch for as long as a session of one of its members lives, and
+ * a stream that was published to once and then forgotten by everyone costs memory only for
+ * history_age_ms. Sessions live while their connection is open, and after it closes for
+ * session_ttl_ms; at most max_closed_sessions closed ones are kept, oldest evicted first. The
+ * closed sessions are a list in close order, so expiry and eviction both take from its front.
+ *
+ * Memory. After a tick that freed much (the streams and sessions fell below half of their
+ * count at the last such point), glibc's malloc_trim hands the freed pages back to the
+ * system: the freed blocks are small and scattered, so free() alone would keep them resident.
  *
  * Callbacks fire synchronously: everything is in memory.
  */
 #include <stdio.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "common/map.h"
 #include "engine/engine.h"
@@ -21,11 +43,15 @@ typedef struct mem_rec {
 } mem_rec;
 
 typedef struct mem_stream {
+  struct mem_stream *prev, *next; /* every stream, for the tick */
   uint64_t epoch;
-  uint64_t head;     /* last offset assigned */
+  uint64_t head; /* last offset assigned */
   mem_rec *ring;
   size_t cap, start, count;
-  unsigned subscribers;
+  unsigned subscribers; /* subscribe calls not undone yet */
+  unsigned refs;        /* sessions that refer to the stream (see the top) */
+  uint32_t name_len;
+  char name[]; /* NUL-terminated; the key of the streams map (borrowed) */
 } mem_stream;
 
 /* A session is kept small (there is one per connection, open or resumable): the id and the
@@ -33,6 +59,7 @@ typedef struct mem_stream {
  * anonymous, and the groups are one packed buffer: per group its NUL-terminated name and the
  * stream position at the join (offset, epoch: 16 bytes, unaligned). */
 typedef struct mem_session {
+  struct mem_session *prev, *next; /* the closed list (oldest first); unused while open */
   char conn_id[23];
   char token[23];     /* "" when none */
   char *identity;     /* NULL: anonymous */
@@ -48,6 +75,10 @@ typedef struct mem_engine {
   sb_map streams;  /* name → mem_stream */
   sb_map sessions; /* conn id → mem_session */
   sb_map tokens;   /* token → mem_session */
+  mem_stream *all; /* every stream */
+  mem_session *closed_first, *closed_last;
+  size_t nclosed;
+  size_t trim_mark; /* streams + sessions when memory was last handed back (or at the peak) */
   void *hub;
   sb_engine_deliver_cb deliver;
   uint64_t (*now)(void *);
@@ -81,21 +112,55 @@ static void expire(mem_engine *m, mem_stream *s, uint64_t now) {
 static mem_stream *get_stream(mem_engine *m, const char *name, size_t n, int create) {
   mem_stream *s = sb_map_get(&m->streams, name, n);
   if (s || !create) return s;
-  s = sb_malloc(m->a, sizeof(*s));
+  if (n > UINT32_MAX) return NULL;
+  s = sb_malloc(m->a, sizeof(*s) + n + 1);
   if (!s) return NULL;
   memset(s, 0, sizeof(*s));
+  memcpy(s->name, name, n);
+  s->name[n] = '\0';
+  s->name_len = (uint32_t)n;
   s->epoch = sb_random_epoch();
-  if (sb_map_put(&m->streams, name, n, s)) {
+  if (sb_map_put(&m->streams, s->name, n, s)) {
     sb_free(m->a, s);
     return NULL;
   }
+  s->next = m->all;
+  if (m->all) m->all->prev = s;
+  m->all = s;
   return s;
 }
 
-static void free_stream(mem_engine *m, mem_stream *s) {
+static void drop_stream(mem_engine *m, mem_stream *s) {
+  if (s->prev) s->prev->next = s->next;
+  else m->all = s->next;
+  if (s->next) s->next->prev = s->prev;
+  sb_map_del(&m->streams, s->name, s->name_len);
   while (s->count) drop_front(m, s);
   sb_free(m->a, s->ring);
   sb_free(m->a, s);
+}
+
+/* Finds (or, to take a reference, creates) the stream "<kind>:<name>" and adds `delta` to
+ * its references. The hub's stream names fit the stack buffer (at most 256 bytes); a longer
+ * one is built on the heap, and if that fails a release is lost: the stream is then kept until
+ * the engine is freed, which is safe, only not frugal. */
+static int stream_ref(mem_engine *m, char kind, const char *name, int delta) {
+  size_t n = strlen(name);
+  char stack[256];
+  char *full = n + 2 <= sizeof(stack) ? stack : sb_malloc(m->a, n + 2);
+  if (!full) return SB_ENOMEM;
+  full[0] = kind;
+  full[1] = ':';
+  memcpy(full + 2, name, n);
+  mem_stream *s = get_stream(m, full, n + 2, delta > 0);
+  if (full != stack) sb_free(m->a, full);
+  if (delta > 0) {
+    if (!s) return SB_ENOMEM;
+    s->refs++;
+  } else if (s && s->refs) {
+    s->refs--; /* dropped by the tick if nothing else keeps it */
+  }
+  return 0;
 }
 
 static int m_publish(sb_engine *e, const char *name, size_t n, const char *session,
@@ -107,7 +172,9 @@ static int m_publish(sb_engine *e, const char *name, size_t n, const char *sessi
   uint64_t now = now_ms(m);
   expire(m, s, now);
   if (s->count == s->cap && s->cap < m->lim.history_max) { /* grow the ring up to the limit */
-    size_t cap = SB_MIN(m->lim.history_max, s->cap ? s->cap * 2 : 16);
+    /* From 4 records: most streams of a busy node hold a message or two (a poke to a user,
+     * a direct message), and the ring is most of what an idle stream costs. */
+    size_t cap = SB_MIN(m->lim.history_max, s->cap ? s->cap * 2 : 4);
     mem_rec *ring = sb_malloc(m->a, cap * sizeof(*ring));
     if (!ring) return SB_ENOMEM;
     for (size_t i = 0; i < s->count; i++) ring[i] = s->ring[(s->start + i) % s->cap];
@@ -199,19 +266,37 @@ static int m_position_now(sb_engine *e, const char *name, size_t n, uint64_t *of
 
 /* ---- sessions ------------------------------------------------------------------------- */
 
+#define GROUP_POS 16 /* the join position after each packed name */
+
 static void session_free(mem_engine *m, mem_session *ss) {
   sb_free(m->a, ss->groups);
   sb_free(m->a, ss->identity);
   sb_free(m->a, ss);
 }
 
+static void closed_unlink(mem_engine *m, mem_session *ss) {
+  if (ss->prev) ss->prev->next = ss->next;
+  else m->closed_first = ss->next;
+  if (ss->next) ss->next->prev = ss->prev;
+  else m->closed_last = ss->prev;
+  ss->prev = ss->next = NULL;
+  m->nclosed--;
+}
+
 static void session_drop(mem_engine *m, mem_session *ss) {
   if (ss->token[0]) sb_map_del(&m->tokens, ss->token, strlen(ss->token));
-  /* The session's direct-message stream goes with it. */
+  if (ss->closed_at) closed_unlink(m, ss);
+  /* Its groups no longer keep their streams... */
+  for (uint32_t off = 0; off < ss->groups_len;) {
+    const char *g = ss->groups + off;
+    stream_ref(m, 'g', g, -1);
+    off += (uint32_t)(strlen(g) + 1 + GROUP_POS);
+  }
+  /* ...and its direct-message stream goes with it. */
   char name[40];
   size_t n = (size_t)snprintf(name, sizeof(name), "c:%s", ss->conn_id);
-  mem_stream *s = sb_map_del(&m->streams, name, n);
-  if (s) free_stream(m, s);
+  mem_stream *s = get_stream(m, name, n, 0);
+  if (s) drop_stream(m, s);
   sb_map_del(&m->sessions, ss->conn_id, strlen(ss->conn_id));
   session_free(m, ss);
 }
@@ -222,6 +307,7 @@ static int m_session_open(sb_engine *e, const char *conn_id, const char *identit
   if (idlen == 0 || idlen > 22) return SB_EINVAL;
   mem_session *ss = sb_map_get(&m->sessions, conn_id, idlen);
   if (ss) {
+    if (ss->closed_at) closed_unlink(m, ss);
     ss->closed_at = 0;
     return 0;
   }
@@ -237,10 +323,15 @@ static int m_session_open(sb_engine *e, const char *conn_id, const char *identit
     session_free(m, ss);
     return SB_ENOMEM;
   }
+  /* The direct stream exists as long as the session: its epoch must not change under a
+   * client that is away. */
+  if (stream_ref(m, 'c', ss->conn_id, 1) != 0) {
+    sb_map_del(&m->sessions, ss->conn_id, idlen);
+    session_free(m, ss);
+    return SB_ENOMEM;
+  }
   return 0;
 }
-
-#define GROUP_POS 16 /* the join position after each packed name */
 
 static int m_session_group(sb_engine *e, const char *conn_id, const char *group, int joined,
                            uint64_t offset, uint64_t epoch) {
@@ -255,14 +346,21 @@ static int m_session_group(sb_engine *e, const char *conn_id, const char *group,
       if (!joined) {
         memmove(g, g + l, ss->groups_len - off - l);
         ss->groups_len -= (uint32_t)l;
+        stream_ref(m, 'g', group, -1);
       }
       return 0;
     }
     off += (uint32_t)l;
   }
   if (!joined) return 0;
+  if ((uint64_t)ss->groups_len + gl + GROUP_POS > UINT32_MAX) return SB_EINVAL;
+  /* The session can hold a position in the group's stream from now on: keep the stream. */
+  if (stream_ref(m, 'g', group, 1) != 0) return SB_ENOMEM;
   char *p = sb_realloc(m->a, ss->groups, ss->groups_len + gl + GROUP_POS);
-  if (!p) return SB_ENOMEM;
+  if (!p) {
+    stream_ref(m, 'g', group, -1);
+    return SB_ENOMEM;
+  }
   memcpy(p + ss->groups_len, group, gl);
   memcpy(p + ss->groups_len + gl, &offset, 8);
   memcpy(p + ss->groups_len + gl + 8, &epoch, 8);
@@ -271,12 +369,23 @@ static int m_session_group(sb_engine *e, const char *conn_id, const char *group,
   return 0;
 }
 
+/* The session goes to the end of the closed list; past max_closed_sessions the oldest closed
+ * one is dropped (its token then answers SB_ENOTFOUND, as an expired one's). */
 static int m_session_closed(sb_engine *e, const char *conn_id) {
   mem_engine *m = (mem_engine *)e;
   mem_session *ss = sb_map_get(&m->sessions, conn_id, strlen(conn_id));
   if (!ss) return SB_ENOTFOUND;
+  if (ss->closed_at) closed_unlink(m, ss);
   ss->closed_at = now_ms(m);
   if (ss->closed_at == 0) ss->closed_at = 1;
+  ss->prev = m->closed_last;
+  ss->next = NULL;
+  if (m->closed_last) m->closed_last->next = ss;
+  else m->closed_first = ss;
+  m->closed_last = ss;
+  m->nclosed++;
+  while (m->lim.max_closed_sessions && m->nclosed > m->lim.max_closed_sessions)
+    session_drop(m, m->closed_first);
   return 0;
 }
 
@@ -294,11 +403,22 @@ static int m_session_token(sb_engine *e, const char *conn_id, const char *token)
   return 0;
 }
 
-static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb cb, void *ctx) {
+static int m_session_take(sb_engine *e, const char *token, const char *identity,
+                          sb_engine_session_cb cb, void *ctx) {
   mem_engine *m = (mem_engine *)e;
   mem_session *ss = sb_map_get(&m->tokens, token, strlen(token));
+  if (ss && ss->closed_at && m->lim.session_ttl_ms &&
+      now_ms(m) - ss->closed_at > m->lim.session_ttl_ms) {
+    session_drop(m, ss); /* expired, not yet swept by the tick */
+    ss = NULL;
+  }
   if (!ss) {
     cb(ctx, SB_ENOTFOUND, NULL);
+    return 0;
+  }
+  /* Another identity's token is refused before anything is spent: the owner keeps it. */
+  if (strcmp(ss->identity ? ss->identity : "", identity ? identity : "") != 0) {
+    cb(ctx, SB_ENGINE_EIDENTITY, NULL);
     return 0;
   }
   /* Everything that can fail comes before the token is consumed. */
@@ -311,12 +431,6 @@ static int m_session_take(sb_engine *e, const char *token, sb_engine_session_cb 
   if (!groups) return SB_ENOMEM;
   sb_map_del(&m->tokens, ss->token, strlen(ss->token));
   ss->token[0] = '\0';
-  if (ss->closed_at && m->lim.session_ttl_ms && now_ms(m) - ss->closed_at > m->lim.session_ttl_ms) {
-    session_drop(m, ss);
-    if (groups != stack) sb_free(m->a, (void *)groups);
-    cb(ctx, SB_ENOTFOUND, NULL);
-    return 0;
-  }
   size_t k = 0;
   for (uint32_t off = 0; off < ss->groups_len;) {
     sb_session_group *g = &groups[k++];
@@ -338,33 +452,31 @@ static int m_sync(sb_engine *e, void (*cb)(void *ctx, int status), void *ctx) {
   return 0;
 }
 
-/* Drops expired sessions and history. */
+/* Hands freed memory back to the system after a tick that freed much (see the top). Only
+ * with the C library's allocator, whose heap this is, and only glibc has malloc_trim. */
+static void give_back(mem_engine *m) {
+  size_t live = m->streams.len + m->sessions.len;
+  if (live > m->trim_mark) m->trim_mark = live; /* a new peak */
+  if (m->trim_mark - live < 4096 || live > m->trim_mark / 2) return;
+  m->trim_mark = live;
+#ifdef __GLIBC__
+  if (m->a->malloc == sb_default_allocator.malloc) malloc_trim(0);
+#endif
+}
+
+/* Drops expired sessions, aged history, and the streams nothing keeps any more. */
 static void m_tick(sb_engine *e) {
   mem_engine *m = (mem_engine *)e;
   uint64_t now = now_ms(m);
-  for (size_t i = 0; i < m->sessions.cap; i++) {
-    sb_map_entry *en = &m->sessions.slots[i];
-    if (!en->key) continue;
-    mem_session *ss = en->val;
-    if (ss->closed_at && now - ss->closed_at > m->lim.session_ttl_ms) {
-      session_drop(m, ss);
-      i--; /* backward shift may have moved another entry into this slot */
-    }
-  }
-  for (size_t i = 0; i < m->streams.cap; i++) {
-    sb_map_entry *en = &m->streams.slots[i];
-    if (!en->key) continue;
-    mem_stream *s = en->val;
+  /* Closed in this order, so they expire in this order. */
+  while (m->closed_first && now - m->closed_first->closed_at > m->lim.session_ttl_ms)
+    session_drop(m, m->closed_first);
+  for (mem_stream *s = m->all, *next; s; s = next) {
+    next = s->next;
     expire(m, s, now);
-    /* A stream that never had a message and that nobody listens to is forgotten. One that
-     * had messages keeps its position and epoch (a few bytes), so that a client's position in
-     * it stays meaningful after its history expired or was acknowledged away. */
-    if (s->head == 0 && s->subscribers == 0) {
-      sb_map_del(&m->streams, en->key, en->klen);
-      free_stream(m, s);
-      i--; /* backward shift may have moved another entry into this slot */
-    }
+    if (s->count == 0 && s->subscribers == 0 && s->refs == 0) drop_stream(m, s);
   }
+  give_back(m);
 }
 
 static void m_attach(sb_engine *e, void *hub, sb_engine_deliver_cb deliver,
@@ -378,9 +490,7 @@ static void m_attach(sb_engine *e, void *hub, sb_engine_deliver_cb deliver,
 static void m_free(sb_engine *e) {
   mem_engine *m = (mem_engine *)e;
   if (!m) return;
-  for (size_t i = 0; i < m->streams.cap; i++) {
-    if (m->streams.slots[i].key) free_stream(m, m->streams.slots[i].val);
-  }
+  while (m->all) drop_stream(m, m->all);
   for (size_t i = 0; i < m->sessions.cap; i++) {
     if (m->sessions.slots[i].key) session_free(m, m->sessions.slots[i].val);
   }
@@ -388,6 +498,13 @@ static void m_free(sb_engine *e) {
   sb_map_free(&m->sessions);
   sb_map_free(&m->tokens);
   sb_free(m->a, m);
+}
+
+void sb_memory_engine_stats(sb_engine *e, sb_memory_stats *out) {
+  mem_engine *m = (mem_engine *)e;
+  out->streams = m->streams.len;
+  out->sessions = m->sessions.len;
+  out->closed_sessions = m->nclosed;
 }
 
 static const sb_engine_ops memory_ops = {
@@ -408,8 +525,8 @@ int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine
   m->a = a;
   m->lim = *lim;
   if (m->lim.history_max == 0) m->lim.history_max = 1;
-  sb_map_init(&m->streams, a);
-  sb_map_init_borrowed(&m->sessions, a); /* keys live in the sessions */
+  sb_map_init_borrowed(&m->streams, a); /* keys live in the streams */
+  sb_map_init_borrowed(&m->sessions, a); /* and in the sessions */
   sb_map_init_borrowed(&m->tokens, a);
   *out = &m->base;
   return 0;

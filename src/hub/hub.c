@@ -10,7 +10,8 @@
  *
  * Resume, the merge (DESIGN.md, "Redelivery"):
  *   1. RESUME arrives with a token and the client's positions (stream, offset, epoch).
- *   2. The token is taken from the engine (single use). It must belong to the same identity.
+ *   2. The token is taken from the engine (single use) if it belongs to the same identity
+ *      (checked first: another identity's attempt is refused with 403 and spends nothing).
  *      The connection adopts the session's id (an older connection still holding it is closed
  *      with 4000), rejoins the session's groups, and gets a fresh token in a new HELLO.
  *   3. From the moment the connection starts resuming, every live push to it is *held* (a
@@ -527,9 +528,11 @@ static rpos *find_pos(resume_ctx *rc, const char *stream, size_t slen) {
   return NULL;
 }
 
-/* Adds one of the session's own streams, with the client's position for it if it sent one. */
 /* Adds a stream to the resume, at the client's position for it if it named one; else, for a
- * group, from where the session joined it (`joined`, may be NULL; epoch 0: unknown). */
+ * group, from where the session joined it (`joined`, may be NULL; epoch 0: unknown). A
+ * position (0, 0) means "nothing seen" (PROTOCOL.md §6), which is what naming no position
+ * means too: it must not let a group replay from its first offset, messages published before
+ * the session joined included. */
 static int add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen, int direct,
                    const sb_session_group *joined) {
   if (slen == 0 || slen >= SB_STREAM_MAX) return SB_EINVAL;
@@ -543,7 +546,7 @@ static int add_pos(sb_hub *h, resume_ctx *rc, const char *stream, size_t slen, i
   p->slen = slen;
   for (size_t i = 0; i < rc->ncpos; i++) {
     cpos *c = &rc->cpos[i];
-    if (c->slen == slen && memcmp(c->stream, stream, slen) == 0) {
+    if (c->slen == slen && memcmp(c->stream, stream, slen) == 0 && (c->offset || c->epoch)) {
       p->offset = c->offset;
       p->epoch = c->epoch;
       p->has_position = 1;
@@ -732,12 +735,17 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     resume_release(h, rc);
     return;
   }
-  if (status != 0 || strcmp(s->identity, sb_conn_identity(hc->conn)) != 0) {
+  /* The engine checked the identity before it spent the token (a refused attempt leaves the
+   * owner's token usable); the check here only guards against an engine that did not. */
+  if (status == 0 && strcmp(s->identity, sb_conn_identity(hc->conn)) != 0)
+    status = SB_ENGINE_EIDENTITY;
+  if (status != 0) {
     /* Unknown, used, expired, forged, or another identity's token: refuse, and carry on as
      * the fresh session this connection already is. */
-    send_error(h, hc->conn, 0, status != 0 ? 401 : 403,
-               status != 0 ? "resume refused: unknown, used or expired token"
-                           : "resume refused: token belongs to another identity");
+    int other = status == SB_ENGINE_EIDENTITY;
+    send_error(h, hc->conn, 0, other ? 403 : 401,
+               other ? "resume refused: token belongs to another identity"
+                     : "resume refused: unknown, used or expired token");
     hc->resume = NULL;
     rc->hc = NULL;
     resume_release(h, rc); /* the connection's reference */
@@ -771,14 +779,17 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     old->owner = 0;
     sb_conn_close(old->conn, SB_CLOSE_REPLACED, "session resumed by another connection", 37);
   }
-  if (hc->owner) {
-    sb_map_del(&h->conns, hc->id, strlen(hc->id));
-    h->engine->ops->session_closed(h->engine, hc->id);
-  }
+  char fresh[23]; /* the connection's own session, closed once the resumed one is open */
+  memcpy(fresh, hc->id, 23);
+  int had_fresh = hc->owner;
+  if (hc->owner) sb_map_del(&h->conns, hc->id, strlen(hc->id));
   memcpy(hc->id, conn_id, 23);
   hc->owner = 1;
   int r = sb_map_put(&h->conns, hc->id, strlen(hc->id), hc);
   if (r == 0) r = h->engine->ops->session_open(h->engine, hc->id, sb_conn_identity(hc->conn));
+  /* In this order: closing a session may evict the oldest closed one, which must not be the
+   * one being resumed. */
+  if (had_fresh) h->engine->ops->session_closed(h->engine, fresh);
   if (r != 0) {
     hc->owner = r == 0;
     sb_free(h->a, joined);
@@ -871,7 +882,8 @@ static void on_resume_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
   hc->resume = rc; /* from here on, pushes to this connection are held */
   rc->refs++;
   h->pending++;
-  if (h->engine->ops->session_take(h->engine, token, on_session, rc) != 0) {
+  if (h->engine->ops->session_take(h->engine, token, sb_conn_identity(hc->conn), on_session,
+                                   rc) != 0) {
     h->pending--;
     hc->resume = NULL;
     rc->hc = NULL;
@@ -1123,6 +1135,7 @@ void sb_hub_options_init(sb_hub_options *o) {
   o->session_ttl_ms = 5 * 60 * 1000;
   o->max_replay = 10000;
   o->replay_batch = 256;
+  o->max_closed_sessions = 100000;
 }
 
 int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_opts,
@@ -1141,6 +1154,7 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   if (!h->opts.session_ttl_ms) h->opts.session_ttl_ms = def.session_ttl_ms;
   if (!h->opts.max_replay) h->opts.max_replay = def.max_replay;
   if (!h->opts.replay_batch) h->opts.replay_batch = def.replay_batch;
+  if (!h->opts.max_closed_sessions) h->opts.max_closed_sessions = def.max_closed_sessions;
   sb_server_options so = *server_opts;
   so.on_open = on_open;
   so.on_message = on_message;
@@ -1162,7 +1176,8 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   h->groups.on_first = on_first_member;
   h->groups.on_empty = on_group_empty;
   h->groups.ctx = h;
-  sb_engine_limits lim = {h->opts.history_max, h->opts.history_age_ms, h->opts.session_ttl_ms};
+  sb_engine_limits lim = {h->opts.history_max, h->opts.history_age_ms, h->opts.session_ttl_ms,
+                          h->opts.max_closed_sessions};
   h->engine = opts->engine;
   h->own_engine = !opts->engine;
   if ((r = sb_schemas_init(&h->sch, h->a)) != 0 ||
