@@ -1,4 +1,7 @@
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "common/common.h"
 
@@ -26,4 +29,16 @@ void *sb_allocator_realloc_fn(void *p, size_t n, void *allocator) {
     return NULL;
   }
   return sb_realloc(a, p, n);
+}
+
+/* glibc keeps what free() returns: small blocks scattered over the heap, and, once a large
+ * block was freed, later large ones carved from the heap too (its mmap threshold adapts).
+ * malloc_trim hands the free pages back. Only for the C library's allocator, whose heap this
+ * is; an application's allocator manages its own memory. */
+void sb_alloc_give_back(const sb_allocator *a) {
+#ifdef __GLIBC__
+  if (a->malloc == sb_default_allocator.malloc) malloc_trim(0);
+#else
+  (void)a;
+#endif
 }

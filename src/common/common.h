@@ -22,6 +22,10 @@ static inline void *sb_realloc(const sb_allocator *a, void *p, size_t n) {
 }
 static inline void sb_free(const sb_allocator *a, void *p) { a->free(p, a->ctx); }
 
+/* Hands memory freed to the default allocator back to the system (glibc's malloc_trim);
+ * nothing for another allocator. Costly on a large heap: call it after much was freed. */
+void sb_alloc_give_back(const sb_allocator *a);
+
 /* realloc-shaped adapter for parsers that take one function: n == 0 frees. */
 void *sb_allocator_realloc_fn(void *p, size_t n, void *allocator);
 

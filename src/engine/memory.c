@@ -29,9 +29,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include "common/map.h"
 #include "engine/engine.h"
@@ -452,16 +449,13 @@ static int m_sync(sb_engine *e, void (*cb)(void *ctx, int status), void *ctx) {
   return 0;
 }
 
-/* Hands freed memory back to the system after a tick that freed much (see the top). Only
- * with the C library's allocator, whose heap this is, and only glibc has malloc_trim. */
+/* Hands freed memory back to the system after a tick that freed much (see the top). */
 static void give_back(mem_engine *m) {
   size_t live = m->streams.len + m->sessions.len;
   if (live > m->trim_mark) m->trim_mark = live; /* a new peak */
   if (m->trim_mark - live < 4096 || live > m->trim_mark / 2) return;
   m->trim_mark = live;
-#ifdef __GLIBC__
-  if (m->a->malloc == sb_default_allocator.malloc) malloc_trim(0);
-#endif
+  sb_alloc_give_back(m->a);
 }
 
 /* Drops expired sessions, aged history, and the streams nothing keeps any more. */

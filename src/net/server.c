@@ -28,9 +28,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include "common/map.h"
 #include "net/net.h"
@@ -209,9 +206,8 @@ int sb_net_io(sb_conn *c) {
 /* Memory a connection gave back. A queue or a message that grew large is usually carved from
  * the heap in many pieces or, past glibc's adaptive mmap threshold, from the heap as one piece
  * once a first large block was freed; either way free() keeps it in the process. The sweep
- * hands it back to the system (malloc_trim) once enough was freed, so that the memory a flood
- * of slow consumers took is not kept for good after they left. Only for the default allocator:
- * an application's allocator manages its own. */
+ * hands it back to the system (sb_alloc_give_back) once enough was freed, so that the memory a
+ * flood of slow consumers took is not kept for good after they left. */
 #define SB_TRIM_AFTER (4 * 1024 * 1024)
 
 void sb_net_note_freed(sb_server *s, size_t bytes) {
@@ -221,9 +217,7 @@ void sb_net_note_freed(sb_server *s, size_t bytes) {
 static void maybe_trim(sb_server *s) {
   if (s->freed_since_trim < SB_TRIM_AFTER) return;
   s->freed_since_trim = 0;
-#ifdef __GLIBC__
-  if (s->alloc.malloc == sb_default_allocator.malloc) malloc_trim(0);
-#endif
+  sb_alloc_give_back(&s->alloc);
 }
 
 void sb_net_io_release(sb_conn *c) {
