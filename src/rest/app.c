@@ -463,7 +463,8 @@ static void default_error(sb_req *req, int status, const char *message, void *us
   (void)message;
   (void)user;
   /* The longest body, counted by the compiler, with room for the longest reason phrase. */
-  char body[sizeof "{\"error\":\"\",\"allow\":[\"GET\",\"POST\",\"PUT\",\"PATCH\",\"DELETE\"]}" + 64];
+#define SB_ERROR_BODY_LONGEST "{\"error\":\"\",\"allow\":[\"GET\",\"POST\",\"PUT\",\"PATCH\",\"DELETE\"]}"
+  char body[sizeof SB_ERROR_BODY_LONGEST + 64];
   sb_strbuf sb;
   sb_strbuf_init(&sb, body, sizeof(body));
   sb_strbuf_appendf(&sb, "{\"error\":\"%s\"", reason(status));
