@@ -24,12 +24,19 @@
  * router's 404/405). Routing is done once, when the request arrives, so that the error of a
  * path without a route is known before any middleware runs, as in Express the middleware
  * still runs first.
+ *
+ * Response heads and error bodies are put together with an sb_strbuf (common/strbuf.h), in
+ * buffers sized from what goes in (the compiler counts the literal parts). An append that does
+ * not fit is therefore a bug of ours; it is still checked, and turns into a whole 500 answer
+ * (never a head or a body cut short). A head that cannot be allocated gets a bare 503: a
+ * connection that got no answer at all would keep every request pipelined behind it waiting.
  */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "common/strbuf.h"
 #include "hub/hub.h"
 #include "net/net.h"
 #include "rest/router.h"
@@ -320,6 +327,42 @@ static const char *http_date(sb_app *app) {
   return app->date;
 }
 
+/* A response without body or handler headers, for when the real one cannot be made (its head
+ * out of memory or, a bug, out of its buffer): the connection must still get its answer. Our
+ * Connection line is a short literal (sb_ws_http_connection_header); were it ever too long for
+ * the buffer, the answer says "Connection: close" instead, which the client then honours. */
+static int bare_answer(sb_conn *c, unsigned status) {
+  static const char close_line[] = "Connection: close\r\n";
+  const char *phrase = sb_http_reason((int)status);
+  char head[256];
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, head, sizeof(head));
+  sb_strbuf_appendf(&sb, "HTTP/1.1 %u %s\r\nContent-Length: 0\r\n", status, phrase ? phrase : "");
+  size_t at = sb.len;
+  sb_strbuf_appends(&sb, sb_ws_http_connection_header(c));
+  sb_strbuf_appends(&sb, "\r\n");
+  if (sb_strbuf_overflowed(&sb)) {
+    sb_strbuf_resume(&sb, head, sizeof(head), at); /* fits: the status line is from a table */
+    sb_strbuf_appends(&sb, close_line);
+    sb_strbuf_appends(&sb, "\r\n");
+  }
+  return sb_ws_http_respond(c, sb.buf, sb.len, NULL, 0);
+}
+
+/* The Allow line of a 405 (RFC 9110 §15.5.6: a 405 lists the methods), for each method bit
+ * set in `allowed`, into `al` (empty when none is). */
+#define SB_ALLOW_LONGEST "Allow: GET, HEAD, POST, PUT, PATCH, DELETE\r\n"
+static void allow_line(sb_strbuf *al, unsigned allowed) {
+  static const char *names[] = {"GET, HEAD", "POST", "PUT", "PATCH", "DELETE"};
+  for (int k = 0; k < 5; k++) {
+    if (allowed & (1u << k)) {
+      sb_strbuf_appends(al, al->len ? ", " : "Allow: ");
+      sb_strbuf_appends(al, names[k]);
+    }
+  }
+  if (al->len) sb_strbuf_appends(al, "\r\n");
+}
+
 /* Writes the HTTP response: `len` bytes of body, announced as `content_length` (they differ
  * only for a HEAD answered without reading what it would send). */
 static int http_respond(sb_req *req, unsigned status, const void *body, size_t len,
@@ -330,30 +373,41 @@ static int http_respond(sb_req *req, unsigned status, const void *body, size_t l
   const char *type = NULL;
   if (!bodiless && content_length && !has_rheader(req, "Content-Type"))
     type = body ? default_type(body, len) : "application/octet-stream";
-  char allow[64] = "";
-  if (status == 405 && !has_rheader(req, "Allow")) { /* RFC 9110 §15.5.6: a 405 lists them */
-    static const char *names[] = {"GET, HEAD", "POST", "PUT", "PATCH", "DELETE"};
-    size_t n = 0;
-    for (int k = 0; k < 5; k++) {
-      if (req->match.allowed & (1u << k))
-        n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "Allow: ", names[k]);
-    }
-    if (n) snprintf(allow + n, sizeof(allow) - n, "\r\n");
-  }
+  char allow[sizeof SB_ALLOW_LONGEST];
+  sb_strbuf al;
+  sb_strbuf_init(&al, allow, sizeof(allow));
+  if (status == 405 && !has_rheader(req, "Allow")) allow_line(&al, req->match.allowed);
   const char *conn = sb_ws_http_connection_header(req->conn);
   const char *phrase = sb_http_reason((int)status);
-  size_t need = 200 + req->rhdrs_len + sizeof(allow) + strlen(conn);
+  const char *date = http_date(app);
+  /* Every part counted: the literals by the compiler, the rest by strlen. */
+  size_t need = sizeof "HTTP/1.1 999 \r\nDate: \r\nContent-Type: \r\n"
+                       "Content-Length: 18446744073709551615\r\n\r\n" +
+                (phrase ? strlen(phrase) : 0) + strlen(date) + (type ? strlen(type) : 0) +
+                req->rhdrs_len + al.len + strlen(conn);
   char stack[1024], *head = stack;
-  if (need > sizeof(stack) && !(head = sb_malloc(app->a, need))) return SB_ENOMEM;
-  size_t n = (size_t)snprintf(head, need, "HTTP/1.1 %u %s\r\nDate: %s\r\n", status,
-                              phrase ? phrase : "", http_date(app));
-  if (req->rhdrs_len) memcpy(head + n, req->rhdrs, req->rhdrs_len);
-  n += req->rhdrs_len;
-  if (type) n += (size_t)snprintf(head + n, need - n, "Content-Type: %s\r\n", type);
-  if (!bodiless) n += (size_t)snprintf(head + n, need - n, "Content-Length: %zu\r\n", content_length);
-  n += (size_t)snprintf(head + n, need - n, "%s%s\r\n", allow, conn);
-  int send_body = !bodiless && !req->head && len;
-  int r = sb_ws_http_respond(req->conn, head, n, send_body ? body : NULL, send_body ? len : 0);
+  if (need > sizeof(stack) && !(head = sb_malloc(app->a, need))) {
+    bare_answer(req->conn, 503);
+    return SB_ENOMEM;
+  }
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, head, head == stack ? sizeof(stack) : need);
+  sb_strbuf_appendf(&sb, "HTTP/1.1 %u %s\r\nDate: %s\r\n", status, phrase ? phrase : "", date);
+  sb_strbuf_append(&sb, req->rhdrs, req->rhdrs_len);
+  if (type) sb_strbuf_appendf(&sb, "Content-Type: %s\r\n", type);
+  if (!bodiless) sb_strbuf_appendf(&sb, "Content-Length: %zu\r\n", content_length);
+  sb_strbuf_append(&sb, allow, al.len);
+  sb_strbuf_appends(&sb, conn);
+  sb_strbuf_appends(&sb, "\r\n");
+  int r;
+  if (sb_strbuf_overflowed(&sb) || sb_strbuf_overflowed(&al)) {
+    bare_answer(req->conn, 500); /* a bug of ours: never a head cut short */
+    r = SB_ENOMEM;
+  } else {
+    int send_body = !bodiless && !req->head && len;
+    r = sb_ws_http_respond(req->conn, sb.buf, sb.len, send_body ? body : NULL,
+                           send_body ? len : 0);
+  }
   if (head != stack) sb_free(app->a, head);
   return r;
 }
@@ -385,17 +439,21 @@ int sb_respond_header(sb_req *req, const char *name, const char *value) {
       sb_http_field_reserved(name, strlen(name)))
     return SB_EINVAL;
   if (!req->http) return 0; /* a RESPONSE envelope has no headers */
-  size_t n = strlen(name) + strlen(value) + 4;
+  size_t n = strlen(name) + (sizeof ": \r\n" - 1) + strlen(value); /* the line */
   if (req->rhdrs_len + n > SB_REQ_MAX_RESPONSE_HEADERS) return SB_ENOMEM;
-  if (req->rhdrs_len + n > req->rhdrs_cap) {
-    size_t cap = SB_MAX(req->rhdrs_len + n, SB_MAX((size_t)256, req->rhdrs_cap * 2));
+  /* One byte more than the lines: the appender keeps a NUL after them. (Without it, a line
+   * that ended exactly at the end of the buffer lost its LF to snprintf's NUL.) */
+  if (req->rhdrs_len + n + 1 > req->rhdrs_cap) {
+    size_t cap = SB_MAX(req->rhdrs_len + n + 1, SB_MAX((size_t)256, req->rhdrs_cap * 2));
     char *p = sb_realloc(req->app->a, req->rhdrs, cap);
     if (!p) return SB_ENOMEM;
     req->rhdrs = p;
     req->rhdrs_cap = cap;
   }
-  req->rhdrs_len += (size_t)snprintf(req->rhdrs + req->rhdrs_len, req->rhdrs_cap - req->rhdrs_len,
-                                     "%s: %s\r\n", name, value);
+  sb_strbuf sb;
+  sb_strbuf_resume(&sb, req->rhdrs, req->rhdrs_cap, req->rhdrs_len);
+  if (sb_strbuf_appendf(&sb, "%s: %s\r\n", name, value) != 0) return SB_ENOMEM; /* unchanged */
+  req->rhdrs_len = sb.len;
   return 0;
 }
 
@@ -404,22 +462,31 @@ int sb_respond_header(sb_req *req, const char *name, const char *value) {
 static void default_error(sb_req *req, int status, const char *message, void *user) {
   (void)message;
   (void)user;
-  char body[256];
-  int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"", reason(status));
+  /* The longest body, counted by the compiler, with room for the longest reason phrase. */
+#define SB_ERROR_BODY_LONGEST "{\"error\":\"\",\"allow\":[\"GET\",\"POST\",\"PUT\",\"PATCH\",\"DELETE\"]}"
+  char body[sizeof SB_ERROR_BODY_LONGEST + 64];
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, body, sizeof(body));
+  sb_strbuf_appendf(&sb, "{\"error\":\"%s\"", reason(status));
   if (status == 405) {
     static const char *names[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
-    n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"allow\":[");
+    sb_strbuf_appends(&sb, ",\"allow\":[");
     int first = 1;
     for (int k = 0; k < 5; k++) {
       if (req->match.allowed & (1u << k)) {
-        n += snprintf(body + n, sizeof(body) - (size_t)n, "%s\"%s\"", first ? "" : ",", names[k]);
+        sb_strbuf_appendf(&sb, "%s\"%s\"", first ? "" : ",", names[k]);
         first = 0;
       }
     }
-    n += snprintf(body + n, sizeof(body) - (size_t)n, "]");
+    sb_strbuf_appends(&sb, "]");
   }
-  n += snprintf(body + n, sizeof(body) - (size_t)n, "}");
-  sb_respond(req, (uint16_t)status, body, (size_t)n);
+  sb_strbuf_appends(&sb, "}");
+  if (sb_strbuf_overflowed(&sb)) { /* a bug of ours (a longer phrase): never a cut body */
+    static const char internal[] = "{\"error\":\"Internal Server Error\"}";
+    sb_respond(req, 500, internal, sizeof internal - 1);
+    return;
+  }
+  sb_respond(req, (uint16_t)status, sb.buf, sb.len);
 }
 
 void sb_fail(sb_req *req, uint16_t status, const char *message) {
@@ -575,11 +642,7 @@ static void on_http(void *ctx, sb_conn *c, const sb_http_request *hr) {
   char *h;
   sb_req *req = req_new(app, c, url, url_len, hr->body, hr->body_len, hbytes, &h);
   if (!req) {
-    char busy[160];
-    int n = snprintf(busy, sizeof(busy),
-                     "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n%s\r\n",
-                     sb_ws_http_connection_header(c));
-    sb_ws_http_respond(c, busy, (size_t)n, NULL, 0);
+    bare_answer(c, 503);
     return;
   }
   req->method = method;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "http/http.h"
 
 #define CHECK(cond, ...)                                                                     \
@@ -36,16 +37,18 @@ static void *re(void *p, size_t n, void *ctx) {
 }
 
 /* Runs the parser over in[0..n) fed in pieces: cut at `cut`, or `step` bytes at a time (step
- * 0: the cut). Writes a digest of what it saw. */
+ * 0: the cut). Writes a digest of what it saw: whole pieces while they fit in `out`, then
+ * nothing more (the same cut for the same events). Returns its length. */
 static size_t run(const uint8_t *in, size_t n, size_t cut, size_t step, char *out, size_t cap) {
   long live = 0;
   sb_http_request r;
   sb_http_init(&r, 512, 256, re, &live);
   uint8_t *pend = malloc(n + 1);
   CHECK(pend != NULL, "out of memory");
-  size_t plen = 0, o = 0, fed = 0;
+  size_t plen = 0, fed = 0;
   int stop = 0, heads = 0, dones = 0;
-  out[0] = '\0';
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, out, cap);
   while (fed < n && !stop) {
     size_t end = step ? (fed + step < n ? fed + step : n) : (fed < cut ? cut : n);
     memcpy(pend + plen, in + fed, end - fed);
@@ -62,7 +65,7 @@ static size_t run(const uint8_t *in, size_t n, size_t cut, size_t step, char *ou
         size_t again;
         CHECK(sb_http_feed(&r, pend, plen, &again) == SB_HTTP_ERROR && again == 0,
               "an error is final");
-        if (o < cap) o += (size_t)snprintf(out + o, cap - o, "E%d;", r.status);
+        sb_strbuf_appendf(&sb, "E%d;", r.status);
         stop = 1;
         break;
       }
@@ -82,20 +85,18 @@ static size_t run(const uint8_t *in, size_t n, size_t cut, size_t step, char *ou
       CHECK(sb_http_feed(&r, pend, plen, &again) == SB_HTTP_DONE && again == 0,
             "DONE until sb_http_next");
       const char *host = sb_http_header(&r, "Host");
-      if (o < cap)
-        o += (size_t)snprintf(out + o, cap - o, "%s %s %s %d %zu:", sb_http_method(&r),
-                              sb_http_url(&r), host ? host : "-", r.upgrade, r.body_len);
-      for (size_t i = 0; i < r.body_len && o + 3 < cap; i++)
-        o += (size_t)snprintf(out + o, cap - o, "%02x", r.body[i]);
-      if (o < cap) o += (size_t)snprintf(out + o, cap - o, ";");
-      if (o >= cap) o = cap - 1;
+      sb_strbuf_appendf(&sb, "%s %s %s %d %zu:", sb_http_method(&r), sb_http_url(&r),
+                        host ? host : "-", r.upgrade, r.body_len);
+      for (size_t i = 0; i < r.body_len && !sb_strbuf_overflowed(&sb); i++)
+        sb_strbuf_appendf(&sb, "%02x", r.body[i]);
+      sb_strbuf_appends(&sb, ";");
       sb_http_next(&r);
     }
   }
   free(pend);
   sb_http_free(&r);
   CHECK(live == 0, "%ld block(s) leaked", live);
-  return o;
+  return sb.len;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

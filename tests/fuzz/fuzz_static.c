@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "rest/static.h"
 
 #define CHECK(cond, ...)                                                                     \
@@ -55,15 +56,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* encode every byte and decode again: the same path */
     if (n > 0 && (size_t)n * 3 + 2 < 4000) {
       char enc[4096], again[1024];
-      size_t o = 0;
-      enc[o++] = '/';
+      sb_strbuf sb;
+      sb_strbuf_init(&sb, enc, sizeof(enc));
+      sb_strbuf_appends(&sb, "/");
       for (long i = 0; i < n; i++) {
-        if (out[i] == '/') enc[o++] = '/';
-        else o += (size_t)snprintf(enc + o, sizeof(enc) - o, "%%%02X", (unsigned char)out[i]);
+        if (out[i] == '/') sb_strbuf_appends(&sb, "/");
+        else sb_strbuf_appendf(&sb, "%%%02X", (unsigned char)out[i]);
       }
-      if (dir) enc[o++] = '/';
+      if (dir) sb_strbuf_appends(&sb, "/");
+      CHECK(!sb_strbuf_overflowed(&sb), "the encoding of %ld bytes does not fit", n);
       int dir2 = -1;
-      long m = sb_static_path(enc, o, again, sizeof(again), &dir2);
+      long m = sb_static_path(enc, sb.len, again, sizeof(again), &dir2);
       CHECK(m == n && strcmp(again, out) == 0 && dir2 == dir, "re-encoded \"%s\" gives %ld", out, m);
     }
   }

@@ -346,6 +346,142 @@ describe('headers', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// The longest inputs of every formatting path in app.c (response head, Allow, error bodies)
+// ---------------------------------------------------------------------------------------------
+
+/** The response headers /many?fill=1 sets (tests/fixtures/resttest.c): 8192 bytes of lines. */
+function fillHeaders() {
+  const line = (name, len, ch) => [name, ch.repeat(len - name.length - ': \r\n'.length)];
+  const out = [line('X-First', 300, 'f')];
+  for (let i = 0; i < 39; i++) out.push(line(`X-Fill-${String(i).padStart(2, '0')}`, 200, String.fromCharCode(97 + (i % 26))));
+  out.push(line('X-Last', 92, 'z'));
+  return out;
+}
+
+/** Checks the raw head of one response: CRLF lines only, no NUL, no bare CR or LF; returns
+ *  [name, value] pairs in order. */
+function strictHead(raw) {
+  const end = raw.indexOf('\r\n\r\n');
+  assert.ok(end > 0, 'a complete head');
+  const head = raw.subarray(0, end).toString('latin1');
+  assert.equal(head.indexOf('\0'), -1, 'no NUL byte in the head');
+  const lines = head.split('\r\n');
+  for (const l of lines) assert.ok(!/[\r\n]/.test(l), `a bare CR or LF in ${JSON.stringify(l.slice(0, 80))}`);
+  return {
+    statusLine: lines[0],
+    fields: lines.slice(1).map((l) => {
+      const i = l.indexOf(': ');
+      assert.ok(i > 0, `a field line: ${JSON.stringify(l.slice(0, 80))}`);
+      return [l.slice(0, i), l.slice(i + 2)];
+    }),
+    bodyAt: end + 4,
+  };
+}
+
+describe('the longest responses are whole and well-formed', () => {
+  const filled = fillHeaders();
+  assert.equal(filled.reduce((n, [k, v]) => n + k.length + v.length + 4, 0), 8192);
+
+  for (const [label, version, extra, conn] of [
+    ['HTTP/1.1 keep-alive', 'HTTP/1.1', '', undefined],
+    ['HTTP/1.0 keep-alive', 'HTTP/1.0', 'Connection: keep-alive\r\n', 'keep-alive'],
+    ['Connection: close', 'HTTP/1.1', 'Connection: close\r\n', 'close'],
+  ]) {
+    test(`a 405 with the longest Allow under 8 KiB of response headers (${label})`, async () => {
+      const sock = net.connect(srv.port, '127.0.0.1');
+      await new Promise((res, rej) => { sock.once('connect', res); sock.once('error', rej); });
+      let raw = Buffer.alloc(0);
+      sock.on('data', (d) => { raw = Buffer.concat([raw, d]); });
+      const ended = new Promise((res) => sock.once('close', res));
+      sock.write(`PUT /many?fill=1 ${version}\r\nHost: a\r\n${extra}Content-Length: 0\r\n\r\n`);
+      const body = '{"error":"Method Not Allowed","allow":["GET","POST","PATCH","DELETE"]}';
+      const deadline = Date.now() + 5000;
+      while (!(raw.indexOf('\r\n\r\n') > 0 && raw.length >= raw.indexOf('\r\n\r\n') + 4 + body.length) &&
+             Date.now() < deadline) await sleep(20);
+      const h = strictHead(raw);
+      assert.equal(h.statusLine, 'HTTP/1.1 405 Method Not Allowed');
+      const want = [['Date', h.fields[0]?.[1]], ...filled, ['Content-Type', 'application/json'],
+        ['Content-Length', String(body.length)], ['Allow', 'GET, HEAD, POST, PATCH, DELETE']];
+      if (conn) want.push(['Connection', conn]);
+      assert.match(h.fields[0][1], /^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/);
+      assert.deepEqual(h.fields.map(([k]) => k), want.map(([k]) => k));
+      assert.deepEqual(h.fields, want);
+      assert.equal(raw.subarray(h.bodyAt, h.bodyAt + body.length).toString('latin1'), body);
+      if (conn === 'close') {
+        await Promise.race([ended, sleep(3000)]);
+        assert.equal(raw.length, h.bodyAt + body.length, 'nothing after the body');
+        sock.destroy();
+        return;
+      }
+      // The framing held: the connection answers the next request, and nothing came between.
+      const at = raw.length;
+      assert.equal(at, h.bodyAt + body.length, 'nothing after the body');
+      sock.write(`GET /json ${version}\r\nHost: a\r\n${extra}\r\n`);
+      const until = Date.now() + 5000;
+      while (raw.length < at + 20 || raw.indexOf('{"ok":true,"n":1}', at) < 0) {
+        if (Date.now() > until) assert.fail(`no second answer: ${JSON.stringify(raw.subarray(at).toString('latin1'))}`);
+        await sleep(20);
+      }
+      assert.match(raw.subarray(at).toString('latin1'), /^HTTP\/1\.1 200 OK\r\n/);
+      sock.destroy();
+    });
+  }
+
+  test('GET and HEAD with 8 KiB of response headers: every line, then the next request', async () => {
+    const c = await Conn.connect();
+    await c.write('GET /many?fill=1 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /many?fill=1 HTTP/1.1\r\nHost: a\r\n\r\n' + get('/json'));
+    const g = await c.response();
+    const hd = await c.response({ bodiless: true });
+    const j = await c.response();
+    for (const r of [g, hd]) {
+      assert.equal(r.status, 200);
+      for (const [k, v] of filled) assert.deepEqual(r.headers[k.toLowerCase()], [v], k);
+      assert.equal(r.header('content-type'), 'text/plain; charset=utf-8');
+      assert.equal(r.header('content-length'), '4');
+      assert.equal(r.header('x-over'), undefined);
+    }
+    assert.equal(g.body.toString(), 'many');
+    assert.equal(j.body.toString(), '{"ok":true,"n":1}');
+    c.destroy();
+    // The same through curl, which rejects a malformed head.
+    const viaCurl = await curl('GET', '/many?fill=1');
+    assert.equal(viaCurl.status, 200);
+    assert.equal(viaCurl.header('x-first'), filled[0][1]);
+    assert.equal(viaCurl.header('x-last'), filled.at(-1)[1]);
+  });
+
+  test('a header line that ends exactly at the end of its buffer keeps its CRLF', async () => {
+    // X-First is a 300-byte first line: the header buffer is allocated to exactly that size.
+    const r = await curl('PATCH', '/many?fill=1');
+    assert.equal(r.status, 200);
+    assert.equal(r.header('x-first'), 'f'.repeat(289));
+    assert.equal(r.header('x-fill-00'), 'a'.repeat(187));
+  });
+
+  test('sb_fail with a 4 KiB detail: the whole error body, the longest reason, no detail', async () => {
+    for (const [status, reason] of [[511, 'Network Authentication Required'], [404, 'Not Found'],
+      [599, 'Internal Server Error'], [405, 'Method Not Allowed'], [200, 'Internal Server Error']]) {
+      const code = status === 200 ? 500 : status;
+      const want = status === 405 ? '{"error":"Method Not Allowed","allow":[]}' : `{"error":"${reason}"}`;
+      const r = await curl('GET', `/fail/${status}`);
+      assert.equal(r.status, code, `/fail/${status}`);
+      assert.equal(r.body.toString(), want, `/fail/${status}`);
+      assert.equal(r.header('content-length'), String(want.length));
+      const w = await wsCall(`/fail/${status}`);
+      assert.equal(w.status, code);
+      assert.equal(w.body.toString(), want);
+    }
+  });
+
+  test('the 405 over WebSocket lists the same methods', async () => {
+    const w = await wsCall('/many?fill=1', { method: 'PUT' });
+    assert.equal(w.status, 405);
+    assert.equal(w.body.toString(), '{"error":"Method Not Allowed","allow":["GET","POST","PATCH","DELETE"]}');
+    assert.equal((await wsCall('/many?fill=1')).body.toString(), 'many');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Connections
 // ---------------------------------------------------------------------------------------------
 

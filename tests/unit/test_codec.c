@@ -38,6 +38,7 @@
 
 #include "switchboard.h"
 #include "codec/varint.h"
+#include "common/strbuf.h"
 #include "json.h"
 
 #ifdef SB_SOURCE_DIR
@@ -117,12 +118,12 @@ static uint8_t *heap_copy(const uint8_t *p, size_t n) {
   return q;
 }
 
+/* The bytes in hex; as many as fit, then "..." (cap > 4). */
 static void hexdump(const uint8_t *s, size_t n, char *out, size_t cap) {
-  size_t o = 0;
-  out[0] = 0;
-  for (size_t i = 0; i < n && o + 8 < cap; i++)
-    o += (size_t)snprintf(out + o, cap - o, "%02x", s[i]);
-  if (n * 2 + 8 >= cap) snprintf(out + cap - 8, 8, "...");
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, out, cap - (sizeof "..." - 1)); /* room kept for "..." */
+  for (size_t i = 0; i < n && sb_strbuf_appendf(&sb, "%02x", s[i]) == 0; i++) {}
+  if (sb_strbuf_overflowed(&sb)) memcpy(out + sb.len, "...", sizeof "...");
 }
 
 static void expect_bytes(const char *what, const uint8_t *want, size_t wn, const uint8_t *got,

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "common/strbuf.h"
 #include "http/http.h"
 
 static void *re(void *p, size_t n, void *ctx) {
@@ -123,8 +124,9 @@ static void verdict(const uint8_t *s, size_t len, size_t cut, size_t max_head, s
   sb_http_init(&r, max_head, max_body, re, NULL);
   uint8_t *pending = malloc(len + 1);
   assert_non_null(pending);
-  size_t plen = 0, fed = 0, o = 0;
-  out[0] = '\0';
+  size_t plen = 0, fed = 0;
+  sb_strbuf sb; /* a verdict too long for `out` fails the test, never overflows it */
+  sb_strbuf_init(&sb, out, cap);
   for (int piece = 0; piece < 2; piece++) {
     size_t end = piece == 0 ? cut : len;
     memcpy(pending + plen, s + fed, end - fed);
@@ -137,15 +139,16 @@ static void verdict(const uint8_t *s, size_t len, size_t cut, size_t max_head, s
       memmove(pending, pending + used, plen - used);
       plen -= used;
       if (res == SB_HTTP_ERROR) {
-        o += (size_t)snprintf(out + o, cap - o, "E%d", r.status);
+        if (sb_strbuf_appendf(&sb, "E%d", r.status) != 0)
+          fail_msg("verdict longer than %zu bytes: \"%s\"...", cap, out);
         assert_non_null(r.error);
         goto done;
       }
       if (res == SB_HTTP_HEAD) continue;
       if (res != SB_HTTP_DONE) break;
-      o += (size_t)snprintf(out + o, cap - o, "%s %s %zu;", sb_http_method(&r), sb_http_url(&r),
-                            r.body_len);
-      assert_true(o < cap);
+      if (sb_strbuf_appendf(&sb, "%s %s %zu;", sb_http_method(&r), sb_http_url(&r),
+                            r.body_len) != 0)
+        fail_msg("verdict longer than %zu bytes: \"%s\"...", cap, out);
       sb_http_next(&r);
     }
   }

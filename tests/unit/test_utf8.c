@@ -33,6 +33,7 @@
 
 #include <cmocka.h>
 
+#include "common/strbuf.h"
 #include "ws/utf8.h"
 
 #define V (-1L)   /* complete and valid */
@@ -71,13 +72,12 @@ static size_t unhex(const char *hex, uint8_t *out, size_t cap) {
   return n;
 }
 
+/* The bytes in hex, space-separated; as many as fit, then "..." (cap > 4). */
 static void hexdump(const uint8_t *s, size_t n, char *out, size_t cap) {
-  size_t o = 0;
-  out[0] = 0;
-  for (size_t i = 0; i < n && o + 4 < cap; i++)
-    o += (size_t)snprintf(out + o, cap - o, "%s%02x", i ? " " : "", s[i]);
-  if (n && o + 4 >= cap)
-    snprintf(out + cap - 5, 5, "...");
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, out, cap - (sizeof "..." - 1)); /* room kept for "..." */
+  for (size_t i = 0; i < n && sb_strbuf_appendf(&sb, "%s%02x", i ? " " : "", s[i]) == 0; i++) {}
+  if (sb_strbuf_overflowed(&sb)) memcpy(out + sb.len, "...", sizeof "...");
 }
 
 /* Exact-size heap copy, so that AddressSanitizer catches any read past the end. */
