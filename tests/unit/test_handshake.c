@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "common/strbuf.h"
 #include "ws/handshake.h"
 
 /* ---------------------------------------------------------------------------------------- */
@@ -424,13 +425,16 @@ static void test_head_over_limit(void **state) {
   free(endless);
 
   /* Many small headers add up too. */
-  size_t cap = 20000, len = 0;
+  size_t cap = 20000;
   char *many = malloc(cap);
   assert_non_null(many);
-  len += (size_t)snprintf(many + len, cap - len, RL HOST UPG CONN KEY VER);
-  for (int i = 0; i < 100; i++)
-    len += (size_t)snprintf(many + len, cap - len, "X-H%d: v\r\n", i);
-  len += (size_t)snprintf(many + len, cap - len, "\r\n");
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, many, cap);
+  sb_strbuf_appends(&sb, RL HOST UPG CONN KEY VER);
+  for (int i = 0; i < 100; i++) sb_strbuf_appendf(&sb, "X-H%d: v\r\n", i);
+  sb_strbuf_appends(&sb, "\r\n");
+  assert_false(sb_strbuf_overflowed(&sb));
+  size_t len = sb.len;
   hs_case m = {"100 small headers over a 1024-byte limit", many, 0, 1024, SB_HS_REJECT, 431, NULL,
                0, 0};
   assert_true(len > 1024);
@@ -572,11 +576,13 @@ static void test_subprotocols_sized_from_the_request(void **state) {
   alloc_stats a = {0, 0, 0};
   sb_handshake h;
   enum { LONG = 12000 };
-  char *req = malloc(LONG + 1024), *q = req;
-  q += sprintf(q, RL HOST UPG CONN KEY VER "Sec-WebSocket-Protocol: bearer.abc.def.ghi, ");
-  memset(q, 'p', LONG);
-  q += LONG;
-  q += sprintf(q, "\r\nSec-WebSocket-Protocol: v2, bearer.x\r\n" END);
+  char *req = malloc(LONG + 1024);
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, req, LONG + 1024);
+  sb_strbuf_appends(&sb, RL HOST UPG CONN KEY VER "Sec-WebSocket-Protocol: bearer.abc.def.ghi, ");
+  for (int i = 0; i < LONG; i++) sb_strbuf_append(&sb, "p", 1);
+  sb_strbuf_appends(&sb, "\r\nSec-WebSocket-Protocol: v2, bearer.x\r\n" END);
+  assert_false(sb_strbuf_overflowed(&sb));
   sb_handshake_init(&h, 16384, counting_realloc, &a);
   assert_int_equal(feed_whole(&h, req), SB_HS_UPGRADE);
   size_t bytes = 0;
@@ -753,13 +759,16 @@ static void test_accept_key(void **state) {
 /* More headers than SB_HS_MAX_HEADERS: a decision (not a hang, crash or leak). */
 static void test_too_many_headers(void **state) {
   (void)state;
-  size_t cap = 8192, len = 0;
+  size_t cap = 8192;
   char *req = malloc(cap);
   assert_non_null(req);
-  len += (size_t)snprintf(req + len, cap - len, RL HOST UPG CONN KEY VER);
-  for (int i = 0; i < SB_HS_MAX_HEADERS + 10; i++)
-    len += (size_t)snprintf(req + len, cap - len, "X%d: v\r\n", i);
-  len += (size_t)snprintf(req + len, cap - len, "\r\n");
+  sb_strbuf sb;
+  sb_strbuf_init(&sb, req, cap);
+  sb_strbuf_appends(&sb, RL HOST UPG CONN KEY VER);
+  for (int i = 0; i < SB_HS_MAX_HEADERS + 10; i++) sb_strbuf_appendf(&sb, "X%d: v\r\n", i);
+  sb_strbuf_appends(&sb, "\r\n");
+  assert_false(sb_strbuf_overflowed(&sb));
+  size_t len = sb.len;
   for (size_t step = 1; step <= len; step = step * 3 + 1) {
     alloc_stats a = {0, 0, 0};
     sb_handshake h;
