@@ -85,6 +85,8 @@ struct resume_ctx {
   size_t npos, cur;
   held *held;
   size_t nheld, heldcap, held_bytes;
+  sb_session_group *before; /* groups the connection was in when holding began, with their */
+  size_t nbefore;           /* positions then (names packed after the array) */
   uint8_t in_read;   /* inside engine->read: a synchronous answer only marks done */
   uint8_t read_done;
   uint8_t paused;    /* waiting for the send queue to drain */
@@ -517,7 +519,34 @@ static void resume_release(sb_hub *h, resume_ctx *rc) {
   sb_free(h->a, rc->held);
   sb_free(h->a, rc->pos);
   sb_free(h->a, rc->cpos);
+  sb_free(h->a, rc->before);
   sb_free(h->a, rc);
+}
+
+/* The groups this connection is in as holding begins, each with its stream's position at that
+ * moment. A group it joined before sending RESUME, which the resumed session did not have, has
+ * no join position in the session; but every push of it up to now reached this connection live,
+ * and every later one is held, so this position is where its replay starts. An engine that
+ * cannot answer at once leaves epoch 0 (unknown: recovered:false). */
+static int note_groups_before(sb_hub *h, resume_ctx *rc, hconn *hc) {
+  size_t n = hc->groups.n, bytes = 0;
+  if (n == 0) return 0;
+  for (uint32_t i = 0; i < n; i++) bytes += hc->groups.refs[i].g->name_len + 1;
+  rc->before = sb_malloc(h->a, n * sizeof(*rc->before) + bytes);
+  if (!rc->before) return SB_ENOMEM;
+  char *names = (char *)(rc->before + n), stream[SB_STREAM_MAX];
+  for (uint32_t i = 0; i < n; i++) {
+    const sb_group *g = hc->groups.refs[i].g;
+    sb_session_group *b = &rc->before[i];
+    memcpy(names, g->name, g->name_len + 1);
+    b->name = names;
+    names += g->name_len + 1;
+    size_t slen = stream_name(stream, 'g', g->name, g->name_len);
+    if (!slen || h->engine->ops->position_now(h->engine, stream, slen, &b->offset, &b->epoch))
+      b->offset = b->epoch = 0;
+  }
+  rc->nbefore = n;
+  return 0;
 }
 
 static rpos *find_pos(resume_ctx *rc, const char *stream, size_t slen) {
@@ -811,6 +840,9 @@ static void on_session(void *ctx, int status, const sb_session_info *s) {
     for (size_t k = 0; k < ngroups && !j; k++) {
       if (strcmp(joined[k].name, g->name) == 0) j = &joined[k];
     }
+    for (size_t k = 0; k < rc->nbefore && !j; k++) { /* else where holding began */
+      if (strcmp(rc->before[k].name, g->name) == 0) j = &rc->before[k];
+    }
     size_t slen = stream_name(stream, 'g', g->name, g->name_len);
     if (slen) r = add_pos(h, rc, stream, slen, 0, j);
   }
@@ -878,6 +910,10 @@ static void on_resume_msg(sb_hub *h, hconn *hc, const sb_envelope *env) {
   char token[23];
   memcpy(token, v[0].data, 22);
   token[22] = '\0';
+  if (note_groups_before(h, rc, hc) != 0) {
+    resume_release(h, rc);
+    return send_error(h, hc->conn, env->id, 503, "out of memory");
+  }
   rc->hc = hc;
   hc->resume = rc; /* from here on, pushes to this connection are held */
   rc->refs++;

@@ -210,6 +210,29 @@ describe('quiet streams keep their epoch', () => {
     assertEntry(r.byStream, `g:${g}`, true, 3);
     assertEntry(r.byStream, `c:${x.id}`, true, 0);
   });
+
+  test('a group joined on the new connection before its RESUME replays nothing it had already, and is recovered', async () => {
+    const srv = await server();
+    const g = uniq('pre');
+    const p = await connect(srv, { label: 'publisher' });
+    assert.equal(await p.ok(`/publish/${g}`, 'old1'), '');
+    assert.equal(await p.ok(`/publish/${g}`, 'old2'), '');
+    const x = await connect(srv, { label: 'x' }); // the session to resume: never in g
+    const tokenX = x.hello.token;
+    x.destroy();
+    await sleep(100);
+    const y = await connect(srv, { label: 'y' });
+    await y.ok(`/join/${g}`); // joins at offset 2
+    assert.equal(await p.ok(`/publish/${g}`, 'live'), '');
+    await y.take((m) => m.kind === KIND.PUSH && m.stream === `g:${g}`, 5000, 'the live push');
+    y.resume(tokenX, [{ stream: `g:${g}`, offset: 0n, epoch: 0n }]);
+    const r = await readResume(y);
+    assert.deepEqual(pushList(r.pushes), [], 'nothing replayed: old1/old2 came before the join, live was delivered');
+    assertEntry(r.byStream, `g:${g}`, true, 3);
+    assert.equal(await p.ok(`/publish/${g}`, 'after'), '');
+    const m = await y.take((x2) => x2.kind === KIND.PUSH && x2.stream === `g:${g}`, 5000, 'the next push');
+    assert.equal(m.offset, 4n);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
