@@ -10,9 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev nodejs npm)
+      libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev libhiredis-dev nodejs npm)
 case "${1:-}" in
-  test)  want+=(curl chromium) ;;   # curl and the real browser of the test suites
+  test)  want+=(curl chromium redis-server) ;; # curl, the real browser, a real Redis
   bench) want+=(util-linux strace) ;;
   "") ;;
   *) echo "setup: unknown mode '$1' (none, test or bench)" >&2; exit 2 ;;
