@@ -30,6 +30,14 @@
 
 enum { ST_DOWN, ST_CONNECTING, ST_SETUP, ST_UP };
 
+typedef struct barrier {
+  struct barrier *next;
+  void (*cb)(void *ctx, int status);
+  void *ctx;
+  char channel[48];
+  size_t clen;
+} barrier;
+
 typedef struct pending {
   sb_rconn_reply_cb cb; /* NULL: an internal setup command */
   void *ctx;
@@ -58,6 +66,9 @@ struct sb_rconn {
   char run_id[64];
   char (*sha)[41];
   sb_map channels; /* pub/sub: every channel to be subscribed */
+  struct barrier *barriers; /* pub/sub: waiting for their confirmation, in order */
+  struct barrier **barriers_tail;
+  uint64_t barrier_seq;
   char err[160];
 };
 
@@ -122,9 +133,22 @@ static void schedule_reconnect(sb_rconn *c) {
 }
 
 /* The link is gone (hiredis freed the context or is about to). Idempotent. */
+static void fail_barriers(sb_rconn *c) {
+  barrier *b = c->barriers;
+  c->barriers = NULL;
+  c->barriers_tail = &c->barriers;
+  while (b) {
+    barrier *next = b->next;
+    b->cb(b->ctx, SB_EIO);
+    free(b);
+    b = next;
+  }
+}
+
 static void went_down(sb_rconn *c) {
   int was_up = c->state == ST_UP;
   c->ac = NULL;
+  fail_barriers(c);
   if (c->state == ST_DOWN) return;
   c->state = ST_DOWN;
   if (!c->freeing) schedule_reconnect(c);
@@ -417,6 +441,7 @@ int sb_rconn_new(sb_rconn **out, uv_loop_t *loop, const sb_rconn_options *opts, 
     return r;
   }
   sb_map_init(&c->channels, &sb_default_allocator);
+  c->barriers_tail = &c->barriers;
   if (c->o.nscripts) {
     c->sha = calloc(c->o.nscripts, sizeof(*c->sha));
     if (!c->sha) {
@@ -547,8 +572,39 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   redisReply *kind = r->element[0], *ch = r->element[1], *data = r->element[2];
   if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING) return;
   if (kind->len == 7 && memcmp(kind->str, "message", 7) == 0 && data->type == REDIS_REPLY_STRING &&
-      c->o.on_message)
+      c->o.on_message) {
     c->o.on_message(c->o.user, ch->str, ch->len, data->str, data->len);
+  } else if (kind->len == 9 && memcmp(kind->str, "subscribe", 9) == 0 && c->barriers &&
+             ch->len == c->barriers->clen && memcmp(ch->str, c->barriers->channel, ch->len) == 0) {
+    barrier *b = c->barriers;
+    c->barriers = b->next;
+    if (!c->barriers) c->barriers_tail = &c->barriers;
+    const char *argv[2] = {"UNSUBSCRIBE", b->channel};
+    size_t lens[2] = {11, b->clen};
+    if (c->ac) redisAsyncCommandArgv(c->ac, on_sub_reply, c, 2, argv, lens);
+    b->cb(b->ctx, 0);
+    free(b);
+  }
+}
+
+int sb_rconn_barrier(sb_rconn *c, void (*cb)(void *ctx, int status), void *ctx) {
+  if (!c || !c->o.pubsub || !cb) return SB_EINVAL;
+  if (c->state != ST_UP || c->freeing) return SB_EIO;
+  barrier *b = calloc(1, sizeof(*b));
+  if (!b) return SB_ENOMEM;
+  b->cb = cb;
+  b->ctx = ctx;
+  b->clen = (size_t)snprintf(b->channel, sizeof(b->channel), "__sb_barrier:%p:%llu", (void *)c,
+                             (unsigned long long)++c->barrier_seq);
+  const char *argv[2] = {"SUBSCRIBE", b->channel};
+  size_t lens[2] = {9, b->clen};
+  if (redisAsyncCommandArgv(c->ac, on_sub_reply, c, 2, argv, lens) != REDIS_OK) {
+    free(b);
+    return SB_EIO;
+  }
+  *c->barriers_tail = b;
+  c->barriers_tail = &b->next;
+  return 0;
 }
 
 int sb_rconn_subscribe(sb_rconn *c, const char *channel, size_t len) {

@@ -87,6 +87,12 @@ int sb_rconn_script(sb_rconn *c, size_t index, int nkeys, int argc, const char *
  * every reconnect until unsubscribed. 0, or SB_ENOMEM. */
 int sb_rconn_subscribe(sb_rconn *c, const char *channel, size_t len);
 int sb_rconn_unsubscribe(sb_rconn *c, const char *channel, size_t len);
+/* pub/sub: `cb` fires once every SUBSCRIBE issued before this call is live (Redis confirmed
+ * them: it answers in order, so the confirmation of a channel subscribed for the purpose, then
+ * dropped, comes after theirs), with status 0; or SB_EIO if the link fails first. 0, SB_EIO
+ * (down: no callback), SB_ENOMEM. */
+int sb_rconn_barrier(sb_rconn *c, void (*cb)(void *ctx, int status), void *ctx);
+
 /* Number of channels the connection keeps subscribed. */
 size_t sb_rconn_channels(const sb_rconn *c);
 

@@ -50,6 +50,13 @@ static void on_message(void *user, const char *ch, size_t clen, const char *data
   memcpy(s->msg, data, s->msg_len);
 }
 
+static int barriers_ok, barriers_failed;
+static void on_barrier(void *ctx, int status) {
+  (void)ctx;
+  if (status == 0) barriers_ok++;
+  else barriers_failed++;
+}
+
 static void on_reply(void *ctx, int status, redisReply *r) {
   seen *s = ctx;
   if (status != 0) {
@@ -237,7 +244,10 @@ static void test_pubsub_across_a_restart(void **state) {
   assert_int_equal(sb_rconn_subscribe(sub, "ch:1", 4), 0);
   assert_int_equal(sb_rconn_subscribe(sub, "ch:1", 4), 0); /* twice: once */
   assert_int_equal(sb_rconn_channels(sub), 1);
-  run_for(100);
+  /* The barrier: once it fires, the subscription is live (no sleeping for it). */
+  assert_int_equal(sb_rconn_barrier(sub, on_barrier, NULL), 0);
+  assert_int_equal(barriers_ok, 0);
+  assert_true(run_until(&barriers_ok, 1, 2000));
   const char *argv[] = {"PUBLISH", "ch:1", "a\0b"};
   size_t lens[] = {7, 4, 3};
   assert_int_equal(sb_rconn_command(pub, 3, argv, lens, on_reply, &p), 0);
@@ -250,8 +260,11 @@ static void test_pubsub_across_a_restart(void **state) {
   /* Redis dies and comes back: both reconnect, the channel is subscribed again. */
   char old_run[64];
   snprintf(old_run, sizeof(old_run), "%s", sb_rconn_run_id(pub));
+  assert_int_equal(sb_rconn_barrier(sub, on_barrier, NULL), 0);
   test_redis_kill(&srv, SIGKILL);
   assert_true(run_until(&s.downs, 1, 3000));
+  assert_true(barriers_ok == 2 || barriers_failed == 1); /* answered, or failed with the link */
+  assert_int_equal(sb_rconn_barrier(sub, on_barrier, NULL), SB_EIO);
   assert_int_equal(test_redis_start(&srv), 0);
   assert_true(run_until(&s.ups, 2, 5000));
   assert_true(run_until(&p.ups, 2, 5000));
