@@ -55,6 +55,8 @@ typedef struct sb_conn_io {
                             application; WebSocket, while reading is paused */
   size_t in_off, in_len, in_cap;
   uint32_t msg_t0;       /* ms: when the message being read began (SB_F_MSG_OPEN) */
+  struct sb_wreq *wreq;  /* the write libuv holds, if any (server.c); the block is never
+                            given back while there is one */
 } sb_conn_io;
 
 /* An identity is at most this long, so that its group "user:<identity>" is a valid name. */
@@ -91,7 +93,6 @@ struct sb_conn {
   void *user;
   void *hub;             /* the hub's per-connection state, when a hub runs this server */
   sb_conn_io *io;
-  sb_wreq *wreq;
   sb_handshake *hs;      /* during the handshake only */
   char *subprotocol;
   sb_conn_auth *auth;    /* NULL: anonymous, no expiry */
@@ -169,6 +170,8 @@ uint32_t sb_net_now(const sb_server *s);
 int sb_net_io(sb_conn *c);                  /* ensure c->io */
 void sb_net_mark_dirty(sb_conn *c);
 size_t sb_net_queued(const sb_conn *c);     /* unwritten bytes */
+/* A write is with libuv (the kernel refused part of a flush). */
+static inline int sb_net_writing(const sb_conn *c) { return c->io && c->io->wreq; }
 size_t sb_net_queued_cost(const sb_conn *c); /* the memory the send queues hold (the limit) */
 void sb_net_note_freed(sb_server *s, size_t bytes); /* large buffers given back: trim later */
 void sb_net_close(sb_conn *c);              /* uv_close now; reads stop */

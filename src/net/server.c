@@ -268,7 +268,7 @@ int sb_net_stash(sb_conn *c, const uint8_t *data, size_t len) {
 
 int sb_net_io_idle(const sb_conn *c) {
   const sb_conn_io *io = c->io;
-  return io && !c->wreq && io->out.bytes == 0 && io->msg_len == 0 && io->in_off == io->in_len &&
+  return io && !io->wreq && io->out.bytes == 0 && io->msg_len == 0 && io->in_off == io->in_len &&
          !c->fp.in_payload &&
          c->fp.hdr_len == 0 && !c->fp.fragmented;
 }
@@ -290,7 +290,8 @@ size_t sb_net_queued(const sb_conn *c) {
 }
 
 size_t sb_net_queued_cost(const sb_conn *c) {
-  return (c->io ? sb_outq_cost(&c->io->out) : 0) + (c->wreq ? sb_outq_cost(&c->wreq->out) : 0);
+  return c->io ? sb_outq_cost(&c->io->out) + (c->io->wreq ? sb_outq_cost(&c->io->wreq->out) : 0)
+               : 0;
 }
 
 static void conn_closed(uv_handle_t *h) {
@@ -361,7 +362,7 @@ int sb_net_send_frame(sb_conn *c, const uint8_t *hdr, size_t hlen, const void *p
   if (sb_net_io(c)) return SB_ENOMEM;
   sb_outq *q = &c->io->out;
   size_t skip = 0;
-  if (plen >= SB_DIRECT_MIN && !c->wreq && q->n - q->head <= SB_IOV_BATCH - 2) {
+  if (plen >= SB_DIRECT_MIN && !c->io->wreq && q->n - q->head <= SB_IOV_BATCH - 2) {
     sb_iov iov[SB_IOV_BATCH];
     uv_buf_t bufs[SB_IOV_BATCH];
     unsigned k = sb_outq_iov(q, iov, SB_IOV_BATCH - 2);
@@ -414,7 +415,7 @@ static void on_write(uv_write_t *req, int status) {
   sb_net_note_freed(c->srv, sb_outq_cost(&w->out));
   sb_outq_free(&w->out, &c->srv->alloc);
   sb_free(&c->srv->alloc, w);
-  c->wreq = NULL;
+  c->io->wreq = NULL;
   if (status == UV_ECANCELED || c->state == SB_CONN_CLOSED) return;
   if (status < 0) {
     sb_ws_on_write_error(c, status);
@@ -452,11 +453,11 @@ static void write_rest(sb_conn *c) {
   }
   sb_outq_iov(&w->out, iov, count);
   for (unsigned i = 0; i < count; i++) bufs[i] = uv_buf_init(iov[i].base, (unsigned)iov[i].len);
-  c->wreq = w;
+  c->io->wreq = w;
   int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, count, on_write);
   if (iov != small_iov) sb_free(&s->alloc, iov);
   if (r < 0) {
-    c->wreq = NULL;
+    c->io->wreq = NULL;
     sb_outq_free(&w->out, &s->alloc);
     sb_free(&s->alloc, w);
     sb_ws_on_write_error(c, r);
@@ -465,7 +466,7 @@ static void write_rest(sb_conn *c) {
 
 /* Step 2: one corked writev per dirty connection. */
 static void flush(sb_conn *c) {
-  if (c->state == SB_CONN_CLOSED || c->wreq) return;
+  if (c->state == SB_CONN_CLOSED || sb_net_writing(c)) return;
   if (c->io) {
     sb_outq *q = &c->io->out;
     while (q->bytes) {

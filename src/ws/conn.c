@@ -95,7 +95,7 @@ static void send_close_frame(sb_conn *c, uint16_t code, const char *reason, size
 static int send_result(sb_conn *c, int r) {
   if (r == SB_SEND_DROPPED) {
     c->flags |= SB_F_BACKPRESSURE;
-  } else if (r == SB_SEND_OK && c->wreq) {
+  } else if (r == SB_SEND_OK && sb_net_writing(c)) {
     c->flags |= SB_F_BACKPRESSURE;
     r = SB_SEND_BACKPRESSURE;
   }
