@@ -1,7 +1,8 @@
 /*
- * test_redis_scripts.c — the redis engine's Lua scripts (src/engine/scripts/<name>.lua, embedded in
- * build/generated/redis_scripts.h) against a real redis-server: loaded with SCRIPT LOAD and
- * called with EVALSHA, as the engine calls them, through hiredis' synchronous API.
+ * test_redis_scripts.c — the redis engine's Lua scripts (src/engine/scripts/<name>.lua,
+ * embedded in build/generated/redis_scripts.h) against a real redis-server: loaded with
+ * SCRIPT LOAD and called with EVALSHA, as the engine calls them, through hiredis' synchronous
+ * API.
  *
  * The test starts its own redis-server in a temporary directory, listening on a unix socket
  * only (no TCP port to collide on), with no persistence; every case starts from FLUSHALL. A
@@ -115,15 +116,16 @@ static int start_server(void **state) {
       dup2(fd, 2);
       close(fd);
     }
-    execl(bin, bin, "--port", "0", "--unixsocket", sock_path, "--unixsocketperm", "700",
-          "--save", "", "--appendonly", "no", "--dir", dir, (char *)NULL);
+    execl(bin, bin, "--port", "0", "--unixsocket", sock_path, "--unixsocketperm", "700", "--save",
+          "", "--appendonly", "no", "--dir", dir, (char *)NULL);
     _exit(127);
   }
   for (int i = 0; i < 1000 && !rc; i++) { /* up to 10 s */
     int st;
     if (waitpid(server_pid, &st, WNOHANG) == server_pid) {
       fprintf(stderr, "test_redis_scripts: redis-server exited at start (%s %d):\n",
-              WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+              WIFEXITED(st) ? "exit status" : "signal",
+              WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
       print_log();
       server_pid = 0;
       stop_server(state);
@@ -270,8 +272,10 @@ static long long pttl(const char *key) { return int_of(cmd("PTTL %s", key)); }
 /* ZSCORE key member: the score's text, or NULL (want) when the member is absent. */
 static void expect_zscore(const char *key, const char *member, const char *want) {
   redisReply *r = cmd("ZSCORE %s %s", key, member);
-  if (want) expect_str(r, want);
-  else assert_int_equal(r->type, REDIS_REPLY_NIL);
+  if (want)
+    expect_str(r, want);
+  else
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
   freeReplyObject(r);
 }
 static long long exists(const char *key) { return int_of(cmd("EXISTS %s", key)); }
@@ -405,8 +409,8 @@ typedef struct rd {
 
 static rd read_stream(const char *S, const char *from, const char *max, const char *now,
                       const char *cand) {
-  redisReply *r = ev(S_read, 2, key(S, ":m"), key(S, ":x"), P, S, from, max, now, cand,
-                     cfg.run_id, cfg.hmax, cfg.age, cfg.sttl, NULL);
+  redisReply *r = ev(S_read, 2, key(S, ":m"), key(S, ":x"), P, S, from, max, now, cand, cfg.run_id,
+                     cfg.hmax, cfg.age, cfg.sttl, NULL);
   no_error(r);
   assert_int_equal(r->type, REDIS_REPLY_ARRAY);
   assert_int_equal(r->elements, 4);
@@ -434,8 +438,8 @@ static rd read_stream(const char *S, const char *from, const char *max, const ch
 }
 
 static pos position(const char *S, const char *cand) {
-  redisReply *r = ev(S_position, 2, key(S, ":m"), key(S, ":x"), P, S, cand, cfg.run_id,
-                     cfg.sttl, NULL);
+  redisReply *r =
+      ev(S_position, 2, key(S, ":m"), key(S, ":x"), P, S, cand, cfg.run_id, cfg.sttl, NULL);
   no_error(r);
   assert_int_equal(r->type, REDIS_REPLY_ARRAY);
   pos p;
@@ -447,8 +451,7 @@ static pos position(const char *S, const char *cand) {
 
 static redisReply *session_open(const char *id, const char *identity, const char *node,
                                 const char *expected) {
-  return ev(S_session_open, 3, SKEY(id), GKEY(id), CLOSED, P, id, identity, node, expected,
-            NULL);
+  return ev(S_session_open, 3, SKEY(id), GKEY(id), CLOSED, P, id, identity, node, expected, NULL);
 }
 
 static long long open_ok(const char *id, const char *identity, const char *node) {
@@ -464,8 +467,8 @@ static redisReply *session_group(const char *id, const char *group, const char *
 
 static redisReply *session_closed(const char *id, const char *node, const char *gen,
                                   const char *now) {
-  return ev(S_session_closed, 3, SKEY(id), GKEY(id), CLOSED, P, id, node, gen, now,
-            cfg.session_ttl, cfg.max_closed, NULL);
+  return ev(S_session_closed, 3, SKEY(id), GKEY(id), CLOSED, P, id, node, gen, now, cfg.session_ttl,
+            cfg.max_closed, NULL);
 }
 
 static redisReply *session_token(const char *id, const char *token, const char *node,
@@ -493,14 +496,12 @@ static void expect_take(const redisReply *r, const char *status) {
   assert_int_equal(r->elements, strcmp(status, "ok") == 0 ? 7 : 1);
 }
 
-static redisReply *heartbeat(const char *node, const char *url, const char *now,
-                             const char *ttl) {
+static redisReply *heartbeat(const char *node, const char *url, const char *now, const char *ttl) {
   return ev(S_node_heartbeat, 2, NODES, NODE_INFO(node), node, url, "1", now, ttl, NULL);
 }
 
 static redisReply *node_expire(const char *now, const char *limit) {
-  return ev(S_node_expire, 2, NODES, CLOSED, P, now, cfg.session_ttl, cfg.max_closed, limit,
-            NULL);
+  return ev(S_node_expire, 2, NODES, CLOSED, P, now, cfg.session_ttl, cfg.max_closed, limit, NULL);
 }
 
 /* ---- pub/sub ---------------------------------------------------------------------------- */
@@ -1083,12 +1084,21 @@ static void test_closed_cap_evicts_oldest(void **state) {
   assert_int_equal(exists(SKEY("s2")), 1);
   assert_int_equal(exists(SKEY("s3")), 0);
   assert_int_equal(int_of(cmd("ZCARD %s", CLOSED)), 2);
+  /* even if the closed set names it (a stale entry), an open session is not dropped */
+  expect_int(cmd("ZADD %s 1 s2", CLOSED), 1);
+  expect_int(session_open("n2", "", "A", ""), 1);
+  expect_int(session_closed("n2", "A", "1", "1004"), 1);
+  assert_int_equal(exists(SKEY("s2")), 1);
+  assert_string_equal(hget(SKEY("s2"), "c"), "0");
+  expect_zscore(CLOSED, "s2", NULL);
+  expect_zscore(CLOSED, "n0", NULL);
+  assert_int_equal(int_of(cmd("ZCARD %s", CLOSED)), 2);
   /* age: 60 s after, by the callers' clock */
   cfg.max_closed = "0";
   expect_int(session_open("late", "", "A", ""), 1);
   expect_int(session_closed("late", "A", "1", "61005"), 1);
-  assert_int_equal(exists(SKEY("n0")), 0);
   assert_int_equal(exists(SKEY("n1")), 0);
+  assert_int_equal(exists(SKEY("n2")), 0);
   assert_int_equal(exists(SKEY("late")), 1);
   /* and a take of a session past its age finds nothing */
   expect_int(session_token("s2", "t9", "B", "2"), 1);
@@ -1115,8 +1125,7 @@ static void test_ttls(void **state) {
   freeReplyObject(r);
   expect_int(session_token("c1", "tok", "A", "1"), 1);
   publish("c:c1", "c1", "direct", "1000", "5");
-  const char *mine[] = {SKEY("c1"), GKEY("c1"), TKEY("tok"), key("c:c1", ":m"),
-                        key("c:c1", ":x")};
+  const char *mine[] = {SKEY("c1"), GKEY("c1"), TKEY("tok"), key("c:c1", ":m"), key("c:c1", ":x")};
   for (int i = 0; i < 5; i++) {
     assert_int_equal(exists(mine[i]), 1);
     assert_int_equal(pttl(mine[i]), -1);

@@ -42,7 +42,8 @@ if budget == 0 then fail('limit must be at least 1') end
 local nodes, closed = KEYS[1], KEYS[2]
 
 local removed, nclosed = {}, 0
-local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. fmt(now), 'WITHSCORES', 'LIMIT', 0, 16)
+local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. fmt(now), 'WITHSCORES',
+                       'LIMIT', 0, 16)
 for i = 1, #dead, 2 do
   local id, deadline = dead[i], tonumber(dead[i + 1])
   local set = node_set(P, id)

@@ -33,7 +33,8 @@ local group = nonempty(ARGV[2], 'the group')
 local joined = ARGV[3]
 if joined ~= '0' and joined ~= '1' then fail('joined must be 0 or 1') end
 local offset, epoch = ARGV[4], ARGV[5]
-if type(offset) ~= 'string' or #offset == 0 or #offset > 20 or not string.match(offset, '^%d+$') then
+if type(offset) ~= 'string' or #offset == 0 or #offset > 20 or
+    not string.match(offset, '^%d+$') then
   fail('the offset must be a decimal u64')
 end
 if epoch ~= '0' then epoch_arg(epoch, 'the epoch') end
