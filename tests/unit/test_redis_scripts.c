@@ -10,9 +10,9 @@
  * Times are the test's own (ARGV), so ages and expiries are exact. A missing redis-server is
  * a failure with a message, not a skip (scripts/setup.sh test installs it).
  *
- * The keys are built here as the engine must build them (docs/ARCHITECTURE.md, "Key layout");
- * the cases that look at keys the scripts build themselves (a closed session's group streams,
- * a node's session set) check that both sides escape names alike.
+ * The keys are built here as the engine must build them (docs/ARCHITECTURE.md, "Redis engine:
+ * key layout and scripts"); the cases that look at keys the scripts build themselves (a closed
+ * session's group streams, a node's session set) check that both sides escape names alike.
  */
 #include <errno.h>
 #include <fcntl.h>
