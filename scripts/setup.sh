@@ -4,15 +4,16 @@
 # committed package-lock.json with `npm ci`. Safe to run again: it only installs what is missing.
 #
 #   scripts/setup.sh            what building and `make demo` need
-#   scripts/setup.sh test       also what `make test` needs (curl, Debian chromium)
+#   scripts/setup.sh test       also what `make test` needs (curl, Debian chromium, redis-server)
 #   scripts/setup.sh bench      also what `make bench` needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev libhiredis-dev nodejs npm)
+      libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev libhiredis-dev
+      nodejs npm)
 case "${1:-}" in
-  test)  want+=(curl chromium redis-server) ;; # curl, the real browser, a real Redis
+  test)  want+=(curl chromium redis-server) ;; # curl, the real browser and Redis of the tests
   bench) want+=(util-linux strace) ;;
   "") ;;
   *) echo "setup: unknown mode '$1' (none, test or bench)" >&2; exit 2 ;;
