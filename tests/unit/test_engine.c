@@ -69,7 +69,8 @@ static sb_engine *make_with(size_t max, uint64_t age, uint64_t ttl, size_t max_c
   sb_engine *e;
   sb_engine_limits lim = {max, age, ttl, max_closed};
   assert_int_equal(sb_memory_engine_new(&e, a, &lim), 0);
-  e->ops->attach(e, NULL, on_deliver, fake_now);
+  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, NULL};
+  e->ops->attach(e, &host);
   ngot = 0;
   clock_ms = 1000;
   return e;
@@ -118,7 +119,7 @@ static const sb_allocator counting = {count_malloc, count_realloc, count_free, N
 
 static void pub(sb_engine *e, const char *stream, const char *body) {
   assert_int_equal(e->ops->publish(e, stream, strlen(stream), NULL, (const uint8_t *)body,
-                                   strlen(body)),
+                                   strlen(body), NULL, NULL),
                    0);
 }
 
@@ -301,10 +302,12 @@ static void test_sessions(void **state) {
   assert_int_equal(take(e, TOK).status, SB_ENOTFOUND);
   assert_int_equal(e->ops->session_token(e, ID, TOK), 0);
   /* direct messages need a session */
-  assert_int_equal(e->ops->publish(e, "c:zzz", 5, "zzz", (const uint8_t *)"x", 1), SB_ENOTFOUND);
+  assert_int_equal(e->ops->publish(e, "c:zzz", 5, "zzz", (const uint8_t *)"x", 1, NULL, NULL),
+                   SB_ENOTFOUND);
   char direct[32];
   snprintf(direct, sizeof(direct), "c:%s", ID);
-  assert_int_equal(e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1), 0);
+  assert_int_equal(
+      e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1, NULL, NULL), 0);
   /* closed: resumable within the TTL, gone after it, direct stream included */
   assert_int_equal(e->ops->session_closed(e, ID), 0);
   clock_ms += 999;
@@ -314,7 +317,8 @@ static void test_sessions(void **state) {
   clock_ms += 2;
   e->ops->tick(e);
   assert_int_equal(take(e, TOK).status, SB_ENOTFOUND);
-  assert_int_equal(e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1),
+  assert_int_equal(
+      e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1, NULL, NULL),
                    SB_ENOTFOUND);
   read_result rr = rd(e, direct, 1, 10);
   assert_int_equal(rr.head, 0); /* a new, empty stream */
@@ -474,7 +478,8 @@ static void test_closed_sessions_capped(void **state) {
     token_of(tok, i);
     snprintf(direct, sizeof(direct), "c:%s", id);
     assert_int_equal(take_as(e, tok, "").status, SB_ENOTFOUND);
-    assert_int_equal(e->ops->publish(e, direct, strlen(direct), id, (const uint8_t *)"x", 1),
+    assert_int_equal(
+        e->ops->publish(e, direct, strlen(direct), id, (const uint8_t *)"x", 1, NULL, NULL),
                      SB_ENOTFOUND);
   }
   /* The newest three are whole. Resuming one reopens it: off the closed list. */
