@@ -551,6 +551,52 @@ static void test_closed_session_cost(void **state) {
   }
 }
 
+typedef struct pub_result {
+  int calls, status, delivered_before;
+  uint64_t offset, epoch;
+} pub_result;
+
+static void on_published(void *ctx, int status, uint64_t offset, uint64_t epoch) {
+  pub_result *r = ctx;
+  r->calls++;
+  r->status = status;
+  r->offset = offset;
+  r->epoch = epoch;
+  r->delivered_before = (int)ngot;
+}
+
+/* publish's completion: once, with the message's position, after the delivery; a direct
+ * message to no session is refused by the return value and the completion never fires. The
+ * limits given in attach replace those given at creation. */
+static void test_publish_completion_and_attach_limits(void **state) {
+  (void)state;
+  sb_engine *e = make(10, 0, 1000);
+  assert_int_equal(e->ops->subscribe(e, "g:a", 3), 0);
+  pub_result r = {0};
+  pub(e, "g:a", "one");
+  assert_int_equal(e->ops->publish(e, "g:a", 3, NULL, (const uint8_t *)"two", 3, on_published,
+                                   &r),
+                   0);
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(r.status, 0);
+  assert_int_equal(r.offset, 2);
+  assert_true(r.epoch == got[0].epoch && r.epoch != 0);
+  assert_int_equal(r.delivered_before, 2);
+  pub_result nf = {0};
+  assert_int_equal(e->ops->publish(e, "c:zzz", 5, "zzz", (const uint8_t *)"x", 1, on_published,
+                                   &nf),
+                   SB_ENOTFOUND);
+  assert_int_equal(nf.calls, 0);
+  sb_engine_limits lim = {2, 0, 1000, 0};
+  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, &lim};
+  e->ops->attach(e, &host);
+  for (int i = 0; i < 5; i++) pub(e, "g:b", "x");
+  read_result rr = rd(e, "g:b", 1, 10);
+  assert_int_equal(rr.head, 5);
+  assert_int_equal(rr.n, 2); /* history_max 2 from attach, not 10 */
+  e->ops->free(e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_offsets_contiguous_and_ring_bounded),
@@ -564,6 +610,7 @@ int main(void) {
       cmocka_unit_test(test_streams_expire_and_memory_comes_back),
       cmocka_unit_test(test_closed_sessions_capped),
       cmocka_unit_test(test_closed_session_cost),
+      cmocka_unit_test(test_publish_completion_and_attach_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
