@@ -679,9 +679,24 @@ SB_EXPORT int sb_hub_publish(sb_hub *hub, const char *group, sb_method method, c
                              const void *body, size_t len);
 
 /* Pushes a message to one connection by id (recorded in its direct stream, so that it is
- * replayed if the connection resumes). SB_ENOTFOUND when no session has this id. */
+ * replayed if the connection resumes). SB_ENOTFOUND when no session has this id — with an
+ * engine that can tell at once (the memory engine). An asynchronous engine (redis) learns it
+ * later: there 0 means only "accepted", and the outcome is reported to sb_hub_send_to_cb. */
 SB_EXPORT int sb_hub_send_to(sb_hub *hub, const char *conn_id, sb_method method,
                              const char *url, const void *body, size_t len);
+
+/* The outcome of an operation reported later: 0, or a negative SB_E* code. */
+typedef void (*sb_hub_done_cb)(int status, void *user);
+
+/* sb_hub_send_to, with its outcome reported to `cb` with every engine: 0 (recorded, and pushed
+ * to the connection wherever it is connected), SB_ENOTFOUND (no session has this id), or
+ * another negative code (the engine failed; nothing was recorded). Returns 0, and then `cb`
+ * runs exactly once, never inside this call (on a later loop turn); or returns SB_EINVAL
+ * (bad arguments, cb NULL) or SB_ENOMEM, and `cb` never runs. sb_hub_free answers SB_EBUSY
+ * until every such `cb` has run. */
+SB_EXPORT int sb_hub_send_to_cb(sb_hub *hub, const char *conn_id, sb_method method,
+                                const char *url, const void *body, size_t len,
+                                sb_hub_done_cb cb, void *user);
 
 /* Pushes a message to every connection of an identity (the group "user:<identity>", which
  * every connection the upgrade auth accepted as that identity joins): all of a user's tabs

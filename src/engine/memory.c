@@ -173,7 +173,7 @@ static int stream_ref(mem_engine *m, char kind, const char *name, int delta) {
 }
 
 static int m_publish(sb_engine *e, const char *name, size_t n, const char *session,
-                     const uint8_t *data, size_t len) {
+                     const uint8_t *data, size_t len, sb_engine_position_cb done, void *ctx) {
   mem_engine *m = (mem_engine *)e;
   if (session && !sb_map_get(&m->sessions, session, strlen(session))) return SB_ENOTFOUND;
   mem_stream *s = get_stream(m, name, n, 1);
@@ -202,10 +202,12 @@ static int m_publish(sb_engine *e, const char *name, size_t n, const char *sessi
   r->data = copy;
   r->len = len;
   s->count++;
+  uint64_t offset = r->offset, epoch = s->epoch; /* for `done`, after the delivery */
   if (s->subscribers && m->deliver) {
     sb_record rec = {r->offset, r->time_ms, r->data, r->len};
     m->deliver(m->hub, name, n, s->epoch, &rec);
   }
+  if (done) done(ctx, 0, offset, epoch);
   return 0;
 }
 
@@ -485,12 +487,17 @@ static void m_tick(sb_engine *e) {
   give_back(m);
 }
 
-static void m_attach(sb_engine *e, void *hub, sb_engine_deliver_cb deliver,
-                     uint64_t (*now)(void *)) {
+/* The memory engine needs no take-over hook: a session lives on this node only, and the hub
+ * closes a connection whose session it resumed itself. */
+static void m_attach(sb_engine *e, const sb_engine_host *host) {
   mem_engine *m = (mem_engine *)e;
-  m->hub = hub;
-  m->deliver = deliver;
-  m->now = now;
+  m->hub = host ? host->hub : NULL;
+  m->deliver = host ? host->deliver : NULL;
+  m->now = host ? host->now : NULL;
+  if (host && host->limits) {
+    m->lim = *host->limits;
+    if (m->lim.history_max == 0) m->lim.history_max = 1;
+  }
 }
 
 static void m_free(sb_engine *e) {

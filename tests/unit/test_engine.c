@@ -69,7 +69,8 @@ static sb_engine *make_with(size_t max, uint64_t age, uint64_t ttl, size_t max_c
   sb_engine *e;
   sb_engine_limits lim = {max, age, ttl, max_closed};
   assert_int_equal(sb_memory_engine_new(&e, a, &lim), 0);
-  e->ops->attach(e, NULL, on_deliver, fake_now);
+  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, NULL};
+  e->ops->attach(e, &host);
   ngot = 0;
   clock_ms = 1000;
   return e;
@@ -118,7 +119,7 @@ static const sb_allocator counting = {count_malloc, count_realloc, count_free, N
 
 static void pub(sb_engine *e, const char *stream, const char *body) {
   assert_int_equal(e->ops->publish(e, stream, strlen(stream), NULL, (const uint8_t *)body,
-                                   strlen(body)),
+                                   strlen(body), NULL, NULL),
                    0);
 }
 
@@ -301,10 +302,12 @@ static void test_sessions(void **state) {
   assert_int_equal(take(e, TOK).status, SB_ENOTFOUND);
   assert_int_equal(e->ops->session_token(e, ID, TOK), 0);
   /* direct messages need a session */
-  assert_int_equal(e->ops->publish(e, "c:zzz", 5, "zzz", (const uint8_t *)"x", 1), SB_ENOTFOUND);
+  assert_int_equal(e->ops->publish(e, "c:zzz", 5, "zzz", (const uint8_t *)"x", 1, NULL, NULL),
+                   SB_ENOTFOUND);
   char direct[32];
   snprintf(direct, sizeof(direct), "c:%s", ID);
-  assert_int_equal(e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1), 0);
+  assert_int_equal(
+      e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1, NULL, NULL), 0);
   /* closed: resumable within the TTL, gone after it, direct stream included */
   assert_int_equal(e->ops->session_closed(e, ID), 0);
   clock_ms += 999;
@@ -314,7 +317,8 @@ static void test_sessions(void **state) {
   clock_ms += 2;
   e->ops->tick(e);
   assert_int_equal(take(e, TOK).status, SB_ENOTFOUND);
-  assert_int_equal(e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1),
+  assert_int_equal(
+      e->ops->publish(e, direct, strlen(direct), ID, (const uint8_t *)"x", 1, NULL, NULL),
                    SB_ENOTFOUND);
   read_result rr = rd(e, direct, 1, 10);
   assert_int_equal(rr.head, 0); /* a new, empty stream */
@@ -474,7 +478,8 @@ static void test_closed_sessions_capped(void **state) {
     token_of(tok, i);
     snprintf(direct, sizeof(direct), "c:%s", id);
     assert_int_equal(take_as(e, tok, "").status, SB_ENOTFOUND);
-    assert_int_equal(e->ops->publish(e, direct, strlen(direct), id, (const uint8_t *)"x", 1),
+    assert_int_equal(
+        e->ops->publish(e, direct, strlen(direct), id, (const uint8_t *)"x", 1, NULL, NULL),
                      SB_ENOTFOUND);
   }
   /* The newest three are whole. Resuming one reopens it: off the closed list. */
@@ -546,6 +551,52 @@ static void test_closed_session_cost(void **state) {
   }
 }
 
+typedef struct pub_result {
+  int calls, status, delivered_before;
+  uint64_t offset, epoch;
+} pub_result;
+
+static void on_published(void *ctx, int status, uint64_t offset, uint64_t epoch) {
+  pub_result *r = ctx;
+  r->calls++;
+  r->status = status;
+  r->offset = offset;
+  r->epoch = epoch;
+  r->delivered_before = (int)ngot;
+}
+
+/* publish's completion: once, with the message's position, after the delivery; a direct
+ * message to no session is refused by the return value and the completion never fires. The
+ * limits given in attach replace those given at creation. */
+static void test_publish_completion_and_attach_limits(void **state) {
+  (void)state;
+  sb_engine *e = make(10, 0, 1000);
+  assert_int_equal(e->ops->subscribe(e, "g:a", 3), 0);
+  pub_result r = {0};
+  pub(e, "g:a", "one");
+  assert_int_equal(e->ops->publish(e, "g:a", 3, NULL, (const uint8_t *)"two", 3, on_published,
+                                   &r),
+                   0);
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(r.status, 0);
+  assert_int_equal(r.offset, 2);
+  assert_true(r.epoch == got[0].epoch && r.epoch != 0);
+  assert_int_equal(r.delivered_before, 2);
+  pub_result nf = {0};
+  assert_int_equal(e->ops->publish(e, "c:zzz", 5, "zzz", (const uint8_t *)"x", 1, on_published,
+                                   &nf),
+                   SB_ENOTFOUND);
+  assert_int_equal(nf.calls, 0);
+  sb_engine_limits lim = {2, 0, 1000, 0};
+  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, &lim};
+  e->ops->attach(e, &host);
+  for (int i = 0; i < 5; i++) pub(e, "g:b", "x");
+  read_result rr = rd(e, "g:b", 1, 10);
+  assert_int_equal(rr.head, 5);
+  assert_int_equal(rr.n, 2); /* history_max 2 from attach, not 10 */
+  e->ops->free(e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_offsets_contiguous_and_ring_bounded),
@@ -559,6 +610,7 @@ int main(void) {
       cmocka_unit_test(test_streams_expire_and_memory_comes_back),
       cmocka_unit_test(test_closed_sessions_capped),
       cmocka_unit_test(test_closed_session_cost),
+      cmocka_unit_test(test_publish_completion_and_attach_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
