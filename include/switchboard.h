@@ -724,6 +724,44 @@ SB_EXPORT int sb_hub_position(sb_hub *hub, const char *group, uint64_t *offset,
                               uint64_t *epoch);
 
 /* ---------------------------------------------------------------------------------------- */
+/* The redis engine: many nodes as one (work in progress, issue 10)                            */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * An engine shared by every node that uses the same Redis: give it to sb_hub_options.engine and
+ * the hub's groups, direct messages and sessions span the cluster (docs/ARCHITECTURE.md, "Redis
+ * engine"). It talks to Redis over two connections on `loop` (commands, and pub/sub), which
+ * reconnect by themselves; while Redis is unreachable, calls that need it fail at once. Create
+ * it before the hub, free it after the hub (sb_redis_engine_free), then let the loop run once
+ * more so that its handles close. Its handles do not keep the loop alive.
+ */
+typedef struct sb_redis_options {
+  const char *url;             /* "redis://host:port" (an IP address or localhost) or
+                                  "unix:/path"; default redis://127.0.0.1:6379 */
+  const char *prefix;          /* key and channel prefix; "sb:" */
+  const char *node_id;         /* this node's id (at most 63 bytes); NULL: random */
+  const char *public_url;      /* the url clients reach this node at (the node registry) */
+  unsigned heartbeat_ms;       /* how often the node renews its registration; 1 s */
+  unsigned node_ttl_ms;        /* a node that has not renewed it this long is dead; 5 s */
+  unsigned command_timeout_ms; /* a Redis command not answered this long fails (the link is
+                                  made again); 2 s */
+  unsigned stream_ttl_ms;      /* an idle stream's keys expire this long after their last use
+                                  (publish, read, position); 24 h */
+} sb_redis_options;
+
+SB_EXPORT void sb_redis_options_init(sb_redis_options *opts);
+
+/* Creates the engine and starts connecting (it is usable once connected; until then calls
+ * that need Redis fail). SB_EINVAL with a reason in err for a bad url or node id. */
+SB_EXPORT int sb_redis_engine_new(sb_engine **out, struct uv_loop_s *loop,
+                                  const sb_redis_options *opts, char *err, size_t errlen);
+SB_EXPORT void sb_redis_engine_free(sb_engine *engine);
+/* This node's id (borrowed). */
+SB_EXPORT const char *sb_redis_engine_node_id(const sb_engine *engine);
+/* 1 while both Redis links are up. */
+SB_EXPORT int sb_redis_engine_up(const sb_engine *engine);
+
+/* ---------------------------------------------------------------------------------------- */
 /* REST: routes with parameters, Express-style middleware, responses now or later             */
 /* ---------------------------------------------------------------------------------------- */
 

@@ -21,7 +21,8 @@
 -- Effects (ok): the token is deleted and t = ""; g + 1; n = node; c = 0; no TTLs while
 -- open; out of Pclosed; moved from the previous node's set to this node's. If the session was
 -- open (c = 0) the previous holder's connection must close: PUBLISH "k<connid>:<g>" to the
--- previous node's channel P{node:<previous>} (also when that is this node).
+-- previous node's channel P{node:<previous>}, unless that is this node (its hub closes the
+-- local holder itself).
 -- A token whose session is gone, or that its session no longer names, is deleted (notfound).
 --
 -- Atomic: the identity check, the token's deletion and the move are one step, so of two
@@ -61,7 +62,9 @@ redis.call('DEL', tk)
 local gen = redis.call('HINCRBY', s, 'g', 1)
 redis.call('HSET', s, 't', '', 'n', node, 'c', '0')
 hold_session(P, closed, id, cur[2], node)
-if c == 0 and cur[2] then
+-- Not when the holder is this node: its hub closes a local holder itself, and a message to
+-- itself could race the reply and close the very connection that resumed.
+if c == 0 and cur[2] and cur[2] ~= node then
   redis.call('PUBLISH', node_channel(P, cur[2]), 'k' .. id .. ':' .. fmt(gen))
 end
 local groups = {}

@@ -1,0 +1,1245 @@
+/*
+ * redis.c — the redis engine: many nodes behave as one through one Redis (issue 10).
+ *
+ * Every operation is one script (src/engine/scripts/, docs/ARCHITECTURE.md "Redis engine: key
+ * layout and scripts") on the commands connection; messages arrive on the pub/sub connection:
+ * a group's channel for group streams, this node's channel for direct messages and control.
+ * Both connections are rconn.c's (reconnects, timeouts, scripts).
+ *
+ * Delivery, per stream subscribed on this node. The node remembers the epoch and the last
+ * offset it delivered. A message of the same epoch at offset + 1 is delivered; at or below it,
+ * it is a duplicate and dropped; above offset + 1 it is held and the gap is filled from the
+ * stream's history (the read script) before it, so a lost pub/sub message costs the clients
+ * nothing. A message of another epoch resets the stream (its history was lost; the clients'
+ * positions in the old epoch mean nothing and their resume says so).
+ *
+ * The first local member subscribes: SUBSCRIBE, and the position script for the stream's head.
+ * Messages that come before that answer are held; the baseline is the head, or just below the
+ * first held message of the same epoch if that is lower (those arrived live after the
+ * subscription and belong to the members). Publishing from this node to a stream whose
+ * subscription is not live yet waits for it (a barrier on the pub/sub connection), so that a
+ * node's own publish right after a first join reaches its members.
+ *
+ * Sessions this node holds are fenced by their generation (the scripts' `g`): every script
+ * that acts for a connection passes the generation it holds, and a late close of a session
+ * that was resumed elsewhere is ignored by Redis. The generation comes with the answer to the
+ * open; what the hub asks before it (a token, a close) waits for it.
+ *
+ * Left for later (issue 10, open): re-registering sessions after a Redis reconnect, the health
+ * probe through this node's own channel, presence, the periodic check of stream tops.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/map.h"
+#include "engine/engine.h"
+#include "engine/rconn.h"
+#include "redis_scripts.h"
+
+#define X(name) S_##name,
+enum { SB_LUA_SCRIPTS(X) S_COUNT };
+#undef X
+#define X(name) sb_lua_##name,
+static const char *const script_text[] = {SB_LUA_SCRIPTS(X)};
+#undef X
+
+#define KEY_MAX 512
+#define FILL_BATCH 256
+
+typedef struct held_msg {
+  uint64_t epoch, offset, time_ms;
+  uint8_t *data;
+  size_t len;
+} held_msg;
+
+typedef struct queued_pub {
+  struct queued_pub *next;
+  sb_engine_position_cb done;
+  void *ctx;
+  char *session;
+  size_t len;
+  uint8_t data[];
+} queued_pub;
+
+typedef struct rstream {
+  struct redis_engine *e;
+  unsigned refs;     /* subscribe calls not undone */
+  unsigned pending;  /* its commands and barrier still to answer */
+  uint8_t gone;      /* unsubscribed: freed once nothing is pending */
+  uint8_t live;    /* the subscription is confirmed */
+  uint8_t ready;   /* the baseline is known */
+  uint8_t filling; /* a read for a gap is in flight */
+  uint8_t direct;  /* "c:": arrives on the node channel */
+  uint64_t epoch, offset;
+  held_msg *held;
+  size_t nheld, heldcap;
+  queued_pub *queue, **queue_tail;
+  size_t name_len;
+  char name[];
+} rstream;
+
+typedef struct rsess {
+  char id[23];
+  char token[23]; /* bound once the generation is known */
+  uint64_t gen;   /* 0: the open is not answered yet */
+  uint8_t close_pending;
+} rsess;
+
+typedef struct redis_engine {
+  sb_engine base;
+  uv_loop_t *loop;
+  sb_redis_options o;
+  char prefix[64];
+  char node_id[64];
+  char public_url[256];
+  char node_channel[128];
+  size_t node_channel_len;
+  sb_rconn *cmd, *sub;
+  sb_engine_host host;
+  sb_engine_limits lim;
+  int attached;
+  sb_map streams;  /* name → rstream (subscribed here; the key is the stream's own name) */
+  sb_map channels; /* a group stream's channel → rstream */
+  sb_map sessions; /* conn id → rsess (held here) */
+  uint64_t started_ms, last_beat, last_expire;
+  unsigned inflight; /* commands whose callback is still to come */
+  int freeing;
+} redis_engine;
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- keys -------------------------------------------------------------------------------- */
+
+/* prefix + "{" + E(tag) + "}" + suffix, E escaping '%', '{', '}' (the hash tag is the name). */
+static size_t make_key(const redis_engine *e, char *out, size_t cap, const char *tag_prefix,
+                       const char *name, size_t n, const char *suffix) {
+  size_t k = (size_t)snprintf(out, cap, "%s{%s", e->prefix, tag_prefix);
+  if (k >= cap) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)name[i];
+    if (ch == '%' || ch == '{' || ch == '}') {
+      if (k + 3 >= cap) return 0;
+      k += (size_t)snprintf(out + k, cap - k, "%%%02X", ch);
+    } else {
+      if (k + 1 >= cap) return 0;
+      out[k++] = (char)ch;
+    }
+  }
+  int r = snprintf(out + k, cap - k, "}%s", suffix);
+  if (r < 0 || (size_t)r >= cap - k) return 0;
+  return k + (size_t)r;
+}
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+static uint64_t reply_u64(const redisReply *r) {
+  if (!r) return 0;
+  if (r->type == REDIS_REPLY_INTEGER) return (uint64_t)r->integer;
+  if (r->type == REDIS_REPLY_STRING) return strtoull(r->str, NULL, 10);
+  return 0;
+}
+
+static int reply_is(const redisReply *r, const char *s) {
+  return r && r->type == REDIS_REPLY_STRING && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
+}
+
+/* A script call through the commands connection. `args` are the keys then the arguments. */
+typedef struct call_args {
+  const char *v[16];
+  size_t l[16];
+  int n;
+} call_args;
+
+static void arg(call_args *a, const void *p, size_t len) {
+  a->v[a->n] = p;
+  a->l[a->n] = len;
+  a->n++;
+}
+static void arg_s(call_args *a, const char *s) { arg(a, s, strlen(s)); }
+
+static int call(redis_engine *e, int script, int nkeys, call_args *a, sb_rconn_reply_cb cb,
+                void *ctx) {
+  int r = sb_rconn_script(e->cmd, (size_t)script, nkeys, a->n, a->v, a->l, cb, ctx);
+  if (r == 0) e->inflight++;
+  return r;
+}
+
+/* ---- delivery ----------------------------------------------------------------------------- */
+
+static void emit(rstream *s, uint64_t epoch, uint64_t offset, uint64_t time_ms, const void *data,
+                 size_t len) {
+  redis_engine *e = s->e;
+  s->epoch = epoch;
+  s->offset = offset;
+  if (!e->host.deliver) return;
+  sb_record rec = {offset, time_ms, data, len};
+  e->host.deliver(e->host.hub, s->name, s->name_len, epoch, &rec);
+}
+
+static int hold(rstream *s, uint64_t epoch, uint64_t offset, uint64_t time_ms, const void *data,
+                size_t len) {
+  if (s->nheld == s->heldcap) {
+    size_t cap = s->heldcap ? s->heldcap * 2 : 8;
+    held_msg *h = realloc(s->held, cap * sizeof(*h));
+    if (!h) return SB_ENOMEM;
+    s->held = h;
+    s->heldcap = cap;
+  }
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy) return SB_ENOMEM;
+  memcpy(copy, data, len);
+  s->held[s->nheld++] = (held_msg){epoch, offset, time_ms, copy, len};
+  return 0;
+}
+
+static void start_fill(rstream *s);
+static void consider(rstream *s, uint64_t epoch, uint64_t offset, uint64_t time_ms,
+                     const void *data, size_t len);
+
+static int held_cmp(const void *a, const void *b) {
+  const held_msg *x = a, *y = b;
+  return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* The baseline or a fill is done: deliver what was held, in offset order. */
+static void release_held(rstream *s) {
+  if (s->nheld == 0) return;
+  qsort(s->held, s->nheld, sizeof(*s->held), held_cmp);
+  size_t n = s->nheld, i = 0;
+  held_msg *h = s->held;
+  s->held = NULL;
+  s->nheld = s->heldcap = 0;
+  for (; i < n; i++) {
+    if (s->filling) { /* a new gap: the rest waits for its fill */
+      if (hold(s, h[i].epoch, h[i].offset, h[i].time_ms, h[i].data, h[i].len) != 0) break;
+    } else {
+      consider(s, h[i].epoch, h[i].offset, h[i].time_ms, h[i].data, h[i].len);
+    }
+    free(h[i].data);
+    h[i].data = NULL;
+  }
+  for (; i < n; i++) free(h[i].data);
+  free(h);
+}
+
+static void consider(rstream *s, uint64_t epoch, uint64_t offset, uint64_t time_ms,
+                     const void *data, size_t len) {
+  if (!s->ready || s->filling) {
+    hold(s, epoch, offset, time_ms, data, len);
+    return;
+  }
+  if (epoch != s->epoch) { /* history lost: a new epoch starts here */
+    emit(s, epoch, offset, time_ms, data, len);
+    return;
+  }
+  if (offset <= s->offset) return; /* a duplicate */
+  if (offset == s->offset + 1) {
+    emit(s, epoch, offset, time_ms, data, len);
+    return;
+  }
+  if (hold(s, epoch, offset, time_ms, data, len) == 0) start_fill(s);
+}
+
+static void free_stream(rstream *s);
+
+/* A callback of the stream's came back; 1 if the stream was dropped meanwhile (then freed). */
+static int stream_back(rstream *s) {
+  s->pending--;
+  if (!s->gone) return 0;
+  if (s->pending == 0) free_stream(s);
+  return 1;
+}
+
+static void on_fill(void *ctx, int status, redisReply *r) {
+  rstream *s = ctx;
+  s->e->inflight--;
+  if (stream_back(s) || s->e->freeing) return;
+  int more = 0;
+  if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
+    uint64_t epoch = reply_u64(r->element[0]), head = reply_u64(r->element[2]);
+    redisReply *recs = r->element[3];
+    if (epoch != s->epoch) {
+      s->epoch = epoch; /* lost: go on from what is there */
+      s->offset = recs->elements >= 3 ? reply_u64(recs->element[0]) - 1 : head;
+    }
+    for (size_t i = 0; i + 3 <= recs->elements; i += 3) {
+      uint64_t off = reply_u64(recs->element[i]);
+      if (off <= s->offset) continue;
+      emit(s, epoch, off, reply_u64(recs->element[i + 1]), recs->element[i + 2]->str,
+           recs->element[i + 2]->len);
+    }
+    /* What was trimmed away cannot come back: skip to the oldest held message. */
+    more = recs->elements / 3 == FILL_BATCH && s->offset < head;
+  }
+  s->filling = 0;
+  if (more) return start_fill(s);
+  /* On failure (Redis unreachable) the held messages go out as they are: the gap stays,
+   * and the clients see it in the offsets and resume. */
+  if (status != 0 && s->nheld) {
+    qsort(s->held, s->nheld, sizeof(*s->held), held_cmp);
+    s->offset = s->held[0].offset - 1;
+    s->epoch = s->held[0].epoch;
+  } else if (s->nheld && s->held[0].epoch == s->epoch) {
+    /* Anything still below the first held message is gone from the history. */
+    qsort(s->held, s->nheld, sizeof(*s->held), held_cmp);
+    if (s->held[0].offset > s->offset + 1) s->offset = s->held[0].offset - 1;
+  }
+  release_held(s);
+}
+
+static void start_fill(rstream *s) {
+  redis_engine *e = s->e;
+  char m[KEY_MAX], x[KEY_MAX], from[24], max[24], now[24], cand[24], hmax[24], age[24], ttl[24];
+  size_t ml = make_key(e, m, sizeof(m), "", s->name, s->name_len, ":m");
+  size_t xl = make_key(e, x, sizeof(x), "", s->name, s->name_len, ":x");
+  snprintf(from, sizeof(from), "%llu", (unsigned long long)(s->offset + 1));
+  snprintf(max, sizeof(max), "%d", FILL_BATCH);
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
+  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
+  snprintf(hmax, sizeof(hmax), "%zu", e->lim.history_max);
+  snprintf(age, sizeof(age), "%llu", (unsigned long long)e->lim.history_age_ms);
+  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
+  call_args a = {.n = 0};
+  arg(&a, m, ml);
+  arg(&a, x, xl);
+  arg_s(&a, e->prefix);
+  arg(&a, s->name, s->name_len);
+  arg_s(&a, from);
+  arg_s(&a, max);
+  arg_s(&a, now);
+  arg_s(&a, cand);
+  arg_s(&a, sb_rconn_run_id(e->cmd));
+  arg_s(&a, hmax);
+  arg_s(&a, age);
+  arg_s(&a, ttl);
+  s->filling = 1;
+  if (ml && xl && call(e, S_read, 2, &a, on_fill, s) == 0) {
+    s->pending++;
+  } else {
+    s->filling = 0;
+    /* Cannot fill now: deliver what is held, the clients see the gap and resume. */
+    if (s->nheld) {
+      qsort(s->held, s->nheld, sizeof(*s->held), held_cmp);
+      s->offset = s->held[0].offset - 1;
+      s->epoch = s->held[0].epoch;
+    }
+    release_held(s);
+  }
+}
+
+/* "<epoch>:<offset>:<time>:" then the payload. */
+static int parse_record(const char *p, size_t n, uint64_t *epoch, uint64_t *offset,
+                        uint64_t *time_ms, const char **data, size_t *len) {
+  uint64_t v[3];
+  size_t i = 0;
+  for (int k = 0; k < 3; k++) {
+    v[k] = 0;
+    size_t start = i;
+    while (i < n && p[i] >= '0' && p[i] <= '9') v[k] = v[k] * 10 + (uint64_t)(p[i++] - '0');
+    if (i == start || i >= n || p[i] != ':') return -1;
+    i++;
+  }
+  *epoch = v[0];
+  *offset = v[1];
+  *time_ms = v[2];
+  *data = p + i;
+  *len = n - i;
+  return 0;
+}
+
+static void publish_now(redis_engine *e, rstream *s, const char *name, size_t nlen,
+                        const char *session, const uint8_t *data, size_t len,
+                        sb_engine_position_cb done, void *ctx, int *result);
+
+static void on_sub_message(void *user, const char *ch, size_t clen, const char *data, size_t len) {
+  redis_engine *e = user;
+  uint64_t epoch, offset, t;
+  const char *payload;
+  size_t plen;
+  if (clen == e->node_channel_len && memcmp(ch, e->node_channel, clen) == 0) {
+    if (len < 1) return;
+    if (data[0] == 'd') { /* d<slen>:<stream><record> */
+      size_t i = 1, sl = 0;
+      while (i < len && data[i] >= '0' && data[i] <= '9') sl = sl * 10 + (size_t)(data[i++] - '0');
+      if (i >= len || data[i] != ':' || len - i - 1 < sl) return;
+      const char *name = data + i + 1;
+      rstream *s = sb_map_get(&e->streams, name, sl);
+      if (!s || parse_record(name + sl, len - i - 1 - sl, &epoch, &offset, &t, &payload, &plen))
+        return;
+      consider(s, epoch, offset, t, payload, plen);
+    } else if (data[0] == 'k') { /* k<connid>:<generation> */
+      const char *colon = memchr(data, ':', len);
+      if (!colon) return;
+      size_t idl = (size_t)(colon - data - 1);
+      rsess *ss = sb_map_get(&e->sessions, data + 1, idl);
+      uint64_t gen = strtoull(colon + 1, NULL, 10);
+      if (!ss || (ss->gen && gen <= ss->gen)) return;
+      char id[23];
+      snprintf(id, sizeof(id), "%s", ss->id);
+      sb_map_del(&e->sessions, ss->id, strlen(ss->id));
+      free(ss);
+      if (e->host.taken) e->host.taken(e->host.hub, id);
+    }
+    return;
+  }
+  /* A group's channel, P{E(g:name)}. */
+  rstream *s = sb_map_get(&e->channels, ch, clen);
+  if (!s || parse_record(data, len, &epoch, &offset, &t, &payload, &plen)) return;
+  consider(s, epoch, offset, t, payload, plen);
+}
+
+/* ---- streams: subscribe ------------------------------------------------------------------- */
+
+static void on_baseline(void *ctx, int status, redisReply *r) {
+  rstream *s = ctx;
+  s->e->inflight--;
+  if (stream_back(s) || s->e->freeing) return;
+  if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+    s->epoch = reply_u64(r->element[0]);
+    s->offset = reply_u64(r->element[1]);
+  } else if (s->nheld) {
+    qsort(s->held, s->nheld, sizeof(*s->held), held_cmp);
+    s->epoch = s->held[0].epoch;
+    s->offset = s->held[0].offset - 1;
+  }
+  /* Held messages of this epoch at or below the head came live after the subscription: they
+   * belong to the members, so the baseline goes below the first of them. */
+  for (size_t i = 0; i < s->nheld; i++) {
+    if (s->held[i].epoch == s->epoch && s->held[i].offset <= s->offset)
+      s->offset = s->held[i].offset - 1;
+  }
+  s->ready = 1;
+  release_held(s);
+}
+
+static void flush_queue(rstream *s) {
+  queued_pub *q = s->queue;
+  s->queue = NULL;
+  s->queue_tail = &s->queue;
+  while (q) {
+    queued_pub *next = q->next;
+    int r = 0;
+    publish_now(s->e, NULL, s->name, s->name_len, q->session, q->data, q->len, q->done, q->ctx, &r);
+    if (r != 0 && q->done) q->done(q->ctx, r, 0, 0);
+    free(q->session);
+    free(q);
+    q = next;
+  }
+}
+
+static void on_live(void *ctx, int status) {
+  rstream *s = ctx;
+  if (stream_back(s) || s->e->freeing) return;
+  s->live = 1; /* or the link failed: publishing goes on, and fills cover what is missed */
+  (void)status;
+  flush_queue(s);
+}
+
+static void free_stream(rstream *s) {
+  for (size_t i = 0; i < s->nheld; i++) free(s->held[i].data);
+  free(s->held);
+  for (queued_pub *q = s->queue, *next; q; q = next) { /* only when the engine is freed */
+    next = q->next;
+    free(q->session);
+    free(q);
+  }
+  free(s);
+}
+
+static size_t channel_of(const redis_engine *e, char *out, size_t cap, const char *name, size_t n) {
+  return make_key(e, out, cap, "", name, n, "");
+}
+
+static int r_subscribe(sb_engine *be, const char *name, size_t n) {
+  redis_engine *e = (redis_engine *)be;
+  rstream *s = sb_map_get(&e->streams, name, n);
+  if (s) {
+    s->refs++;
+    return 0;
+  }
+  s = calloc(1, sizeof(*s) + n + 1);
+  if (!s) return SB_ENOMEM;
+  s->e = e;
+  s->refs = 1;
+  memcpy(s->name, name, n);
+  s->name_len = n;
+  s->queue_tail = &s->queue;
+  s->direct = n > 2 && name[0] == 'c' && name[1] == ':';
+  if (sb_map_put(&e->streams, s->name, n, s)) {
+    free(s);
+    return SB_ENOMEM;
+  }
+  if (s->direct) {
+    s->live = 1; /* this node's channel is always subscribed */
+  } else {
+    char ch[KEY_MAX];
+    size_t cl = channel_of(e, ch, sizeof(ch), name, n);
+    /* Group messages are found by their channel. */
+    if (!cl || sb_map_put(&e->channels, ch, cl, s) || sb_rconn_subscribe(e->sub, ch, cl)) {
+      if (cl) sb_map_del(&e->channels, ch, cl);
+      sb_map_del(&e->streams, s->name, n);
+      free(s);
+      return SB_ENOMEM;
+    }
+    if (sb_rconn_barrier(e->sub, on_live, s) == 0) s->pending++;
+    else s->live = 1;
+  }
+  char m[KEY_MAX], x[KEY_MAX], cand[24], ttl[24];
+  size_t ml = make_key(e, m, sizeof(m), "", name, n, ":m");
+  size_t xl = make_key(e, x, sizeof(x), "", name, n, ":x");
+  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
+  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
+  call_args a = {.n = 0};
+  arg(&a, m, ml);
+  arg(&a, x, xl);
+  arg_s(&a, e->prefix);
+  arg(&a, name, n);
+  arg_s(&a, cand);
+  arg_s(&a, sb_rconn_run_id(e->cmd));
+  arg_s(&a, ttl);
+  if (call(e, S_position, 2, &a, on_baseline, s) == 0) s->pending++;
+  else s->ready = 1; /* Redis is down: the first message sets the baseline */
+  return 0;
+}
+
+static int r_unsubscribe(sb_engine *be, const char *name, size_t n) {
+  redis_engine *e = (redis_engine *)be;
+  rstream *s = sb_map_get(&e->streams, name, n);
+  if (!s || --s->refs > 0) return 0;
+  flush_queue(s); /* publishes that waited for the subscription go out anyway */
+  sb_map_del(&e->streams, s->name, n);
+  if (!s->direct) {
+    char ch[KEY_MAX];
+    size_t cl = channel_of(e, ch, sizeof(ch), name, n);
+    if (cl) {
+      sb_map_del(&e->channels, ch, cl);
+      sb_rconn_unsubscribe(e->sub, ch, cl);
+    }
+  }
+  s->gone = 1;
+  if (s->pending == 0) free_stream(s);
+  return 0;
+}
+
+/* ---- publish ------------------------------------------------------------------------------ */
+
+typedef struct pub_ctx {
+  redis_engine *e;
+  sb_engine_position_cb done;
+  void *ctx;
+} pub_ctx;
+
+static void on_published(void *ctx, int status, redisReply *r) {
+  pub_ctx *p = ctx;
+  redis_engine *e = p->e;
+  e->inflight--;
+  int st = status;
+  uint64_t epoch = 0, offset = 0;
+  if (st == 0) {
+    if (r->type == REDIS_REPLY_NIL) st = SB_ENOTFOUND;
+    else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+      epoch = reply_u64(r->element[0]);
+      offset = reply_u64(r->element[1]);
+    } else {
+      st = SB_EIO;
+    }
+  }
+  if (p->done && !e->freeing) p->done(p->ctx, st, offset, epoch);
+  free(p);
+}
+
+static void on_published_quiet(void *ctx, int status, redisReply *r) {
+  redis_engine *e = ctx;
+  (void)status;
+  (void)r;
+  e->inflight--;
+}
+
+static void publish_now(redis_engine *e, rstream *s, const char *name, size_t nlen,
+                        const char *session, const uint8_t *data, size_t len,
+                        sb_engine_position_cb done, void *ctx, int *result) {
+  (void)s;
+  char m[KEY_MAX], x[KEY_MAX], sk[KEY_MAX], now[24], cand[24], hmax[24], age[24], ttl[24];
+  size_t ml = make_key(e, m, sizeof(m), "", name, nlen, ":m");
+  size_t xl = make_key(e, x, sizeof(x), "", name, nlen, ":x");
+  size_t sl = session ? make_key(e, sk, sizeof(sk), "s:", session, strlen(session), "") : 0;
+  if (!ml || !xl || (session && !sl)) {
+    *result = SB_EINVAL;
+    return;
+  }
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
+  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
+  snprintf(hmax, sizeof(hmax), "%zu", e->lim.history_max);
+  snprintf(age, sizeof(age), "%llu", (unsigned long long)e->lim.history_age_ms);
+  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
+  call_args a = {.n = 0};
+  arg(&a, m, ml);
+  arg(&a, x, xl);
+  if (session) arg(&a, sk, sl);
+  arg_s(&a, e->prefix);
+  arg(&a, name, nlen);
+  arg(&a, data, len);
+  arg_s(&a, now);
+  arg_s(&a, cand);
+  arg_s(&a, sb_rconn_run_id(e->cmd));
+  arg_s(&a, hmax);
+  arg_s(&a, age);
+  arg_s(&a, ttl);
+  if (!done) {
+    *result = call(e, S_publish, session ? 3 : 2, &a, on_published_quiet, e);
+    return;
+  }
+  pub_ctx *p = malloc(sizeof(*p));
+  if (!p) {
+    *result = SB_ENOMEM;
+    return;
+  }
+  *p = (pub_ctx){e, done, ctx};
+  *result = call(e, S_publish, session ? 3 : 2, &a, on_published, p);
+  if (*result != 0) free(p);
+}
+
+static int r_publish(sb_engine *be, const char *name, size_t n, const char *session,
+                     const uint8_t *data, size_t len, sb_engine_position_cb done, void *ctx) {
+  redis_engine *e = (redis_engine *)be;
+  if (!sb_rconn_up(e->cmd)) return SB_EIO;
+  rstream *s = sb_map_get(&e->streams, name, n);
+  if (s && !s->live) {
+    /* The first local member just joined: wait until its subscription is live, so that this
+     * node's own message reaches it (rare: only right after a first join). */
+    queued_pub *q = malloc(sizeof(*q) + len);
+    if (!q) return SB_ENOMEM;
+    q->next = NULL;
+    q->done = done;
+    q->ctx = ctx;
+    q->len = len;
+    q->session = NULL;
+    if (session && !(q->session = strdup(session))) {
+      free(q);
+      return SB_ENOMEM;
+    }
+    memcpy(q->data, data, len);
+    *s->queue_tail = q;
+    s->queue_tail = &q->next;
+    return 0;
+  }
+  int r = 0;
+  publish_now(e, s, name, n, session, data, len, done, ctx, &r);
+  return r;
+}
+
+/* ---- read, position, trim ----------------------------------------------------------------- */
+
+typedef struct op_ctx {
+  redis_engine *e;
+  union {
+    sb_engine_read_cb read;
+    sb_engine_position_cb position;
+    void (*sync)(void *, int);
+    sb_engine_session_cb session;
+  } cb;
+  void *ctx;
+} op_ctx;
+
+static op_ctx *new_op(redis_engine *e, void *ctx) {
+  op_ctx *o = malloc(sizeof(*o));
+  if (o) {
+    o->e = e;
+    o->ctx = ctx;
+  }
+  return o;
+}
+
+static void on_read(void *ctx, int status, redisReply *r) {
+  op_ctx *o = ctx;
+  o->e->inflight--;
+  if (o->e->freeing) return free(o);
+  if (status != 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+      r->element[3]->type != REDIS_REPLY_ARRAY) {
+    o->cb.read(o->ctx, SB_EIO, 0, 0, 0, NULL, 0);
+    free(o);
+    return;
+  }
+  redisReply *recs = r->element[3];
+  size_t n = recs->elements / 3;
+  sb_record stack[64], *v = n <= 64 ? stack : malloc(n * sizeof(*v));
+  if (!v) {
+    o->cb.read(o->ctx, SB_ENOMEM, 0, 0, 0, NULL, 0);
+    free(o);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    redisReply *d = recs->element[3 * i + 2];
+    v[i] = (sb_record){reply_u64(recs->element[3 * i]), reply_u64(recs->element[3 * i + 1]),
+                       (const uint8_t *)d->str, d->len};
+  }
+  o->cb.read(o->ctx, 0, reply_u64(r->element[0]), reply_u64(r->element[1]),
+             reply_u64(r->element[2]), v, n);
+  if (v != stack) free(v);
+  free(o);
+}
+
+static int r_read(sb_engine *be, const char *name, size_t n, uint64_t from, size_t max,
+                  sb_engine_read_cb cb, void *ctx) {
+  redis_engine *e = (redis_engine *)be;
+  char m[KEY_MAX], x[KEY_MAX], f[24], mx[24], now[24], cand[24], hmax[24], age[24], ttl[24];
+  size_t ml = make_key(e, m, sizeof(m), "", name, n, ":m");
+  size_t xl = make_key(e, x, sizeof(x), "", name, n, ":x");
+  if (!ml || !xl) return SB_EINVAL;
+  snprintf(f, sizeof(f), "%llu", (unsigned long long)from);
+  snprintf(mx, sizeof(mx), "%zu", max ? max : 1);
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
+  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
+  snprintf(hmax, sizeof(hmax), "%zu", e->lim.history_max);
+  snprintf(age, sizeof(age), "%llu", (unsigned long long)e->lim.history_age_ms);
+  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
+  call_args a = {.n = 0};
+  arg(&a, m, ml);
+  arg(&a, x, xl);
+  arg_s(&a, e->prefix);
+  arg(&a, name, n);
+  arg_s(&a, f);
+  arg_s(&a, mx);
+  arg_s(&a, now);
+  arg_s(&a, cand);
+  arg_s(&a, sb_rconn_run_id(e->cmd));
+  arg_s(&a, hmax);
+  arg_s(&a, age);
+  arg_s(&a, ttl);
+  op_ctx *o = new_op(e, ctx);
+  if (!o) return SB_ENOMEM;
+  o->cb.read = cb;
+  int r = call(e, S_read, 2, &a, on_read, o);
+  if (r) free(o);
+  return r;
+}
+
+static void on_position(void *ctx, int status, redisReply *r) {
+  op_ctx *o = ctx;
+  o->e->inflight--;
+  if (o->e->freeing) return free(o);
+  if (status != 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+    o->cb.position(o->ctx, SB_EIO, 0, 0);
+  else
+    o->cb.position(o->ctx, 0, reply_u64(r->element[1]), reply_u64(r->element[0]));
+  free(o);
+}
+
+static int r_position(sb_engine *be, const char *name, size_t n, sb_engine_position_cb cb,
+                      void *ctx) {
+  redis_engine *e = (redis_engine *)be;
+  char m[KEY_MAX], x[KEY_MAX], cand[24], ttl[24];
+  size_t ml = make_key(e, m, sizeof(m), "", name, n, ":m");
+  size_t xl = make_key(e, x, sizeof(x), "", name, n, ":x");
+  if (!ml || !xl) return SB_EINVAL;
+  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
+  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
+  call_args a = {.n = 0};
+  arg(&a, m, ml);
+  arg(&a, x, xl);
+  arg_s(&a, e->prefix);
+  arg(&a, name, n);
+  arg_s(&a, cand);
+  arg_s(&a, sb_rconn_run_id(e->cmd));
+  arg_s(&a, ttl);
+  op_ctx *o = new_op(e, ctx);
+  if (!o) return SB_ENOMEM;
+  o->cb.position = cb;
+  int r = call(e, S_position, 2, &a, on_position, o);
+  if (r) free(o);
+  return r;
+}
+
+static int r_position_now(sb_engine *be, const char *name, size_t n, uint64_t *offset,
+                          uint64_t *epoch) {
+  (void)be, (void)name, (void)n, (void)offset, (void)epoch;
+  return SB_ENOTFOUND; /* only asynchronously: the hub passes "unknown" and the scripts fill it */
+}
+
+static int r_trim(sb_engine *be, const char *name, size_t n, uint64_t through) {
+  redis_engine *e = (redis_engine *)be;
+  char m[KEY_MAX], x[KEY_MAX], t[24];
+  size_t ml = make_key(e, m, sizeof(m), "", name, n, ":m");
+  size_t xl = make_key(e, x, sizeof(x), "", name, n, ":x");
+  if (!ml || !xl) return SB_EINVAL;
+  snprintf(t, sizeof(t), "%llu", (unsigned long long)through);
+  call_args a = {.n = 0};
+  arg(&a, m, ml);
+  arg(&a, x, xl);
+  arg_s(&a, t);
+  arg_s(&a, "");
+  return call(e, S_trim, 2, &a, on_published_quiet, e);
+}
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+
+static void send_token(redis_engine *e, rsess *ss);
+static void send_closed(redis_engine *e, rsess *ss);
+
+typedef struct sess_ctx {
+  redis_engine *e;
+  char id[23];
+} sess_ctx;
+
+static void on_opened(void *ctx, int status, redisReply *r) {
+  sess_ctx *c = ctx;
+  redis_engine *e = c->e;
+  e->inflight--;
+  if (e->freeing) return free(c);
+  rsess *ss = sb_map_get(&e->sessions, c->id, strlen(c->id));
+  free(c);
+  if (!ss) return;
+  ss->gen = status == 0 && r->type == REDIS_REPLY_INTEGER ? (uint64_t)r->integer : 0;
+  if (!ss->gen) { /* Redis failed: the connection lives on; its session is not shared */
+    if (ss->close_pending) {
+      sb_map_del(&e->sessions, ss->id, strlen(ss->id));
+      free(ss);
+    }
+    return;
+  }
+  if (ss->token[0]) send_token(e, ss);
+  if (ss->close_pending) send_closed(e, ss);
+}
+
+static int r_session_open(sb_engine *be, const char *conn_id, const char *identity) {
+  redis_engine *e = (redis_engine *)be;
+  size_t idl = strlen(conn_id);
+  if (idl == 0 || idl > 22) return SB_EINVAL;
+  rsess *ss = sb_map_get(&e->sessions, conn_id, idl);
+  if (ss && ss->gen) return 0; /* taken by this node just now: the take moved it here */
+  if (!ss) {
+    ss = calloc(1, sizeof(*ss));
+    if (!ss) return SB_ENOMEM;
+    memcpy(ss->id, conn_id, idl + 1);
+    if (sb_map_put(&e->sessions, ss->id, idl, ss)) {
+      free(ss);
+      return SB_ENOMEM;
+    }
+  }
+  char s1[KEY_MAX], s2[KEY_MAX], closed[KEY_MAX];
+  size_t l1 = make_key(e, s1, sizeof(s1), "s:", conn_id, idl, "");
+  size_t l2 = make_key(e, s2, sizeof(s2), "s:", conn_id, idl, ":g");
+  int l3 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
+  call_args a = {.n = 0};
+  arg(&a, s1, l1);
+  arg(&a, s2, l2);
+  arg(&a, closed, (size_t)l3);
+  arg_s(&a, e->prefix);
+  arg(&a, conn_id, idl);
+  arg_s(&a, identity ? identity : "");
+  arg_s(&a, e->node_id);
+  arg_s(&a, "");
+  sess_ctx *c = malloc(sizeof(*c));
+  if (!c) return SB_ENOMEM;
+  c->e = e;
+  memcpy(c->id, conn_id, idl + 1);
+  int r = call(e, S_session_open, 3, &a, on_opened, c);
+  if (r) {
+    free(c);
+    sb_map_del(&e->sessions, ss->id, idl);
+    free(ss);
+  }
+  return r;
+}
+
+static int r_session_group(sb_engine *be, const char *conn_id, const char *group, int joined,
+                           uint64_t offset, uint64_t epoch) {
+  redis_engine *e = (redis_engine *)be;
+  size_t idl = strlen(conn_id), gl = strlen(group);
+  char s1[KEY_MAX], s2[KEY_MAX], gm[KEY_MAX], gx[KEY_MAX], stream[260], off[24], ep[24],
+      cand[24], ttl[24];
+  if (gl + 3 > sizeof(stream)) return SB_EINVAL;
+  int sl = snprintf(stream, sizeof(stream), "g:%s", group);
+  size_t l1 = make_key(e, s1, sizeof(s1), "s:", conn_id, idl, "");
+  size_t l2 = make_key(e, s2, sizeof(s2), "s:", conn_id, idl, ":g");
+  size_t l3 = make_key(e, gm, sizeof(gm), "", stream, (size_t)sl, ":m");
+  size_t l4 = make_key(e, gx, sizeof(gx), "", stream, (size_t)sl, ":x");
+  if (!l1 || !l2 || !l3 || !l4) return SB_EINVAL;
+  snprintf(off, sizeof(off), "%llu", (unsigned long long)offset);
+  snprintf(ep, sizeof(ep), "%llu", (unsigned long long)epoch);
+  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
+  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
+  call_args a = {.n = 0};
+  arg(&a, s1, l1);
+  arg(&a, s2, l2);
+  arg(&a, gm, l3);
+  arg(&a, gx, l4);
+  arg_s(&a, e->prefix);
+  arg(&a, group, gl);
+  arg_s(&a, joined ? "1" : "0");
+  arg_s(&a, off);
+  arg_s(&a, ep);
+  arg_s(&a, cand);
+  arg_s(&a, sb_rconn_run_id(e->cmd));
+  arg_s(&a, ttl);
+  return call(e, S_session_group, 4, &a, on_published_quiet, e);
+}
+
+static void send_closed(redis_engine *e, rsess *ss) {
+  size_t idl = strlen(ss->id);
+  char s1[KEY_MAX], s2[KEY_MAX], closed[KEY_MAX], gen[24], now[24], ttl[24], cap[24];
+  size_t l1 = make_key(e, s1, sizeof(s1), "s:", ss->id, idl, "");
+  size_t l2 = make_key(e, s2, sizeof(s2), "s:", ss->id, idl, ":g");
+  int l3 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
+  snprintf(gen, sizeof(gen), "%llu", (unsigned long long)ss->gen);
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
+  snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)e->lim.session_ttl_ms);
+  snprintf(cap, sizeof(cap), "%zu", e->lim.max_closed_sessions);
+  call_args a = {.n = 0};
+  arg(&a, s1, l1);
+  arg(&a, s2, l2);
+  arg(&a, closed, (size_t)l3);
+  arg_s(&a, e->prefix);
+  arg(&a, ss->id, idl);
+  arg_s(&a, e->node_id);
+  arg_s(&a, gen);
+  arg_s(&a, now);
+  arg_s(&a, ttl);
+  arg_s(&a, cap);
+  call(e, S_session_closed, 3, &a, on_published_quiet, e);
+  sb_map_del(&e->sessions, ss->id, idl);
+  free(ss);
+}
+
+static int r_session_closed(sb_engine *be, const char *conn_id) {
+  redis_engine *e = (redis_engine *)be;
+  rsess *ss = sb_map_get(&e->sessions, conn_id, strlen(conn_id));
+  if (!ss) return SB_ENOTFOUND;
+  if (!ss->gen) { /* the open is not answered yet: closed right after it */
+    ss->close_pending = 1;
+    return 0;
+  }
+  send_closed(e, ss);
+  return 0;
+}
+
+static void send_token(redis_engine *e, rsess *ss) {
+  size_t idl = strlen(ss->id);
+  char s1[KEY_MAX], tk[KEY_MAX], gen[24];
+  size_t l1 = make_key(e, s1, sizeof(s1), "s:", ss->id, idl, "");
+  size_t l2 = make_key(e, tk, sizeof(tk), "t:", ss->token, strlen(ss->token), "");
+  snprintf(gen, sizeof(gen), "%llu", (unsigned long long)ss->gen);
+  call_args a = {.n = 0};
+  arg(&a, s1, l1);
+  arg(&a, tk, l2);
+  arg_s(&a, e->prefix);
+  arg(&a, ss->id, idl);
+  arg_s(&a, ss->token);
+  arg_s(&a, e->node_id);
+  arg_s(&a, gen);
+  call(e, S_session_token, 2, &a, on_published_quiet, e);
+  ss->token[0] = '\0';
+}
+
+static int r_session_token(sb_engine *be, const char *conn_id, const char *token) {
+  redis_engine *e = (redis_engine *)be;
+  rsess *ss = sb_map_get(&e->sessions, conn_id, strlen(conn_id));
+  if (!ss || strlen(token) != 22) return SB_EINVAL;
+  if (!sb_rconn_up(e->cmd)) return SB_EIO;
+  memcpy(ss->token, token, 23);
+  if (ss->gen) send_token(e, ss);
+  return 0;
+}
+
+static void on_taken(void *ctx, int status, redisReply *r) {
+  op_ctx *o = ctx;
+  redis_engine *e = o->e;
+  e->inflight--;
+  if (e->freeing) return free(o);
+  sb_engine_session_cb cb = o->cb.session;
+  void *cctx = o->ctx;
+  free(o);
+  if (status != 0 || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return cb(cctx, SB_EIO, NULL);
+  if (reply_is(r->element[0], "notfound")) return cb(cctx, SB_ENOTFOUND, NULL);
+  if (reply_is(r->element[0], "identity")) return cb(cctx, SB_ENGINE_EIDENTITY, NULL);
+  if (!reply_is(r->element[0], "ok") || r->elements != 7 ||
+      r->element[6]->type != REDIS_REPLY_ARRAY || r->element[1]->len > 22)
+    return cb(cctx, SB_EIO, NULL);
+  redisReply *g = r->element[6];
+  size_t ng = g->elements / 3;
+  sb_session_group stack[16], *groups = ng <= 16 ? stack : malloc(ng * sizeof(*groups));
+  char id[23];
+  memcpy(id, r->element[1]->str, r->element[1]->len);
+  id[r->element[1]->len] = '\0';
+  /* This node holds the session now, with the take's generation. */
+  rsess *ss = sb_map_get(&e->sessions, id, strlen(id));
+  if (!ss && (ss = calloc(1, sizeof(*ss))) != NULL) {
+    memcpy(ss->id, id, sizeof(id));
+    if (sb_map_put(&e->sessions, ss->id, strlen(ss->id), ss)) {
+      free(ss);
+      ss = NULL;
+    }
+  }
+  if (!groups || !ss) {
+    if (groups && groups != stack) free(groups);
+    return cb(cctx, SB_ENOMEM, NULL);
+  }
+  ss->gen = reply_u64(r->element[5]);
+  ss->close_pending = 0;
+  for (size_t i = 0; i < ng; i++) {
+    groups[i].name = g->element[3 * i]->str;
+    groups[i].offset = reply_u64(g->element[3 * i + 1]);
+    groups[i].epoch = reply_u64(g->element[3 * i + 2]);
+  }
+  sb_session_info info = {ss->id, r->element[2]->str ? r->element[2]->str : "", groups, ng};
+  cb(cctx, 0, &info);
+  if (groups != stack) free(groups);
+}
+
+static int r_session_take(sb_engine *be, const char *token, const char *identity,
+                          sb_engine_session_cb cb, void *ctx) {
+  redis_engine *e = (redis_engine *)be;
+  char tk[KEY_MAX], closed[KEY_MAX], now[24], ttl[24];
+  size_t l1 = make_key(e, tk, sizeof(tk), "t:", token, strlen(token), "");
+  int l2 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
+  if (!l1) return SB_EINVAL;
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
+  snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)e->lim.session_ttl_ms);
+  call_args a = {.n = 0};
+  arg(&a, tk, l1);
+  arg(&a, closed, (size_t)l2);
+  arg_s(&a, e->prefix);
+  arg_s(&a, token);
+  arg_s(&a, identity ? identity : "");
+  arg_s(&a, e->node_id);
+  arg_s(&a, now);
+  arg_s(&a, ttl);
+  op_ctx *o = new_op(e, ctx);
+  if (!o) return SB_ENOMEM;
+  o->cb.session = cb;
+  int r = call(e, S_session_take, 2, &a, on_taken, o);
+  if (r) free(o);
+  return r;
+}
+
+/* ---- sync, housekeeping ------------------------------------------------------------------- */
+
+static void on_synced(void *ctx, int status) {
+  op_ctx *o = ctx;
+  o->e->inflight--;
+  if (o->e->freeing) return free(o);
+  o->cb.sync(o->ctx, status);
+  free(o);
+}
+
+static int r_sync(sb_engine *be, void (*cb)(void *ctx, int status), void *ctx) {
+  redis_engine *e = (redis_engine *)be;
+  op_ctx *o = new_op(e, ctx);
+  if (!o) return SB_ENOMEM;
+  o->cb.sync = cb;
+  int r = sb_rconn_barrier(e->sub, on_synced, o);
+  if (r) free(o);
+  else e->inflight++;
+  return r;
+}
+
+static void heartbeat(redis_engine *e) {
+  char nodes[KEY_MAX], info[KEY_MAX], started[24], now[24], ttl[24];
+  int l1 = snprintf(nodes, sizeof(nodes), "%snodes", e->prefix);
+  size_t l2 = make_key(e, info, sizeof(info), "node:", e->node_id, strlen(e->node_id), ":i");
+  snprintf(started, sizeof(started), "%llu", (unsigned long long)e->started_ms);
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
+  snprintf(ttl, sizeof(ttl), "%u", e->o.node_ttl_ms);
+  call_args a = {.n = 0};
+  arg(&a, nodes, (size_t)l1);
+  arg(&a, info, l2);
+  arg_s(&a, e->node_id);
+  arg_s(&a, e->public_url);
+  arg_s(&a, started);
+  arg_s(&a, now);
+  arg_s(&a, ttl);
+  call(e, S_node_heartbeat, 2, &a, on_published_quiet, e);
+}
+
+static void expire_nodes(redis_engine *e) {
+  char nodes[KEY_MAX], closed[KEY_MAX], now[24], ttl[24], cap[24];
+  int l1 = snprintf(nodes, sizeof(nodes), "%snodes", e->prefix);
+  int l2 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
+  snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)e->lim.session_ttl_ms);
+  snprintf(cap, sizeof(cap), "%zu", e->lim.max_closed_sessions);
+  call_args a = {.n = 0};
+  arg(&a, nodes, (size_t)l1);
+  arg(&a, closed, (size_t)l2);
+  arg_s(&a, e->prefix);
+  arg_s(&a, now);
+  arg_s(&a, ttl);
+  arg_s(&a, cap);
+  arg_s(&a, "1000");
+  call(e, S_node_expire, 2, &a, on_published_quiet, e);
+}
+
+static void r_tick(sb_engine *be) {
+  redis_engine *e = (redis_engine *)be;
+  if (!sb_rconn_up(e->cmd)) return;
+  uint64_t now = uv_now(e->loop);
+  if (now - e->last_beat >= e->o.heartbeat_ms) {
+    e->last_beat = now;
+    heartbeat(e);
+  }
+  if (now - e->last_expire >= 1000) {
+    e->last_expire = now;
+    expire_nodes(e);
+  }
+}
+
+static void on_cmd_state(void *user, int up) {
+  redis_engine *e = user;
+  if (up) {
+    e->last_beat = uv_now(e->loop);
+    heartbeat(e); /* first, so that node_expire never sweeps a node that holds sessions */
+  }
+}
+
+static void r_attach(sb_engine *be, const sb_engine_host *host) {
+  redis_engine *e = (redis_engine *)be;
+  if (!host) {
+    memset(&e->host, 0, sizeof(e->host));
+    e->attached = 0;
+    return;
+  }
+  e->host = *host;
+  e->host.limits = NULL;
+  if (host->limits) e->lim = *host->limits;
+  e->attached = 1;
+}
+
+static void r_free(sb_engine *be) { sb_redis_engine_free(be); }
+
+static const sb_engine_ops redis_ops = {
+    .name = "redis",
+    .attach = r_attach,
+    .publish = r_publish,
+    .subscribe = r_subscribe,
+    .unsubscribe = r_unsubscribe,
+    .read = r_read,
+    .trim = r_trim,
+    .position = r_position,
+    .position_now = r_position_now,
+    .session_open = r_session_open,
+    .session_group = r_session_group,
+    .session_closed = r_session_closed,
+    .session_token = r_session_token,
+    .session_take = r_session_take,
+    .sync = r_sync,
+    .tick = r_tick,
+    .free = r_free,
+};
+
+/* ---- the public API ----------------------------------------------------------------------- */
+
+void sb_redis_options_init(sb_redis_options *o) {
+  memset(o, 0, sizeof(*o));
+  o->url = "redis://127.0.0.1:6379";
+  o->prefix = "sb:";
+  o->heartbeat_ms = 1000;
+  o->node_ttl_ms = 5000;
+  o->command_timeout_ms = 2000;
+  o->stream_ttl_ms = 24u * 3600u * 1000u;
+}
+
+int sb_redis_engine_new(sb_engine **out, struct uv_loop_s *loop, const sb_redis_options *opts,
+                        char *err, size_t errlen) {
+  *out = NULL;
+  if (err && errlen) err[0] = '\0';
+  if (!loop || !opts) return SB_EINVAL;
+  redis_engine *e = calloc(1, sizeof(*e));
+  if (!e) return SB_ENOMEM;
+  e->base.ops = &redis_ops;
+  e->loop = loop;
+  e->o = *opts;
+  sb_redis_options def;
+  sb_redis_options_init(&def);
+  if (!e->o.url) e->o.url = def.url;
+  if (!e->o.heartbeat_ms) e->o.heartbeat_ms = def.heartbeat_ms;
+  if (!e->o.node_ttl_ms) e->o.node_ttl_ms = def.node_ttl_ms;
+  if (!e->o.command_timeout_ms) e->o.command_timeout_ms = def.command_timeout_ms;
+  if (!e->o.stream_ttl_ms) e->o.stream_ttl_ms = def.stream_ttl_ms;
+  snprintf(e->prefix, sizeof(e->prefix), "%s", e->o.prefix ? e->o.prefix : def.prefix);
+  if (e->o.node_id && *e->o.node_id) {
+    if (strlen(e->o.node_id) >= sizeof(e->node_id)) {
+      free(e);
+      if (err) snprintf(err, errlen, "node id too long (at most 63 bytes)");
+      return SB_EINVAL;
+    }
+    snprintf(e->node_id, sizeof(e->node_id), "%s", e->o.node_id);
+  } else if (sb_random_id(e->node_id) != 0) {
+    free(e);
+    return SB_EIO;
+  }
+  snprintf(e->public_url, sizeof(e->public_url), "%s", e->o.public_url ? e->o.public_url : "");
+  e->o.url = NULL; /* copied into the connections */
+  e->node_channel_len =
+      make_key(e, e->node_channel, sizeof(e->node_channel), "node:", e->node_id,
+               strlen(e->node_id), "");
+  e->lim.history_max = 1000;
+  e->lim.history_age_ms = 5 * 60 * 1000;
+  e->lim.session_ttl_ms = 5 * 60 * 1000;
+  e->lim.max_closed_sessions = 100000;
+  e->started_ms = wall_ms();
+  sb_map_init_borrowed(&e->streams, &sb_default_allocator);
+  sb_map_init(&e->channels, &sb_default_allocator);
+  sb_map_init_borrowed(&e->sessions, &sb_default_allocator);
+  sb_rconn_options co = {0};
+  co.url = opts->url ? opts->url : def.url;
+  co.command_timeout_ms = e->o.command_timeout_ms;
+  co.scripts = script_text;
+  co.nscripts = S_COUNT;
+  co.on_state = on_cmd_state;
+  co.user = e;
+  int r = sb_rconn_new(&e->cmd, loop, &co, err, errlen);
+  if (r == 0) {
+    sb_rconn_options so = {0};
+    so.url = co.url;
+    so.pubsub = 1;
+    so.command_timeout_ms = e->o.command_timeout_ms;
+    so.on_message = on_sub_message;
+    so.user = e;
+    r = sb_rconn_new(&e->sub, loop, &so, err, errlen);
+    if (r == 0) r = sb_rconn_subscribe(e->sub, e->node_channel, e->node_channel_len);
+  }
+  if (r != 0) {
+    sb_rconn_free(e->sub);
+    sb_rconn_free(e->cmd);
+    sb_map_free(&e->streams);
+    sb_map_free(&e->channels);
+    sb_map_free(&e->sessions);
+    free(e);
+    return r;
+  }
+  *out = &e->base;
+  return 0;
+}
+
+void sb_redis_engine_free(sb_engine *be) {
+  redis_engine *e = (redis_engine *)be;
+  if (!e) return;
+  e->freeing = 1;
+  memset(&e->host, 0, sizeof(e->host));
+  /* Pending commands fail now, into callbacks that only free their contexts. */
+  sb_rconn_free(e->cmd);
+  sb_rconn_free(e->sub);
+  for (size_t i = 0; i < e->streams.cap; i++)
+    if (e->streams.slots[i].key) free_stream(e->streams.slots[i].val);
+  for (size_t i = 0; i < e->sessions.cap; i++)
+    if (e->sessions.slots[i].key) free(e->sessions.slots[i].val);
+  sb_map_free(&e->streams);
+  sb_map_free(&e->channels);
+  sb_map_free(&e->sessions);
+  free(e);
+}
+
+const char *sb_redis_engine_node_id(const sb_engine *be) {
+  return be ? ((const redis_engine *)be)->node_id : NULL;
+}
+
+int sb_redis_engine_up(const sb_engine *be) {
+  const redis_engine *e = (const redis_engine *)be;
+  return e && sb_rconn_up(e->cmd) && sb_rconn_up(e->sub);
+}

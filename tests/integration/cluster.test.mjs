@@ -1,0 +1,157 @@
+// Several hubtest nodes joined through one real redis-server (the redis engine, issue 10):
+// group fan-out across nodes, contiguous offsets with publishers on every node, direct
+// messages across nodes, subscriptions that follow local membership (PUBSUB NUMSUB), resume on
+// another node, and a resume that takes a session still open on another node (4000).
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { HUBTEST_BIN, HubClient, startServer } from './hub.mjs';
+import { KIND, decodeResumed } from './proto.mjs';
+import { sleep } from './lib.mjs';
+import { startRedis, redisCommand } from './redis.mjs';
+
+let redis;
+const nodes = [];
+before(async () => { redis = await startRedis(); });
+after(async () => {
+  const reports = [];
+  for (const n of nodes) {
+    await n.stop();
+    const r = n.sanitizerReport();
+    if (r) reports.push(r);
+  }
+  await redis?.stop();
+  if (reports.length) throw new Error(`sanitizer report(s):\n${reports.join('\n---\n')}`);
+});
+
+async function node(name) {
+  const n = await startServer(HUBTEST_BIN, ['--redis', redis.url, '--node-id', name], { name });
+  nodes.push(n);
+  return n;
+}
+const connect = (n, label) => HubClient.connect(n.port, { label });
+const pushesOf = (c, stream) => c.log.filter((m) => m.kind === KIND.PUSH && m.stream === stream);
+
+async function waitPushes(c, stream, count, ms = 5000) {
+  await c.waitFor(() => (pushesOf(c, stream).length >= count ? true : undefined), ms,
+    `${count} pushes on ${stream}`);
+  return pushesOf(c, stream);
+}
+
+describe('two nodes, one Redis', () => {
+  let A, B;
+  before(async () => { A = await node('node-a'); B = await node('node-b'); });
+
+  test('a group spans the nodes: every member gets every message once, offsets 1..n, publishers on both', async () => {
+    const g = `room-${Date.now()}`;
+    const a = await connect(A, 'a'), b = await connect(B, 'b');
+    const pa = await connect(A, 'pa'), pb = await connect(B, 'pb');
+    await a.ok(`/join/${g}`);
+    await b.ok(`/join/${g}`);
+    for (let i = 0; i < 10; i++) {
+      await pa.ok(`/publish/${g}`, `a${i}`);
+      await pb.ok(`/publish/${g}`, `b${i}`);
+    }
+    for (const c of [a, b]) {
+      const got = await waitPushes(c, `g:${g}`, 20);
+      await sleep(200);
+      const all = pushesOf(c, `g:${g}`);
+      assert.equal(all.length, 20, `${c.label}: ${all.length} pushes`);
+      assert.deepEqual(all.map((m) => Number(m.offset)), Array.from({ length: 20 }, (_, i) => i + 1));
+      assert.equal(new Set(all.map((m) => m.epoch)).size, 1);
+      const bodies = got.map((m) => m.body.toString()).sort();
+      assert.deepEqual(bodies, [...Array(10).keys()].flatMap((i) => [`a${i}`, `b${i}`]).sort());
+    }
+    for (const c of [a, b, pa, pb]) c.destroy();
+  });
+
+  test('a node subscribes to a group while it has a member, and unsubscribes after the last', async () => {
+    const g = `sub-${Date.now()}`;
+    const ch = `sb:{g:${g}}`;
+    const numsub = async () => (await redisCommand(redis.port, 'PUBSUB', 'NUMSUB', ch))[1];
+    assert.equal(await numsub(), 0);
+    const a1 = await connect(A), a2 = await connect(A), b1 = await connect(B);
+    await a1.ok(`/join/${g}`);
+    await a2.ok(`/join/${g}`);
+    await sleep(100);
+    assert.equal(await numsub(), 1, 'node A once, however many members');
+    await b1.ok(`/join/${g}`);
+    await sleep(100);
+    assert.equal(await numsub(), 2);
+    await a1.ok(`/leave/${g}`);
+    await sleep(100);
+    assert.equal(await numsub(), 2, 'A still has a2');
+    a2.destroy();
+    await sleep(300);
+    assert.equal(await numsub(), 1, 'A left after its last member');
+    // A node's own publish right after its first join reaches its member.
+    const a3 = await connect(A);
+    a3.sendEnv({ kind: KIND.REQUEST, method: 2, id: 901, url: `/join/${g}` });
+    a3.sendEnv({ kind: KIND.REQUEST, method: 2, id: 902, url: `/publish/${g}`, body: 'right after' });
+    const m = await a3.take((x) => x.kind === KIND.PUSH && x.stream === `g:${g}`, 5000, 'its own publish');
+    assert.equal(m.body.toString(), 'right after');
+    for (const c of [a1, a3, b1]) c.destroy();
+  });
+
+  test('a direct message reaches a connection on the other node; an unknown one is 404', async () => {
+    const a = await connect(A, 'a'), b = await connect(B, 'b');
+    await sleep(100);
+    assert.equal(await a.ok(`/send/${b.id}`, 'hello b'), '');
+    const m = await b.take((x) => x.kind === KIND.PUSH && x.stream === `c:${b.id}`, 5000, 'the direct push');
+    assert.equal(m.body.toString(), 'hello b');
+    assert.equal(Number(m.offset), 1);
+    const r = await a.request(`/sendcb/${'x'.repeat(22)}`, 'nobody');
+    assert.equal(r.status, 404);
+    a.destroy();
+    b.destroy();
+  });
+
+  test('resume on the other node: exactly what was missed, recovered', async () => {
+    const g = `away-${Date.now()}`;
+    const x = await connect(A, 'x'), p = await connect(B, 'p');
+    await x.ok(`/join/${g}`);
+    await p.ok(`/publish/${g}`, 'one');
+    const first = (await waitPushes(x, `g:${g}`, 1))[0];
+    const token = x.hello.token, id = x.id;
+    x.destroy();
+    await sleep(200);
+    await p.ok(`/publish/${g}`, 'two');
+    await p.ok(`/publish/${g}`, 'three');
+    await p.ok(`/send/${id}`, 'direct while away');
+    const y = await connect(B, 'y');
+    y.resume(token, [{ stream: `g:${g}`, offset: first.offset, epoch: first.epoch }]);
+    const hello = await y.take((m) => m.kind === KIND.HELLO, 5000, 'the new HELLO');
+    assert.equal(hello.connId, id, 'the session id is kept');
+    const done = await y.take((m) => m.kind === KIND.RESUMED, 10000, 'RESUMED');
+    const byStream = Object.fromEntries(decodeResumed(done.body).map((e) => [e.stream, e]));
+    assert.equal(byStream[`g:${g}`].recovered, true, JSON.stringify(decodeResumed(done.body), (k, v) => (typeof v === 'bigint' ? String(v) : v)));
+    assert.equal(byStream[`c:${id}`].recovered, true);
+    assert.deepEqual(pushesOf(y, `g:${g}`).map((m) => m.body.toString()), ['two', 'three']);
+    assert.deepEqual(pushesOf(y, `c:${id}`).map((m) => m.body.toString()), ['direct while away']);
+    // Live again, on B now.
+    await p.ok(`/publish/${g}`, 'four');
+    await waitPushes(y, `g:${g}`, 3);
+    assert.equal(pushesOf(y, `g:${g}`)[2].body.toString(), 'four');
+    y.destroy();
+    p.destroy();
+  });
+
+  test('resuming on B while the old connection is open on A closes it with 4000', async () => {
+    const x = await connect(A, 'x');
+    await sleep(100);
+    const y = await connect(B, 'y');
+    y.resume(x.hello.token, []);
+    await y.take((m) => m.kind === KIND.RESUMED, 10000, 'RESUMED');
+    const closed = await x.waitClosed(5000);
+    assert.equal(closed.frame?.code, 4000, JSON.stringify(closed.frame));
+    // A's close does not expire the session B holds: B's connection can be reached.
+    await sleep(300);
+    const p = await connect(A, 'p');
+    const id = x.hello.connId; /* y holds x's session now */
+    assert.equal(await p.ok(`/send/${id}`, 'still here'), '');
+    const m = await y.take((z) => z.kind === KIND.PUSH && z.stream === `c:${id}`, 5000, 'the direct push');
+    assert.equal(m.body.toString(), 'still here');
+    y.destroy();
+    p.destroy();
+  });
+});
