@@ -10,8 +10,8 @@
  * Times are the test's own (ARGV), so ages and expiries are exact. A missing redis-server is
  * a failure with a message, not a skip (scripts/setup.sh test installs it).
  *
- * The keys are built here as the engine must build them (docs/ARCHITECTURE.md, "Redis engine:
- * key layout and scripts"); the cases that look at keys the scripts build themselves (a closed
+ * The keys are built here as the engine must build them (docs/ARCHITECTURE.md, "Redis engine",
+ * "Key layout and scripts"); the cases that look at keys the scripts build themselves (a closed
  * session's group streams, a node's session set) check that both sides escape names alike.
  */
 #include <errno.h>
@@ -1023,6 +1023,13 @@ static void test_take_moves_and_kills(void **state) {
   /* a plain open of a session held open elsewhere fences it the same way */
   expect_int(session_open("c1", "alice", "B", ""), 4);
   expect_message(sub, NODE_CH("A"), "kc1:4", 5);
+  /* a take by the node that holds it open sends nothing: its hub closes the holder itself */
+  expect_int(session_token("c1", "t3", "B", "4"), 1);
+  r = take("t3", "alice", "B", "4000");
+  expect_take(r, "ok");
+  assert_int_equal(r->element[5]->integer, 5);
+  freeReplyObject(r);
+  expect_quiet(sub, NODE_CH("B"));
   redisFree(sub);
 }
 
