@@ -16,7 +16,9 @@
  * The first local member subscribes: SUBSCRIBE, and the position script for the stream's head.
  * Messages that come before that answer are held; the baseline is the head, or just below the
  * first held message of the same epoch if that is lower (those arrived live after the
- * subscription and belong to the members). Publishing from this node to a stream whose
+ * subscription and belong to the members). Once both the head is known and the subscription is
+ * confirmed, the history after the head is read once: what was published between the two
+ * reached no one here. Publishing from this node to a stream whose
  * subscription is not live yet waits for it (a barrier on the pub/sub connection), so that a
  * node's own publish right after a first join reaches its members.
  *
@@ -106,6 +108,13 @@ typedef struct redis_engine {
   uint64_t started_ms, last_beat, last_expire;
   unsigned inflight; /* commands whose callback is still to come */
   int freeing;
+  int cmd_ups;       /* times the commands link came up (> 1: a reconnect) */
+  int sub_ups;
+  /* The health probe: a message this node sends itself through its own channel, which must
+   * come back within a few command timeouts, else the pub/sub link is deaf and is made again. */
+  char probe[24];
+  uint64_t probe_sent;
+  int probe_waiting;
 } redis_engine;
 
 static uint64_t wall_ms(void) {
@@ -373,6 +382,9 @@ static void on_sub_message(void *user, const char *ch, size_t clen, const char *
       if (!s || parse_record(name + sl, len - i - 1 - sl, &epoch, &offset, &t, &payload, &plen))
         return;
       consider(s, epoch, offset, t, payload, plen);
+    } else if (data[0] == 'h') { /* our own health probe came back */
+      if (e->probe_waiting && len == strlen(e->probe) && memcmp(data, e->probe, len) == 0)
+        e->probe_waiting = 0;
     } else if (data[0] == 'k') { /* k<connid>:<generation> */
       const char *colon = memchr(data, ':', len);
       if (!colon) return;
@@ -416,6 +428,9 @@ static void on_baseline(void *ctx, int status, redisReply *r) {
   }
   s->ready = 1;
   release_held(s);
+  /* Both known (the head, and the subscription is live): what was published between the two
+   * reached no one here; read it. */
+  if (s->live && !s->filling && !s->gone) start_fill(s);
 }
 
 static void flush_queue(rstream *s) {
@@ -438,6 +453,9 @@ static void on_live(void *ctx, int status) {
   if (stream_back(s) || s->e->freeing) return;
   s->live = 1; /* or the link failed: publishing goes on, and fills cover what is missed */
   (void)status;
+  /* Messages published after the head was read but before the subscription was live went to
+   * no one here: read them (nothing when there are none). */
+  if (s->ready && !s->filling) start_fill(s);
   flush_queue(s);
 }
 
@@ -781,6 +799,7 @@ static int r_trim(sb_engine *be, const char *name, size_t n, uint64_t through) {
 
 static void send_token(redis_engine *e, rsess *ss);
 static void send_closed(redis_engine *e, rsess *ss);
+static void send_probe(redis_engine *e);
 
 typedef struct sess_ctx {
   redis_engine *e;
@@ -1082,6 +1101,13 @@ static void r_tick(sb_engine *be) {
   if (now - e->last_beat >= e->o.heartbeat_ms) {
     e->last_beat = now;
     heartbeat(e);
+    if (!e->probe_waiting && sb_rconn_up(e->sub)) send_probe(e);
+  }
+  /* A probe not back within two command timeouts: the pub/sub link is deaf (a proxy that
+   * stopped forwarding, CLIENT KILL that the socket did not report). Made again. */
+  if (e->probe_waiting && now - e->probe_sent > 2u * e->o.command_timeout_ms) {
+    e->probe_waiting = 0;
+    sb_rconn_reset(e->sub, "health probe lost");
   }
   if (now - e->last_expire >= 1000) {
     e->last_expire = now;
@@ -1089,11 +1115,87 @@ static void r_tick(sb_engine *be) {
   }
 }
 
+/* The answer to a re-registration: nil means the session was resumed elsewhere meanwhile
+ * (while this node could not hear it): its connection here must go (4000). */
+static void on_reregistered(void *ctx, int status, redisReply *r) {
+  sess_ctx *c = ctx;
+  redis_engine *e = c->e;
+  e->inflight--;
+  if (e->freeing || status != 0) return free(c);
+  rsess *ss = sb_map_get(&e->sessions, c->id, strlen(c->id));
+  if (ss && r->type == REDIS_REPLY_NIL) {
+    sb_map_del(&e->sessions, ss->id, strlen(ss->id));
+    free(ss);
+    if (e->host.taken) e->host.taken(e->host.hub, c->id);
+  } else if (ss && r->type == REDIS_REPLY_INTEGER) {
+    ss->gen = (uint64_t)r->integer;
+  }
+  free(c);
+}
+
+/* After a Redis reconnect, every session this node holds is registered again with the
+ * generation it holds (Redis may have restarted without them, or a take may have happened
+ * while this node was cut off), and a session whose open never got through is opened. */
+static void reregister_sessions(redis_engine *e) {
+  for (size_t i = 0; i < e->sessions.cap; i++) {
+    rsess *ss = e->sessions.slots[i].key ? e->sessions.slots[i].val : NULL;
+    if (!ss || ss->close_pending) continue;
+    size_t idl = strlen(ss->id);
+    char s1[KEY_MAX], s2[KEY_MAX], closed[KEY_MAX], gen[24];
+    size_t l1 = make_key(e, s1, sizeof(s1), "s:", ss->id, idl, "");
+    size_t l2 = make_key(e, s2, sizeof(s2), "s:", ss->id, idl, ":g");
+    int l3 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)ss->gen);
+    call_args a = {.n = 0};
+    arg(&a, s1, l1);
+    arg(&a, s2, l2);
+    arg(&a, closed, (size_t)l3);
+    arg_s(&a, e->prefix);
+    arg(&a, ss->id, idl);
+    arg_s(&a, ""); /* the identity is kept from the first open */
+    arg_s(&a, e->node_id);
+    arg_s(&a, ss->gen ? gen : "");
+    sess_ctx *c = malloc(sizeof(*c));
+    if (!c) return;
+    c->e = e;
+    memcpy(c->id, ss->id, idl + 1);
+    if (call(e, S_session_open, 3, &a, ss->gen ? on_reregistered : on_opened, c) != 0) {
+      free(c);
+      return;
+    }
+  }
+}
+
 static void on_cmd_state(void *user, int up) {
   redis_engine *e = user;
-  if (up) {
-    e->last_beat = uv_now(e->loop);
-    heartbeat(e); /* first, so that node_expire never sweeps a node that holds sessions */
+  if (!up) return;
+  e->last_beat = uv_now(e->loop);
+  heartbeat(e); /* first, so that node_expire never sweeps a node that holds sessions */
+  if (e->cmd_ups++ > 0) reregister_sessions(e);
+}
+
+/* The pub/sub link came back (its channels are subscribed again): whatever was published
+ * while it was down is read from the history, so a lost link costs the clients nothing. */
+static void on_sub_state(void *user, int up) {
+  redis_engine *e = user;
+  e->probe_waiting = 0;
+  if (!up || e->sub_ups++ == 0) return;
+  for (size_t i = 0; i < e->streams.cap; i++) {
+    rstream *s = e->streams.slots[i].key ? e->streams.slots[i].val : NULL;
+    if (s && s->ready && !s->filling) start_fill(s);
+  }
+}
+
+static void send_probe(redis_engine *e) {
+  snprintf(e->probe, sizeof(e->probe), "h%llu", (unsigned long long)sb_random_epoch());
+  call_args a = {.n = 0};
+  arg_s(&a, "PUBLISH");
+  arg(&a, e->node_channel, e->node_channel_len);
+  arg_s(&a, e->probe);
+  if (sb_rconn_command(e->cmd, a.n, a.v, a.l, on_published_quiet, e) == 0) {
+    e->inflight++;
+    e->probe_sent = uv_now(e->loop);
+    e->probe_waiting = 1;
   }
 }
 
@@ -1200,6 +1302,7 @@ int sb_redis_engine_new(sb_engine **out, struct uv_loop_s *loop, const sb_redis_
     so.pubsub = 1;
     so.command_timeout_ms = e->o.command_timeout_ms;
     so.on_message = on_sub_message;
+    so.on_state = on_sub_state;
     so.user = e;
     r = sb_rconn_new(&e->sub, loop, &so, err, errlen);
     if (r == 0) r = sb_rconn_subscribe(e->sub, e->node_channel, e->node_channel_len);

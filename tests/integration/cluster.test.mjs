@@ -155,3 +155,93 @@ describe('two nodes, one Redis', () => {
     p.destroy();
   });
 });
+
+describe('failures', () => {
+  let A, B;
+  before(async () => { A = await node('fail-a'); B = await node('fail-b'); });
+
+  test('CLIENT KILL TYPE pubsub: what was published meanwhile is filled in, no resume', async () => {
+    const g = `kill-${Date.now()}`;
+    const b = await connect(B, 'b'), p = await connect(A, 'p');
+    await b.ok(`/join/${g}`);
+    await p.ok(`/publish/${g}`, 'm1');
+    await waitPushes(b, `g:${g}`, 1);
+    const killed = await redisCommand(redis.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub');
+    assert.ok(killed >= 2, `killed ${killed} pub/sub links`);
+    for (let i = 2; i <= 6; i++) await p.ok(`/publish/${g}`, `m${i}`);
+    const got = await waitPushes(b, `g:${g}`, 6, 8000);
+    assert.deepEqual(got.map((m) => m.body.toString()), ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']);
+    assert.deepEqual(got.map((m) => Number(m.offset)), [1, 2, 3, 4, 5, 6]);
+    assert.equal(b.log.filter((m) => m.kind === KIND.HELLO).length, 1, 'no reconnect, no resume');
+    assert.equal(b.closeFrame, null);
+    b.destroy();
+    p.destroy();
+  });
+
+  test('kill -9 of a node: its client resumes on the other with nothing lost; the node leaves the registry', async () => {
+    const C = await node('fail-c');
+    const g = `crash-${Date.now()}`;
+    const x = await connect(C, 'x'), p = await connect(B, 'p');
+    await x.ok(`/join/${g}`);
+    await p.ok(`/publish/${g}`, 'before');
+    const first = (await waitPushes(x, `g:${g}`, 1))[0];
+    const members = await redisCommand(redis.port, 'ZRANGE', 'sb:nodes', '0', '-1');
+    assert.ok(members.includes('fail-c'), JSON.stringify(members));
+    process.kill(C.pid, 'SIGKILL');
+    await C.exited;
+    await p.ok(`/publish/${g}`, 'after1');
+    await p.ok(`/publish/${g}`, 'after2');
+    const y = await connect(B, 'y');
+    y.resume(x.hello.token, [{ stream: `g:${g}`, offset: first.offset, epoch: first.epoch }]);
+    const done = await y.take((m) => m.kind === KIND.RESUMED, 10000, 'RESUMED');
+    const e = decodeResumed(done.body).find((r) => r.stream === `g:${g}`);
+    assert.equal(e.recovered, true);
+    assert.deepEqual(pushesOf(y, `g:${g}`).map((m) => m.body.toString()), ['after1', 'after2']);
+    // Dead within 10 s: out of the registry (node TTL 3 s here, swept every second).
+    let gone = false;
+    for (let i = 0; i < 40 && !gone; i++) {
+      await sleep(250);
+      gone = !(await redisCommand(redis.port, 'ZRANGE', 'sb:nodes', '0', '-1')).includes('fail-c');
+    }
+    assert.ok(gone, 'fail-c is still registered');
+    y.destroy();
+    p.destroy();
+  });
+
+  test('Redis killed and restarted empty: errors while down, service after, new epochs say recovered:false', async () => {
+    const g = `restart-${Date.now()}`;
+    const b = await connect(B, 'b'), p = await connect(A, 'p');
+    await b.ok(`/join/${g}`);
+    await p.ok(`/publish/${g}`, 'old');
+    const old = (await waitPushes(b, `g:${g}`, 1))[0];
+    const away = await connect(A, 'away');
+    await away.ok(`/join/${g}`);
+    const tokenAway = away.hello.token;
+    away.destroy();
+    await sleep(100);
+    const t0 = Date.now();
+    const restarting = redis.restart(700);
+    await sleep(200);
+    const r = await p.request(`/publish/${g}`, 'during');
+    assert.equal(r.status, 500, `a publish while Redis is down fails at once: ${r.status}`);
+    assert.ok(Date.now() - t0 < 2500);
+    await restarting;
+    // Both nodes reconnect (backoff up to 5 s); then publishing works, under a new epoch.
+    let ok = false;
+    for (let i = 0; i < 60 && !ok; i++) {
+      await sleep(200);
+      ok = (await p.request(`/publish/${g}`, 'new')).status === 200;
+    }
+    assert.ok(ok, 'publishing works again after the restart');
+    const m = await b.take((x) => x.kind === KIND.PUSH && x.stream === `g:${g}` && x.body.toString() === 'new', 8000, 'the new push');
+    assert.notEqual(m.epoch, old.epoch, 'a new epoch: the history was lost');
+    // A session that was closed before the restart is gone with Redis' data: 401, a fresh start.
+    const y = await connect(B, 'y');
+    y.resume(tokenAway, []);
+    const err = await y.take((x) => x.kind === KIND.ERROR, 5000, 'the refusal');
+    assert.equal(err.status, 401);
+    b.destroy();
+    p.destroy();
+    y.destroy();
+  });
+});

@@ -69,27 +69,40 @@ export async function startRedis() {
   if (!fs.existsSync(REDIS_BIN)) throw new Error(`redis-server is missing (${REDIS_BIN}): run scripts/setup.sh test`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-redis-'));
   const port = await freePort();
-  const proc = spawn(REDIS_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  proc.stderr.on('data', (d) => { err += d; });
-  let exited = false;
-  proc.once('exit', () => { exited = true; });
-  for (let i = 0; i < 300; i++) {
-    if (exited) throw new Error(`redis-server exited: ${err}`);
-    try { if ((await redisCommand(port, 'PING')) === 'PONG') break; } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 20));
+  let proc, exited, err;
+  async function launch() {
+    proc = spawn(REDIS_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    err = '';
+    exited = false;
+    proc.stderr.on('data', (d) => { err += d; });
+    proc.once('exit', () => { exited = true; });
+    for (let i = 0; i < 300; i++) {
+      if (exited) throw new Error(`redis-server exited: ${err}`);
+      try { if ((await redisCommand(port, 'PING')) === 'PONG') return; } catch { /* not yet */ }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('redis-server does not answer PING');
   }
+  async function kill9() {
+    if (exited) return;
+    try { process.kill(proc.pid, 'SIGKILL'); } catch { /* gone */ }
+    await new Promise((r) => (exited ? r() : proc.once('exit', r)));
+  }
+  await launch();
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
-    pid: proc.pid,
+    get pid() { return proc.pid; },
     kill(sig) { try { process.kill(proc.pid, sig); } catch { /* gone */ } },
+    /** SIGKILL, then a new redis-server on the same port (no persistence: everything is lost). */
+    async restart(downMs = 0) {
+      await kill9();
+      if (downMs) await new Promise((r) => setTimeout(r, downMs));
+      await launch();
+    },
     async stop() {
-      if (!exited) {
-        try { process.kill(proc.pid, 'SIGKILL'); } catch { /* gone */ }
-        await new Promise((r) => (exited ? r() : proc.once('exit', r)));
-      }
+      await kill9();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
