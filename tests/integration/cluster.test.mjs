@@ -156,6 +156,84 @@ describe('two nodes, one Redis', () => {
   });
 });
 
+describe('three nodes', () => {
+  let N;
+  before(async () => { N = [await node('tri-a'), await node('tri-b'), await node('tri-c')]; });
+
+  test('publishers on every node: every member on every node gets 1..n once, in order', async () => {
+    const g = `tri-${Date.now()}`;
+    const members = [];
+    for (const n of N) for (let k = 0; k < 3; k++) members.push(await connect(n, `m${members.length}`));
+    for (const m of members) await m.ok(`/join/${g}`);
+    const pubs = [];
+    for (const n of N) pubs.push(await connect(n, 'pub'));
+    const per = 20;
+    await Promise.all(pubs.map(async (p, i) => { for (let k = 0; k < per; k++) await p.ok(`/publish/${g}`, `${i}:${k}`); }));
+    const total = per * pubs.length;
+    for (const m of members) {
+      const got = await waitPushes(m, `g:${g}`, total, 10000);
+      assert.equal(got.length, total);
+      assert.deepEqual(got.map((x) => Number(x.offset)), Array.from({ length: total }, (_, i) => i + 1), m.label);
+      // each publisher's own messages in its order
+      for (let i = 0; i < pubs.length; i++) {
+        const mine = got.map((x) => x.body.toString()).filter((b) => b.startsWith(`${i}:`));
+        assert.deepEqual(mine, Array.from({ length: per }, (_, k) => `${i}:${k}`));
+      }
+    }
+    await sleep(200);
+    for (const m of members) assert.equal(pushesOf(m, `g:${g}`).length, total, 'no duplicate later');
+    for (const c of [...members, ...pubs]) c.destroy();
+  });
+
+  test('two RESUMEs racing with one token on two nodes: exactly one wins', async () => {
+    for (let round = 0; round < 5; round++) {
+      const x = await connect(N[0], 'x');
+      const token = x.hello.token;
+      x.destroy();
+      await sleep(50);
+      const y = await connect(N[1], 'y'), z = await connect(N[2], 'z');
+      y.resume(token, []);
+      z.resume(token, []);
+      const outcome = async (c) => {
+        const m = await c.take((v) => v.kind === KIND.RESUMED || v.kind === KIND.ERROR, 10000, 'RESUMED or ERROR');
+        return m.kind === KIND.RESUMED ? 'won' : `error ${m.status}`;
+      };
+      const results = (await Promise.all([outcome(y), outcome(z)])).sort();
+      assert.deepEqual(results, ['error 401', 'won'], `round ${round}`);
+      y.destroy();
+      z.destroy();
+    }
+  });
+
+  test('resume while another node publishes in a tight loop: contiguous, no duplicate', async () => {
+    const g = `tight-${Date.now()}`;
+    const x = await connect(N[0], 'x');
+    await x.ok(`/join/${g}`);
+    const p = await connect(N[2], 'p');
+    let running = true, sent = 0;
+    const loop = (async () => { while (running) { await p.ok(`/publish/${g}`, `n${++sent}`); } })();
+    await waitPushes(x, `g:${g}`, 5);
+    const last = pushesOf(x, `g:${g}`).at(-1);
+    const token = x.hello.token;
+    x.destroy();
+    await sleep(100);
+    const y = await connect(N[1], 'y');
+    y.resume(token, [{ stream: `g:${g}`, offset: last.offset, epoch: last.epoch }]);
+    await y.take((m) => m.kind === KIND.RESUMED, 10000, 'RESUMED');
+    await sleep(300);
+    running = false;
+    await loop;
+    await sleep(300);
+    const after = pushesOf(y, `g:${g}`);
+    assert.ok(after.length > 0);
+    const offs = after.map((m) => Number(m.offset));
+    assert.deepEqual(offs, Array.from({ length: offs.length }, (_, i) => Number(last.offset) + 1 + i), 'contiguous from the position, no duplicate');
+    assert.equal(offs.at(-1), sent, 'up to the last one published');
+    y.destroy();
+    p.destroy();
+  });
+});
+
 describe('failures', () => {
   let A, B;
   before(async () => { A = await node('fail-a'); B = await node('fail-b'); });
