@@ -761,6 +761,19 @@ SB_EXPORT const char *sb_redis_engine_node_id(const sb_engine *engine);
 /* 1 while both Redis links are up. */
 SB_EXPORT int sb_redis_engine_up(const sb_engine *engine);
 
+/* The state of a hub's engine: `engine` is "memory" or "redis"; `up` says that everything it
+ * needs works (the memory engine always); for redis, `redis_commands` and `redis_pubsub` say
+ * whether each link is up (-1 for the memory engine), and `error` what failed last ("" when
+ * nothing). Strings are borrowed until the next call into the hub. For a health endpoint:
+ * a node whose engine is down still serves what is local, and reports 503 here. */
+typedef struct sb_health {
+  const char *engine;
+  int up;
+  int redis_commands, redis_pubsub;
+  const char *error;
+} sb_health;
+SB_EXPORT void sb_hub_health(sb_hub *hub, sb_health *out);
+
 /* ---------------------------------------------------------------------------------------- */
 /* REST: routes with parameters, Express-style middleware, responses now or later             */
 /* ---------------------------------------------------------------------------------------- */

@@ -121,6 +121,13 @@ typedef struct sb_engine_host {
   const sb_engine_limits *limits;
 } sb_engine_host;
 
+/* What an engine says of its links (health): see sb_hub_health. */
+typedef struct sb_engine_health {
+  int up;              /* everything the engine needs works */
+  int commands, pubsub; /* redis: 1 up, 0 down; -1 when the engine has no such link */
+  const char *error;   /* what failed last, or ""; borrowed until the next engine call */
+} sb_engine_health;
+
 typedef struct sb_engine_ops {
   const char *name;
   /* The hub registers itself (see sb_engine_host), once, before any other call; host NULL
@@ -177,6 +184,8 @@ typedef struct sb_engine_ops {
    * history for a resume, so that nothing published between the read and the subscription
    * can fall between the two. status < 0: an engine failure (the resume answers 503). */
   int (*sync)(sb_engine *e, void (*cb)(void *ctx, int status), void *ctx);
+  /* The state of the engine's links, at once (NULL: always up, nothing to report). */
+  void (*health)(sb_engine *e, sb_engine_health *out);
   /* Housekeeping (expiry of sessions and history), about once a second. */
   void (*tick)(sb_engine *e);
   void (*free)(sb_engine *e);

@@ -521,11 +521,23 @@ void sb_memory_engine_stats(sb_engine *e, sb_memory_stats *out) {
 }
 
 static const sb_engine_ops memory_ops = {
-    "memory",        m_attach,       m_publish,        m_subscribe,      m_unsubscribe,
-    m_read,          m_trim,         m_position,       m_position_now,   m_session_open,
-    m_session_group,
-    m_session_closed, m_session_token, m_session_take, m_sync,         m_tick,
-    m_free,
+    .name = "memory",
+    .attach = m_attach,
+    .publish = m_publish,
+    .subscribe = m_subscribe,
+    .unsubscribe = m_unsubscribe,
+    .read = m_read,
+    .trim = m_trim,
+    .position = m_position,
+    .position_now = m_position_now,
+    .session_open = m_session_open,
+    .session_group = m_session_group,
+    .session_closed = m_session_closed,
+    .session_token = m_session_token,
+    .session_take = m_session_take,
+    .sync = m_sync,
+    .tick = m_tick,
+    .free = m_free, /* no health: always up */
 };
 
 int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine_limits *lim) {

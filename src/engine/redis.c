@@ -1212,6 +1212,14 @@ static void r_attach(sb_engine *be, const sb_engine_host *host) {
   e->attached = 1;
 }
 
+static void r_health(sb_engine *be, sb_engine_health *out) {
+  redis_engine *e = (redis_engine *)be;
+  out->commands = sb_rconn_up(e->cmd);
+  out->pubsub = sb_rconn_up(e->sub);
+  out->up = out->commands && out->pubsub;
+  out->error = *sb_rconn_error(e->cmd) ? sb_rconn_error(e->cmd) : sb_rconn_error(e->sub);
+}
+
 static void r_free(sb_engine *be) { sb_redis_engine_free(be); }
 
 static const sb_engine_ops redis_ops = {
@@ -1230,6 +1238,7 @@ static const sb_engine_ops redis_ops = {
     .session_token = r_session_token,
     .session_take = r_session_take,
     .sync = r_sync,
+    .health = r_health,
     .tick = r_tick,
     .free = r_free,
 };

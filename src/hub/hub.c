@@ -804,3 +804,13 @@ int sb_hub_free(sb_hub *h) {
   sb_free(&a, h);
   return 0;
 }
+
+void sb_hub_health(sb_hub *h, sb_health *out) {
+  sb_engine_health eh = {1, -1, -1, ""};
+  if (h->engine->ops->health) h->engine->ops->health(h->engine, &eh);
+  out->engine = h->engine->ops->name;
+  out->up = eh.up;
+  out->redis_commands = eh.commands;
+  out->redis_pubsub = eh.pubsub;
+  out->error = eh.error ? eh.error : "";
+}

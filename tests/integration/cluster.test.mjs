@@ -302,6 +302,9 @@ describe('failures', () => {
     await sleep(200);
     const r = await p.request(`/publish/${g}`, 'during');
     assert.equal(r.status, 500, `a publish while Redis is down fails at once: ${r.status}`);
+    const health = await p.request('/health');
+    assert.equal(health.status, 503, health.body.toString());
+    assert.match(health.body.toString(), /^redis up=0 commands=0/);
     assert.ok(Date.now() - t0 < 2500);
     await restarting;
     // Both nodes reconnect (backoff up to 5 s); then publishing works, under a new epoch.
@@ -311,6 +314,7 @@ describe('failures', () => {
       ok = (await p.request(`/publish/${g}`, 'new')).status === 200;
     }
     assert.ok(ok, 'publishing works again after the restart');
+    assert.equal(await p.ok('/health'), 'redis up=1 commands=1 pubsub=1');
     const m = await b.take((x) => x.kind === KIND.PUSH && x.stream === `g:${g}` && x.body.toString() === 'new', 8000, 'the new push');
     assert.notEqual(m.epoch, old.epoch, 'a new epoch: the history was lost');
     // A session that was closed before the restart is gone with Redis' data: 401, a fresh start.
@@ -322,4 +326,12 @@ describe('failures', () => {
     p.destroy();
     y.destroy();
   });
+});
+
+test('sb_hub_health: the memory engine is always up, with no Redis links', async () => {
+  const n = await startServer(HUBTEST_BIN, [], { name: 'memory' });
+  nodes.push(n);
+  const c = await connect(n, 'c');
+  assert.equal(await c.ok('/health'), 'memory up=1 commands=-1 pubsub=-1');
+  c.destroy();
 });

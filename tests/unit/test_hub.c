@@ -236,10 +236,23 @@ static void t_tick(sb_engine *e) {
 static void t_free(sb_engine *e) { (void)e; }
 
 static const sb_engine_ops tengine_ops = {
-    "test",        t_attach,         t_publish,       t_subscribe,       t_unsubscribe,
-    t_read,        t_trim,           t_position,      t_position_now,    t_session_open,
-    t_session_group, t_session_closed, t_session_token, t_session_take, t_sync,
-    t_tick,        t_free,
+    .name = "test",
+    .attach = t_attach,
+    .publish = t_publish,
+    .subscribe = t_subscribe,
+    .unsubscribe = t_unsubscribe,
+    .read = t_read,
+    .trim = t_trim,
+    .position = t_position,
+    .position_now = t_position_now,
+    .session_open = t_session_open,
+    .session_group = t_session_group,
+    .session_closed = t_session_closed,
+    .session_token = t_session_token,
+    .session_take = t_session_take,
+    .sync = t_sync,
+    .tick = t_tick,
+    .free = t_free,
 };
 
 static size_t closed_count(const char *id) {
