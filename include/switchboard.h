@@ -774,6 +774,18 @@ typedef struct sb_health {
 } sb_health;
 SB_EXPORT void sb_hub_health(sb_hub *hub, sb_health *out);
 
+/* The live nodes of the cluster, for a client's discovery url (GET /nodes): each node's id and
+ * the url it advertises (sb_redis_options.public_url). With the memory engine, this node alone
+ * (id "local", url ""). `cb` fires exactly once, later (never inside this call), with status 0
+ * and the list (borrowed for the call), or a negative code (Redis unreachable). Returns 0,
+ * SB_EINVAL, SB_ENOMEM or SB_EIO (then `cb` does not fire). */
+typedef struct sb_node {
+  const char *id;
+  const char *url;
+} sb_node;
+typedef void (*sb_hub_nodes_cb)(int status, const sb_node *nodes, size_t n, void *user);
+SB_EXPORT int sb_hub_nodes(sb_hub *hub, sb_hub_nodes_cb cb, void *user);
+
 /* ---------------------------------------------------------------------------------------- */
 /* REST: routes with parameters, Express-style middleware, responses now or later             */
 /* ---------------------------------------------------------------------------------------- */

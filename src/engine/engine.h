@@ -128,6 +128,12 @@ typedef struct sb_engine_health {
   const char *error;   /* what failed last, or ""; borrowed until the next engine call */
 } sb_engine_health;
 
+/* A live node of the cluster: its id and the url it advertises (borrowed for the callback). */
+typedef struct sb_engine_node {
+  const char *id, *url;
+} sb_engine_node;
+typedef void (*sb_engine_nodes_cb)(void *ctx, int status, const sb_engine_node *nodes, size_t n);
+
 typedef struct sb_engine_ops {
   const char *name;
   /* The hub registers itself (see sb_engine_host), once, before any other call; host NULL
@@ -184,6 +190,8 @@ typedef struct sb_engine_ops {
    * history for a resume, so that nothing published between the read and the subscription
    * can fall between the two. status < 0: an engine failure (the resume answers 503). */
   int (*sync)(sb_engine *e, void (*cb)(void *ctx, int status), void *ctx);
+  /* The live nodes (NULL: a single node, this one). The callback always comes later. */
+  int (*nodes)(sb_engine *e, sb_engine_nodes_cb cb, void *ctx);
   /* The state of the engine's links, at once (NULL: always up, nothing to report). */
   void (*health)(sb_engine *e, sb_engine_health *out);
   /* Housekeeping (expiry of sessions and history), about once a second. */

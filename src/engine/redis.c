@@ -1212,6 +1212,52 @@ static void r_attach(sb_engine *be, const sb_engine_host *host) {
   e->attached = 1;
 }
 
+typedef struct nodes_ctx {
+  redis_engine *e;
+  sb_engine_nodes_cb cb;
+  void *ctx;
+} nodes_ctx;
+
+static void on_nodes(void *ctx, int status, redisReply *r) {
+  nodes_ctx *o = ctx;
+  o->e->inflight--;
+  if (o->e->freeing) return free(o);
+  if (status != 0 || r->type != REDIS_REPLY_ARRAY) {
+    o->cb(o->ctx, SB_EIO, NULL, 0);
+    return free(o);
+  }
+  size_t n = r->elements / 2;
+  sb_engine_node *v = calloc(n ? n : 1, sizeof(*v));
+  if (!v) {
+    o->cb(o->ctx, SB_ENOMEM, NULL, 0);
+    return free(o);
+  }
+  for (size_t i = 0; i < n; i++) {
+    v[i].id = r->element[2 * i]->str ? r->element[2 * i]->str : "";
+    v[i].url = r->element[2 * i + 1]->str ? r->element[2 * i + 1]->str : "";
+  }
+  o->cb(o->ctx, 0, v, n);
+  free(v);
+  free(o);
+}
+
+static int r_nodes(sb_engine *be, sb_engine_nodes_cb cb, void *ctx) {
+  redis_engine *e = (redis_engine *)be;
+  char nodes[KEY_MAX], now[24];
+  int l1 = snprintf(nodes, sizeof(nodes), "%snodes", e->prefix);
+  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
+  call_args a = {.n = 0};
+  arg(&a, nodes, (size_t)l1);
+  arg_s(&a, e->prefix);
+  arg_s(&a, now);
+  nodes_ctx *o = malloc(sizeof(*o));
+  if (!o) return SB_ENOMEM;
+  *o = (nodes_ctx){e, cb, ctx};
+  int r = call(e, S_nodes, 1, &a, on_nodes, o);
+  if (r) free(o);
+  return r;
+}
+
 static void r_health(sb_engine *be, sb_engine_health *out) {
   redis_engine *e = (redis_engine *)be;
   out->commands = sb_rconn_up(e->cmd);
@@ -1238,6 +1284,7 @@ static const sb_engine_ops redis_ops = {
     .session_token = r_session_token,
     .session_take = r_session_take,
     .sync = r_sync,
+    .nodes = r_nodes,
     .health = r_health,
     .tick = r_tick,
     .free = r_free,

@@ -814,3 +814,63 @@ void sb_hub_health(sb_hub *h, sb_health *out) {
   out->redis_pubsub = eh.pubsub;
   out->error = eh.error ? eh.error : "";
 }
+
+/* sb_hub_nodes: the engine's list (its answer always comes later), or this node alone for an
+ * engine without one, reported from a one-shot timer so that it comes later too. */
+typedef struct nodes_req {
+  uv_timer_t timer; /* the single-node case */
+  sb_hub *h;
+  sb_hub_nodes_cb cb;
+  void *user;
+} nodes_req;
+
+static void nodes_answer(void *ctx, int status, const sb_engine_node *nodes, size_t n) {
+  nodes_req *q = ctx;
+  q->h->pending--;
+  /* sb_engine_node and sb_node have the same members, in the same order */
+  sb_node stack[32], *v = n <= 32 ? stack : sb_malloc(q->h->a, n * sizeof(*v));
+  if (!v) {
+    status = SB_ENOMEM;
+    n = 0;
+    v = stack;
+  }
+  for (size_t i = 0; i < n; i++) v[i] = (sb_node){nodes[i].id, nodes[i].url};
+  q->cb(status, v, n, q->user);
+  if (v != stack) sb_free(q->h->a, v);
+  sb_free(q->h->a, q);
+}
+
+static void nodes_timer_closed(uv_handle_t *t) {
+  nodes_req *q = t->data;
+  q->h->pending--;
+  sb_free(q->h->a, q);
+}
+
+static void nodes_local(uv_timer_t *t) {
+  nodes_req *q = t->data;
+  sb_node self = {"local", ""};
+  q->cb(0, &self, 1, q->user);
+  uv_close((uv_handle_t *)t, nodes_timer_closed);
+}
+
+int sb_hub_nodes(sb_hub *h, sb_hub_nodes_cb cb, void *user) {
+  if (!h || !cb) return SB_EINVAL;
+  nodes_req *q = sb_malloc(h->a, sizeof(*q));
+  if (!q) return SB_ENOMEM;
+  q->h = h;
+  q->cb = cb;
+  q->user = user;
+  h->pending++;
+  if (h->engine->ops->nodes) {
+    int r = h->engine->ops->nodes(h->engine, nodes_answer, q);
+    if (r != 0) {
+      h->pending--;
+      sb_free(h->a, q);
+    }
+    return r;
+  }
+  uv_timer_init(h->srv->loop, &q->timer);
+  q->timer.data = q;
+  uv_timer_start(&q->timer, nodes_local, 0, 0);
+  return 0;
+}

@@ -265,6 +265,8 @@ describe('failures', () => {
     const first = (await waitPushes(x, `g:${g}`, 1))[0];
     const members = await redisCommand(redis.port, 'ZRANGE', 'sb:nodes', '0', '-1');
     assert.ok(members.includes('fail-c'), JSON.stringify(members));
+    const listed = (await p.ok('/nodes')).split('\n').map((l) => l.split('=')[0]).sort();
+    assert.ok(listed.includes('fail-b') && listed.includes('fail-c'), listed.join(','));
     process.kill(C.pid, 'SIGKILL');
     await C.exited;
     await p.ok(`/publish/${g}`, 'after1');
@@ -282,6 +284,7 @@ describe('failures', () => {
       gone = !(await redisCommand(redis.port, 'ZRANGE', 'sb:nodes', '0', '-1')).includes('fail-c');
     }
     assert.ok(gone, 'fail-c is still registered');
+    assert.ok(!(await p.ok('/nodes')).includes('fail-c='), 'a dead node is not listed');
     y.destroy();
     p.destroy();
   });
@@ -328,10 +331,11 @@ describe('failures', () => {
   });
 });
 
-test('sb_hub_health: the memory engine is always up, with no Redis links', async () => {
+test('sb_hub_health and sb_hub_nodes with the memory engine: up, no Redis links, one node', async () => {
   const n = await startServer(HUBTEST_BIN, [], { name: 'memory' });
   nodes.push(n);
   const c = await connect(n, 'c');
   assert.equal(await c.ok('/health'), 'memory up=1 commands=-1 pubsub=-1');
+  assert.equal(await c.ok('/nodes'), 'local=');
   c.destroy();
 });
