@@ -22,6 +22,13 @@
  * subscription is not live yet waits for it (a barrier on the pub/sub connection), so that a
  * node's own publish right after a first join reaches its members.
  *
+ * The join race. The hub answers a join at once, and this node's commands reach Redis after the
+ * answer has left: a client may have another node publish before Redis has heard of the join.
+ * Such a message counts in the head that the position script answers, and nothing else would
+ * deliver it. So the first subscription reads the last LOOKBACK records below the head again
+ * and delivers those stored at or after the moment the first member joined (this node's clock
+ * against the publisher's: with clocks in step, exactly the ones published after the join).
+ *
  * Sessions this node holds are fenced by their generation (the scripts' `g`): every script
  * that acts for a connection passes the generation it holds, and a late close of a session
  * that was resumed elsewhere is ignored by Redis. The generation comes with the answer to the
@@ -49,6 +56,7 @@ static const char *const script_text[] = {SB_LUA_SCRIPTS(X)};
 
 #define KEY_MAX 512
 #define FILL_BATCH 256
+#define LOOKBACK 32 /* records read again at a first subscription (the join race) */
 
 typedef struct held_msg {
   uint64_t epoch, offset, time_ms;
@@ -75,6 +83,10 @@ typedef struct rstream {
   uint8_t filling; /* a read for a gap is in flight */
   uint8_t direct;  /* "c:": arrives on the node channel */
   uint64_t epoch, offset;
+  /* The first subscription's look-back: records up to `lookback` that were stored before
+   * `since` (this node's clock when the first member joined) are passed over silently; later
+   * ones are delivered. See "The join race" at the top. */
+  uint64_t since, lookback;
   held_msg *held;
   size_t nheld, heldcap;
   queued_pub *queue, **queue_tail;
@@ -278,11 +290,15 @@ static void on_fill(void *ctx, int status, redisReply *r) {
       s->offset = recs->elements >= 3 ? reply_u64(recs->element[0]) - 1 : head;
     }
     for (size_t i = 0; i + 3 <= recs->elements; i += 3) {
-      uint64_t off = reply_u64(recs->element[i]);
+      uint64_t off = reply_u64(recs->element[i]), t = reply_u64(recs->element[i + 1]);
       if (off <= s->offset) continue;
-      emit(s, epoch, off, reply_u64(recs->element[i + 1]), recs->element[i + 2]->str,
-           recs->element[i + 2]->len);
+      if (off <= s->lookback && t < s->since) { /* before the first member joined */
+        s->offset = off;
+        continue;
+      }
+      emit(s, epoch, off, t, recs->element[i + 2]->str, recs->element[i + 2]->len);
     }
+    s->lookback = 0;
     /* What was trimmed away cannot come back: skip to the oldest held message. */
     more = recs->elements / 3 == FILL_BATCH && s->offset < head;
   }
@@ -415,6 +431,11 @@ static void on_baseline(void *ctx, int status, redisReply *r) {
   if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
     s->epoch = reply_u64(r->element[0]);
     s->offset = reply_u64(r->element[1]);
+    /* The join race: the head may already count messages published after the member joined
+     * (its join was answered before this node's commands reached Redis). The last few are
+     * read again, and those stored at or after the join time are delivered. */
+    s->lookback = s->offset;
+    s->offset = s->offset > LOOKBACK ? s->offset - LOOKBACK : 0;
   } else if (s->nheld) {
     qsort(s->held, s->nheld, sizeof(*s->held), held_cmp);
     s->epoch = s->held[0].epoch;
@@ -489,6 +510,7 @@ static int r_subscribe(sb_engine *be, const char *name, size_t n) {
   s->name_len = n;
   s->queue_tail = &s->queue;
   s->direct = n > 2 && name[0] == 'c' && name[1] == ':';
+  s->since = wall_ms();
   if (sb_map_put(&e->streams, s->name, n, s)) {
     free(s);
     return SB_ENOMEM;

@@ -93,6 +93,24 @@ describe('two nodes, one Redis', () => {
     for (const c of [a1, a3, b1]) c.destroy();
   });
 
+  test('a first member gets what is published after its join, from any node, and nothing from before', async () => {
+    for (let round = 0; round < 5; round++) {
+      const g = `join-${round}-${Date.now()}`;
+      const p = await connect(B, 'p');
+      await p.ok(`/publish/${g}`, 'before');
+      await sleep(5);
+      const x = await connect(A, 'x');
+      await x.ok(`/join/${g}`);
+      await p.ok(`/publish/${g}`, 'after'); // at once: the race with A's own commands
+      const got = await waitPushes(x, `g:${g}`, 1);
+      await sleep(150);
+      assert.deepEqual(pushesOf(x, `g:${g}`).map((m) => m.body.toString()), ['after'], `round ${round}`);
+      assert.equal(Number(got[0].offset), 2);
+      x.destroy();
+      p.destroy();
+    }
+  });
+
   test('a direct message reaches a connection on the other node; an unknown one is 404', async () => {
     const a = await connect(A, 'a'), b = await connect(B, 'b');
     await sleep(100);
