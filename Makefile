@@ -3,6 +3,7 @@
 #
 #   make            build (build/)
 #   make demo       install what is missing, build, run the demo (a chat at http://localhost:8080)
+#   make demo-cluster  the same chat on three nodes through Redis, behind nginx on :8080
 #   make test       install what is missing, build, run every test suite
 #   make test SANITIZE=1   the same, built with ASan+UBSan and -Werror (build-asan/)
 #   make bench      benchmarks against the peers (see bench/README.md)
@@ -23,7 +24,7 @@ CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS :=
 endif
 
-.PHONY: all setup setup-test configure demo test fuzz-quick fuzz bench install clean
+.PHONY: all setup setup-test setup-cluster configure demo demo-cluster test fuzz-quick fuzz bench install clean
 
 all: configure
 	cmake --build $(BUILD) -j$(JOBS)
@@ -34,6 +35,9 @@ setup:
 setup-test:
 	@scripts/setup.sh test
 
+setup-cluster:
+	@scripts/setup.sh cluster
+
 # Always configures (quick when nothing changed), so that WERROR=1 or PREFIX given on a later
 # run reach an existing build tree too.
 configure:
@@ -42,6 +46,10 @@ configure:
 demo: setup all
 	@echo "Switchboard demo: open http://localhost:8080/ in a browser (Ctrl-C stops it)"
 	./$(BUILD)/examples/demo --port 8080
+
+# redis-server, three demo nodes and nginx in front of them, all stopped by Ctrl-C.
+demo-cluster: setup-cluster all
+	@scripts/demo-cluster.sh $(BUILD)
 
 test: setup-test all fuzz-quick
 	cd $(BUILD) && ctest --output-on-failure -j1 $(CTEST_FLAGS)

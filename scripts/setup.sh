@@ -6,6 +6,7 @@
 #   scripts/setup.sh            what building and `make demo` need
 #   scripts/setup.sh test       also what `make test` needs (curl, Debian chromium, redis-server)
 #   scripts/setup.sh bench      also what `make bench` needs
+#   scripts/setup.sh cluster    also what `make demo-cluster` needs (redis-server, nginx)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,9 @@ want=(build-essential cmake pkg-config clang libclang-rt-14-dev
 case "${1:-}" in
   test)  want+=(curl chromium redis-server) ;; # curl, the real browser and Redis of the tests
   bench) want+=(util-linux strace) ;;
+  cluster) want+=(redis-server nginx) ;; # Redis between the nodes, nginx in front of them
   "") ;;
-  *) echo "setup: unknown mode '$1' (none, test or bench)" >&2; exit 2 ;;
+  *) echo "setup: unknown mode '$1' (none, test, bench or cluster)" >&2; exit 2 ;;
 esac
 
 missing=()

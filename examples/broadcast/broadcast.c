@@ -5,11 +5,24 @@
  * client that reconnects and resumes gets what it missed), and delivered to every member, the
  * sender included. Requests are answered 202 once published.
  *
+ * One url is different: a message whose url is /to/<connection id> goes to that connection
+ * alone, as a push on its direct stream ("c:<id>", recorded and replayed like a group's) whose
+ * url is /from/<sender's id>, so that it can answer. With --redis the connection may be on any
+ * node of the cluster. A request is answered once the outcome is known: 202 "sent", or 404
+ * "not found" when no session has that id (a closed one that can still be resumed counts: it
+ * gets the message when it resumes), or 500/503 with the reason.
+ *
  *   broadcast [PORT] [--host H] [--port P] [--history-max N] [--history-age-ms N]
  *             [--session-ttl-ms N] [--max-replay N] [--max-queued-bytes N]
- *             [--idle-timeout-ms N]
+ *             [--idle-timeout-ms N] [--redis URL [--node-id ID]]
  * Port 0 picks a free port. Prints "listening on HOST:PORT" once bound; SIGINT/SIGTERM stop it
  * gracefully (close 1001 to every client).
+ *
+ * --redis redis://HOST:PORT (or unix:/path) makes this process one node of a cluster: every
+ * node started with the same Redis shares the group "all", the direct streams and the sessions
+ * (a client resumes on any node). It waits up to 5 s for Redis before it listens, and stops
+ * with a message if Redis does not answer. --node-id names the node (default: random).
+ * Without --redis it is a single node with the memory engine.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +30,62 @@
 
 #include <uv.h>
 
+#include "../common/cluster.h"
 #include "switchboard.h"
 
 typedef struct app {
   sb_hub *hub;
   uv_signal_t sigint, sigterm;
 } app;
+
+/* A /to/ request waiting for its outcome. The sender is found again by its id when the
+ * outcome comes (it may have left meanwhile: then nobody is answered). */
+typedef struct pending {
+  sb_hub *hub;
+  char sender[32];
+  uint32_t request; /* 0 for a SEND: nothing to answer */
+} pending;
+
+static void answer(sb_conn *c, uint32_t id, uint16_t status, const char *text) {
+  if (c && id) sb_hub_respond(c, id, status, text, strlen(text));
+}
+
+static void on_sent(int status, void *user) {
+  pending *p = user;
+  sb_conn *c = sb_hub_find(p->hub, p->sender);
+  if (status == 0) answer(c, p->request, 202, "sent");
+  else if (status == SB_ENOTFOUND) answer(c, p->request, 404, "not found");
+  else answer(c, p->request, status == SB_EIO ? 503 : 500, sb_strerror(status));
+  free(p);
+}
+
+#define TO_PREFIX "/to/"
+
+/* A message to one connection: /to/<id>. The id is at most 63 bytes (22 for the hub's own),
+ * without a NUL; any other is an id no session has. */
+static void send_to_one(app *a, sb_conn *c, const sb_envelope *env) {
+  uint32_t request = env->kind == SB_KIND_REQUEST ? env->id : 0;
+  const char *id = env->url + (sizeof TO_PREFIX - 1);
+  size_t n = env->url_len - (sizeof TO_PREFIX - 1);
+  char target[64];
+  if (n == 0 || n >= sizeof target || memchr(id, '\0', n))
+    return answer(c, request, 404, "not found");
+  memcpy(target, id, n);
+  target[n] = '\0';
+  char from[sizeof "/from/" + 32];
+  snprintf(from, sizeof from, "/from/%s", sb_conn_id(c));
+  pending *p = calloc(1, sizeof *p);
+  if (!p) return answer(c, request, 500, sb_strerror(SB_ENOMEM));
+  p->hub = a->hub;
+  snprintf(p->sender, sizeof p->sender, "%s", sb_conn_id(c));
+  p->request = request;
+  int r = sb_hub_send_to_cb(a->hub, target, (sb_method)env->method, from, env->body,
+                            env->body_len, on_sent, p);
+  if (r != 0) {
+    free(p);
+    answer(c, request, 500, sb_strerror(r));
+  }
+}
 
 static void on_open(sb_conn *c, void *user) {
   (void)user;
@@ -31,6 +94,8 @@ static void on_open(sb_conn *c, void *user) {
 
 static void on_message(sb_conn *c, const sb_envelope *env, void *user) {
   app *a = user;
+  if (env->url_len >= sizeof TO_PREFIX - 1 && !memcmp(env->url, TO_PREFIX, sizeof TO_PREFIX - 1))
+    return send_to_one(a, c, env);
   int r = sb_hub_publish(a->hub, "all", (sb_method)env->method, NULL, env->body, env->body_len);
   if (env->kind == SB_KIND_REQUEST) {
     const char *text = r == 0 ? "published" : sb_strerror(r);
@@ -70,7 +135,7 @@ int main(int argc, char **argv) {
   sb_server_options_init(&so);
   sb_hub_options ho;
   sb_hub_options_init(&ho);
-  const char *host = "127.0.0.1";
+  const char *host = "127.0.0.1", *redis_url = NULL, *node_id = NULL;
   int port = 8080;
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
@@ -91,6 +156,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(f, "--max-replay")) ho.max_replay = number(f, v);
     else if (!strcmp(f, "--max-queued-bytes")) so.max_queued_bytes = number(f, v);
     else if (!strcmp(f, "--idle-timeout-ms")) so.idle_timeout_ms = (unsigned)number(f, v);
+    else if (!strcmp(f, "--redis")) redis_url = v;
+    else if (!strcmp(f, "--node-id")) node_id = v;
     else {
       fprintf(stderr, "broadcast: unknown option %s\n", f);
       return 2;
@@ -101,6 +168,14 @@ int main(int argc, char **argv) {
   ho.user = &a;
 
   uv_loop_t *loop = uv_default_loop();
+  if (node_id && !redis_url) {
+    fprintf(stderr, "broadcast: --node-id is for a cluster: give --redis URL too\n");
+    return 2;
+  }
+  sb_engine *engine = NULL;
+  if (redis_url && cluster_engine_start(&engine, loop, "broadcast", redis_url, node_id) != 0)
+    return 1;
+  ho.engine = engine;
   int r = sb_hub_new(&a.hub, loop, &so, &ho);
   if (r == 0) r = sb_server_listen(sb_hub_server(a.hub), host, port);
   if (r != 0) {
@@ -117,6 +192,8 @@ int main(int argc, char **argv) {
   fflush(stdout);
   uv_run(loop, UV_RUN_DEFAULT);
   r = sb_hub_free(a.hub);
+  if (r == 0) cluster_engine_stop(engine, loop); /* never under a hub that still uses it */
+  else fprintf(stderr, "broadcast: freeing the hub: %s\n", sb_strerror(r));
   uv_loop_close(loop);
   return r == 0 ? 0 : 1;
 }

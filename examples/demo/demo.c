@@ -28,8 +28,28 @@
  *
  * Answers are built with examples/common/strbuf.h, which never writes past its buffer.
  *
- *   demo [--host H] [--port P] [--public DIR] [--client DIR]
+ *   demo [--host H] [--port P] [--public DIR] [--client DIR] [--redis URL [--node-id ID]]
  * Prints the URL; Ctrl-C (SIGINT) or SIGTERM stops it gracefully.
+ *
+ * Many nodes (--redis redis://HOST:PORT, what `make demo-cluster` runs three of behind nginx):
+ * the process becomes one node of a cluster through the redis engine (it waits up to 5 s for
+ * Redis before it listens). What is then shared by every node, and what is not:
+ *   shared   a room's group and its stream: a post on any node is pushed to the room's members
+ *            on every node, numbered in one sequence, and a tab that reconnects to any node
+ *            resumes and gets exactly what it missed; sessions (a resume works on any node).
+ *   per node everything this file keeps in its own memory: the room table (GET /api/rooms
+ *            lists the rooms created on this node, with this node's member counts; a room
+ *            exists on a node once a write over the WebSocket made it there, so a GET of a
+ *            room only another node knows is 404 here, and so is a post to it over plain
+ *            HTTP; the quotas count per node); a room's history (GET .../messages returns
+ *            the messages posted through this node only); and who is online (GET /api/online
+ *            and its pushes list the people connected to this node).
+ *   position GET .../messages answers offset 0 and epoch "0000000000000000" (no position):
+ *            the redis engine cannot tell a stream's position at once (sb_hub_position), so
+ *            the page takes every later push as new. A message posted on this node whose push
+ *            comes back from Redis after the GET answered can therefore show twice.
+ * Cluster-wide history and presence need the engine's presence and a shared room store
+ * (issue 10, items 7 and 9); until then this demo is honest about being per node.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -39,6 +59,7 @@
 
 #include <uv.h>
 
+#include "../common/cluster.h"
 #include "../common/strbuf.h"
 #include "switchboard.h"
 
@@ -269,7 +290,9 @@ static void get_messages(sb_req *req, void *user) {
   char group[64];
   group_of(group, sizeof(group), r->id);
   uint64_t offset = 0, epoch = 0;
-  sb_hub_position(hub, group, &offset, &epoch);
+  /* With the redis engine the position is not known at once (SB_ENOTFOUND): 0 and epoch 0,
+   * which no stream has, so that the page takes every later push as new. */
+  if (sb_hub_position(hub, group, &offset, &epoch) != 0) offset = epoch = 0;
   /* The position lets the page match this history with the pushes it gets from now on: a
    * push at or below `offset` is already in the list. The epoch is 16 hex digits, as the
    * JavaScript client shows a push's epoch (a u64 does not fit a JavaScript number). */
@@ -387,18 +410,31 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1", *pub = SB_DEMO_PUBLIC, *client = SB_DEMO_CLIENT;
+  const char *redis_url = NULL, *node_id = NULL;
   int port = 8080;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--host")) host = argv[i + 1];
-    else if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--public")) pub = argv[i + 1];
-    else if (!strcmp(argv[i], "--client")) client = argv[i + 1];
+  for (int i = 1; i < argc; i += 2) {
+    const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v) f = ""; /* a flag without its value: the usage */
+    if (!strcmp(f, "--host")) host = v;
+    else if (!strcmp(f, "--port")) port = atoi(v);
+    else if (!strcmp(f, "--public")) pub = v;
+    else if (!strcmp(f, "--client")) client = v;
+    else if (!strcmp(f, "--redis")) redis_url = v;
+    else if (!strcmp(f, "--node-id")) node_id = v;
     else {
-      fprintf(stderr, "usage: demo [--host H] [--port P] [--public DIR] [--client DIR]\n");
+      fprintf(stderr,
+              "usage: demo [--host H] [--port P] [--public DIR] [--client DIR] "
+              "[--redis URL [--node-id ID]]\n");
       return 2;
     }
   }
+  if (node_id && !redis_url) {
+    fprintf(stderr, "demo: --node-id is for a cluster: give --redis URL too\n");
+    return 2;
+  }
   uv_loop_t *loop = uv_default_loop();
+  sb_engine *engine = NULL;
+  if (redis_url && cluster_engine_start(&engine, loop, "demo", redis_url, node_id) != 0) return 1;
   sb_server_options so;
   sb_server_options_init(&so);
   so.on_upgrade = name_auth;
@@ -407,6 +443,7 @@ int main(int argc, char **argv) {
   sb_hub_options_init(&ho);
   ho.on_open = on_open;
   ho.on_close = on_close;
+  ho.engine = engine; /* NULL: the memory engine, this node alone */
   sb_app *app;
   int r = sb_hub_new(&hub, loop, &so, &ho);
   if (r == 0) r = sb_app_new(&app, hub);
@@ -441,6 +478,7 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   r = sb_app_free(app);
   if (r == 0) r = sb_hub_free(hub);
+  if (r == 0) cluster_engine_stop(engine, loop); /* never under a hub that still uses it */
   for (size_t i = 0; i < nrooms; i++) free(rooms[i].last);
   uv_loop_close(loop);
   return r == 0 ? 0 : 1;
