@@ -191,6 +191,57 @@ static int call(redis_engine *e, int script, int nkeys, call_args *a, sb_rconn_r
   return r;
 }
 
+/* A stream script's arguments: its two keys (the metadata, the history), the prefix and the
+ * stream's name, then numbers formatted here; the texts live in the struct for the call. */
+typedef struct stream_call {
+  call_args a;
+  char m[KEY_MAX], x[KEY_MAX];
+  char num[8][24];
+  int nnum;
+} stream_call;
+
+static int stream_begin(redis_engine *e, stream_call *c, const char *name, size_t n) {
+  c->a.n = 0;
+  c->nnum = 0;
+  size_t ml = make_key(e, c->m, sizeof(c->m), "", name, n, ":m");
+  size_t xl = make_key(e, c->x, sizeof(c->x), "", name, n, ":x");
+  if (!ml || !xl) return SB_EINVAL;
+  arg(&c->a, c->m, ml);
+  arg(&c->a, c->x, xl);
+  return 0;
+}
+
+static void arg_u64(stream_call *c, uint64_t v) {
+  char *t = c->num[c->nnum++];
+  arg(&c->a, t, (size_t)snprintf(t, sizeof(c->num[0]), "%llu", (unsigned long long)v));
+}
+
+/* The arguments that end read and publish: now, an epoch candidate, the run_id, the limits. */
+static void arg_stream_tail(redis_engine *e, stream_call *c) {
+  arg_u64(c, wall_ms());
+  arg_u64(c, sb_random_epoch());
+  arg_s(&c->a, sb_rconn_run_id(e->cmd));
+  arg_u64(c, e->lim.history_max);
+  arg_u64(c, e->lim.history_age_ms);
+  arg_u64(c, e->o.stream_ttl_ms);
+}
+
+/* The read script: records of `name` from `from`, at most `max`. */
+static int send_read(redis_engine *e, const char *name, size_t n, uint64_t from, size_t max,
+                     sb_rconn_reply_cb cb, void *ctx) {
+  stream_call c;
+  if (stream_begin(e, &c, name, n)) return SB_EINVAL;
+  arg_s(&c.a, e->prefix);
+  arg(&c.a, name, n);
+  arg_u64(&c, from);
+  arg_u64(&c, max ? max : 1);
+  arg_stream_tail(e, &c);
+  return call(e, S_read, 2, &c.a, cb, ctx);
+}
+
+static int send_position(redis_engine *e, const char *name, size_t n, sb_rconn_reply_cb cb,
+                         void *ctx);
+
 /* ---- delivery ----------------------------------------------------------------------------- */
 
 static void emit(rstream *s, uint64_t epoch, uint64_t offset, uint64_t time_ms, const void *data,
@@ -319,32 +370,8 @@ static void on_fill(void *ctx, int status, redisReply *r) {
 }
 
 static void start_fill(rstream *s) {
-  redis_engine *e = s->e;
-  char m[KEY_MAX], x[KEY_MAX], from[24], max[24], now[24], cand[24], hmax[24], age[24], ttl[24];
-  size_t ml = make_key(e, m, sizeof(m), "", s->name, s->name_len, ":m");
-  size_t xl = make_key(e, x, sizeof(x), "", s->name, s->name_len, ":x");
-  snprintf(from, sizeof(from), "%llu", (unsigned long long)(s->offset + 1));
-  snprintf(max, sizeof(max), "%d", FILL_BATCH);
-  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
-  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
-  snprintf(hmax, sizeof(hmax), "%zu", e->lim.history_max);
-  snprintf(age, sizeof(age), "%llu", (unsigned long long)e->lim.history_age_ms);
-  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
-  call_args a = {.n = 0};
-  arg(&a, m, ml);
-  arg(&a, x, xl);
-  arg_s(&a, e->prefix);
-  arg(&a, s->name, s->name_len);
-  arg_s(&a, from);
-  arg_s(&a, max);
-  arg_s(&a, now);
-  arg_s(&a, cand);
-  arg_s(&a, sb_rconn_run_id(e->cmd));
-  arg_s(&a, hmax);
-  arg_s(&a, age);
-  arg_s(&a, ttl);
   s->filling = 1;
-  if (ml && xl && call(e, S_read, 2, &a, on_fill, s) == 0) {
+  if (send_read(s->e, s->name, s->name_len, s->offset + 1, FILL_BATCH, on_fill, s) == 0) {
     s->pending++;
   } else {
     s->filling = 0;
@@ -530,20 +557,7 @@ static int r_subscribe(sb_engine *be, const char *name, size_t n) {
     if (sb_rconn_barrier(e->sub, on_live, s) == 0) s->pending++;
     else s->live = 1;
   }
-  char m[KEY_MAX], x[KEY_MAX], cand[24], ttl[24];
-  size_t ml = make_key(e, m, sizeof(m), "", name, n, ":m");
-  size_t xl = make_key(e, x, sizeof(x), "", name, n, ":x");
-  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
-  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
-  call_args a = {.n = 0};
-  arg(&a, m, ml);
-  arg(&a, x, xl);
-  arg_s(&a, e->prefix);
-  arg(&a, name, n);
-  arg_s(&a, cand);
-  arg_s(&a, sb_rconn_run_id(e->cmd));
-  arg_s(&a, ttl);
-  if (call(e, S_position, 2, &a, on_baseline, s) == 0) s->pending++;
+  if (send_position(e, name, n, on_baseline, s) == 0) s->pending++;
   else s->ready = 1; /* Redis is down: the first message sets the baseline */
   return 0;
 }
@@ -605,34 +619,20 @@ static void publish_now(redis_engine *e, rstream *s, const char *name, size_t nl
                         const char *session, const uint8_t *data, size_t len,
                         sb_engine_position_cb done, void *ctx, int *result) {
   (void)s;
-  char m[KEY_MAX], x[KEY_MAX], sk[KEY_MAX], now[24], cand[24], hmax[24], age[24], ttl[24];
-  size_t ml = make_key(e, m, sizeof(m), "", name, nlen, ":m");
-  size_t xl = make_key(e, x, sizeof(x), "", name, nlen, ":x");
+  stream_call c;
+  char sk[KEY_MAX];
   size_t sl = session ? make_key(e, sk, sizeof(sk), "s:", session, strlen(session), "") : 0;
-  if (!ml || !xl || (session && !sl)) {
+  if (stream_begin(e, &c, name, nlen) || (session && !sl)) {
     *result = SB_EINVAL;
     return;
   }
-  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
-  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
-  snprintf(hmax, sizeof(hmax), "%zu", e->lim.history_max);
-  snprintf(age, sizeof(age), "%llu", (unsigned long long)e->lim.history_age_ms);
-  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
-  call_args a = {.n = 0};
-  arg(&a, m, ml);
-  arg(&a, x, xl);
-  if (session) arg(&a, sk, sl);
-  arg_s(&a, e->prefix);
-  arg(&a, name, nlen);
-  arg(&a, data, len);
-  arg_s(&a, now);
-  arg_s(&a, cand);
-  arg_s(&a, sb_rconn_run_id(e->cmd));
-  arg_s(&a, hmax);
-  arg_s(&a, age);
-  arg_s(&a, ttl);
+  if (session) arg(&c.a, sk, sl);
+  arg_s(&c.a, e->prefix);
+  arg(&c.a, name, nlen);
+  arg(&c.a, data, len);
+  arg_stream_tail(e, &c);
   if (!done) {
-    *result = call(e, S_publish, session ? 3 : 2, &a, on_published_quiet, e);
+    *result = call(e, S_publish, session ? 3 : 2, &c.a, on_published_quiet, e);
     return;
   }
   pub_ctx *p = malloc(sizeof(*p));
@@ -641,7 +641,7 @@ static void publish_now(redis_engine *e, rstream *s, const char *name, size_t nl
     return;
   }
   *p = (pub_ctx){e, done, ctx};
-  *result = call(e, S_publish, session ? 3 : 2, &a, on_published, p);
+  *result = call(e, S_publish, session ? 3 : 2, &c.a, on_published, p);
   if (*result != 0) free(p);
 }
 
@@ -728,34 +728,10 @@ static void on_read(void *ctx, int status, redisReply *r) {
 static int r_read(sb_engine *be, const char *name, size_t n, uint64_t from, size_t max,
                   sb_engine_read_cb cb, void *ctx) {
   redis_engine *e = (redis_engine *)be;
-  char m[KEY_MAX], x[KEY_MAX], f[24], mx[24], now[24], cand[24], hmax[24], age[24], ttl[24];
-  size_t ml = make_key(e, m, sizeof(m), "", name, n, ":m");
-  size_t xl = make_key(e, x, sizeof(x), "", name, n, ":x");
-  if (!ml || !xl) return SB_EINVAL;
-  snprintf(f, sizeof(f), "%llu", (unsigned long long)from);
-  snprintf(mx, sizeof(mx), "%zu", max ? max : 1);
-  snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
-  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
-  snprintf(hmax, sizeof(hmax), "%zu", e->lim.history_max);
-  snprintf(age, sizeof(age), "%llu", (unsigned long long)e->lim.history_age_ms);
-  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
-  call_args a = {.n = 0};
-  arg(&a, m, ml);
-  arg(&a, x, xl);
-  arg_s(&a, e->prefix);
-  arg(&a, name, n);
-  arg_s(&a, f);
-  arg_s(&a, mx);
-  arg_s(&a, now);
-  arg_s(&a, cand);
-  arg_s(&a, sb_rconn_run_id(e->cmd));
-  arg_s(&a, hmax);
-  arg_s(&a, age);
-  arg_s(&a, ttl);
   op_ctx *o = new_op(e, ctx);
   if (!o) return SB_ENOMEM;
   o->cb.read = cb;
-  int r = call(e, S_read, 2, &a, on_read, o);
+  int r = send_read(e, name, n, from, max, on_read, o);
   if (r) free(o);
   return r;
 }
@@ -771,27 +747,26 @@ static void on_position(void *ctx, int status, redisReply *r) {
   free(o);
 }
 
+/* The position script: KEYS m, x; ARGV P, S, candidate, run_id, stream TTL. */
+static int send_position(redis_engine *e, const char *name, size_t n, sb_rconn_reply_cb cb,
+                         void *ctx) {
+  stream_call c;
+  if (stream_begin(e, &c, name, n)) return SB_EINVAL;
+  arg_s(&c.a, e->prefix);
+  arg(&c.a, name, n);
+  arg_u64(&c, sb_random_epoch());
+  arg_s(&c.a, sb_rconn_run_id(e->cmd));
+  arg_u64(&c, e->o.stream_ttl_ms);
+  return call(e, S_position, 2, &c.a, cb, ctx);
+}
+
 static int r_position(sb_engine *be, const char *name, size_t n, sb_engine_position_cb cb,
                       void *ctx) {
   redis_engine *e = (redis_engine *)be;
-  char m[KEY_MAX], x[KEY_MAX], cand[24], ttl[24];
-  size_t ml = make_key(e, m, sizeof(m), "", name, n, ":m");
-  size_t xl = make_key(e, x, sizeof(x), "", name, n, ":x");
-  if (!ml || !xl) return SB_EINVAL;
-  snprintf(cand, sizeof(cand), "%llu", (unsigned long long)sb_random_epoch());
-  snprintf(ttl, sizeof(ttl), "%u", e->o.stream_ttl_ms);
-  call_args a = {.n = 0};
-  arg(&a, m, ml);
-  arg(&a, x, xl);
-  arg_s(&a, e->prefix);
-  arg(&a, name, n);
-  arg_s(&a, cand);
-  arg_s(&a, sb_rconn_run_id(e->cmd));
-  arg_s(&a, ttl);
   op_ctx *o = new_op(e, ctx);
   if (!o) return SB_ENOMEM;
   o->cb.position = cb;
-  int r = call(e, S_position, 2, &a, on_position, o);
+  int r = send_position(e, name, n, on_position, o);
   if (r) free(o);
   return r;
 }
