@@ -11,6 +11,8 @@
  *   PUT    /api/rooms/:roomId/members/me     join the room's group (WebSocket only)
  *   DELETE /api/rooms/:roomId/members/me     leave it
  *   GET    /api/online                       who is online (identities, one per person)
+ *   GET    /api/health                       the engine and its Redis links (503 while down)
+ *   GET    /api/nodes                        the live nodes and their urls ([{"id","url"}])
  *
  * Rooms: reading never creates one. A join or a post over the WebSocket creates the room it
  * names (an id is a name as below), at most 8 rooms per peer address (403 past it: the names
@@ -265,6 +267,61 @@ static void name_auth(sb_upgrade *up, void *user) {
 
 /* ---- routes --------------------------------------------------------------------------- */
 
+/* GET /api/health: the engine and its links (docs/API.md); 503 while the engine is down, so a
+ * load balancer's health check takes the node out while it cannot reach Redis. */
+static void get_health(sb_req *req, void *user) {
+  (void)user;
+  sb_health h;
+  sb_hub_health(hub, &h);
+  char mem[512];
+  strbuf b;
+  strbuf_fixed(&b, mem, sizeof mem);
+  STRBUF_LIT(&b, "{\"engine\":");
+  strbuf_json(&b, h.engine);
+  STRBUF_LIT(&b, ",\"up\":");
+  if (h.up) STRBUF_LIT(&b, "true");
+  else STRBUF_LIT(&b, "false");
+  if (h.redis_commands >= 0) {
+    STRBUF_LIT(&b, ",\"redis\":{\"commands\":");
+    if (h.redis_commands) STRBUF_LIT(&b, "true");
+    else STRBUF_LIT(&b, "false");
+    STRBUF_LIT(&b, ",\"pubsub\":");
+    if (h.redis_pubsub) STRBUF_LIT(&b, "true");
+    else STRBUF_LIT(&b, "false");
+    STRBUF_LIT(&b, "}");
+  }
+  STRBUF_LIT(&b, ",\"error\":");
+  strbuf_json(&b, h.error);
+  STRBUF_LIT(&b, "}");
+  reply_json(req, h.up ? 200 : 503, &b);
+}
+
+/* GET /api/nodes: the live nodes and the urls they advertise, for a client's discovery (one
+ * node, "local", without --redis). Answered when the engine has the list. */
+static void on_nodes(int status, const sb_node *nodes, size_t n, void *user) {
+  sb_req *req = user;
+  if (status != 0) return sb_fail(req, 503, "the node list is unavailable");
+  strbuf b;
+  strbuf_heap(&b, 1 << 20);
+  STRBUF_LIT(&b, "[");
+  for (size_t i = 0; i < n; i++) {
+    if (i) STRBUF_LIT(&b, ",");
+    STRBUF_LIT(&b, "{\"id\":");
+    strbuf_json(&b, nodes[i].id);
+    STRBUF_LIT(&b, ",\"url\":");
+    strbuf_json(&b, nodes[i].url);
+    STRBUF_LIT(&b, "}");
+  }
+  STRBUF_LIT(&b, "]");
+  reply_json(req, 200, &b);
+  strbuf_free(&b);
+}
+
+static void get_nodes(sb_req *req, void *user) {
+  (void)user;
+  if (sb_hub_nodes(hub, on_nodes, req) != 0) sb_fail(req, 503, "the node list is unavailable");
+}
+
 static void list_rooms(sb_req *req, void *user) {
   (void)user;
   char group[64];
@@ -461,6 +518,8 @@ int main(int argc, char **argv) {
   sb_routes_put(api, "/rooms/:roomId/members/me", join_room, NULL);
   sb_routes_delete(api, "/rooms/:roomId/members/me", leave_room, NULL);
   sb_routes_get(api, "/online", get_online, NULL);
+  sb_routes_get(api, "/health", get_health, NULL);
+  sb_routes_get(api, "/nodes", get_nodes, NULL);
   sb_app_mount(app, "/api", api);
   r = sb_server_listen(sb_hub_server(hub), host, port);
   if (r != 0) {

@@ -34,8 +34,7 @@
  * that was resumed elsewhere is ignored by Redis. The generation comes with the answer to the
  * open; what the hub asks before it (a token, a close) waits for it.
  *
- * Left for later (issue 10, open): re-registering sessions after a Redis reconnect, the health
- * probe through this node's own channel, presence, the periodic check of stream tops.
+ * Left for later (issue 10, open): presence, the periodic check of stream tops (issue 11).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,7 +116,7 @@ typedef struct redis_engine {
   sb_map streams;  /* name → rstream (subscribed here; the key is the stream's own name) */
   sb_map channels; /* a group stream's channel → rstream */
   sb_map sessions; /* conn id → rsess (held here) */
-  uint64_t started_ms, last_beat, last_expire;
+  uint64_t started_ms, last_beat, last_expire, last_refresh;
   unsigned inflight; /* commands whose callback is still to come */
   int freeing;
   int cmd_ups;       /* times the commands link came up (> 1: a reconnect) */
@@ -1109,6 +1108,16 @@ static void r_tick(sb_engine *be) {
   if (now - e->last_expire >= 1000) {
     e->last_expire = now;
     expire_nodes(e);
+  }
+  /* A quiet group keeps its epoch while this node has members in it: its keys would expire
+   * stream_ttl_ms after their last use, so the position script touches them twice per TTL. */
+  if (now - e->last_refresh >= e->o.stream_ttl_ms / 2) {
+    e->last_refresh = now;
+    for (size_t i = 0; i < e->streams.cap; i++) {
+      rstream *s = e->streams.slots[i].key ? e->streams.slots[i].val : NULL;
+      if (s && !s->direct && !s->gone)
+        send_position(e, s->name, s->name_len, on_published_quiet, e);
+    }
   }
 }
 

@@ -252,6 +252,25 @@ describe('three nodes', () => {
   });
 });
 
+test('a quiet group keeps its epoch past the stream TTL while a node has members in it', async () => {
+  const Q = await startServer(HUBTEST_BIN, ['--redis', redis.url, '--node-id', 'quiet', '--stream-ttl-ms', 1500],
+    { name: 'quiet' });
+  nodes.push(Q);
+  const g = `quiet-${Date.now()}`;
+  const x = await connect(Q, 'x');
+  await x.ok(`/join/${g}`);
+  await x.ok(`/publish/${g}`, 'one');
+  const first = (await waitPushes(x, `g:${g}`, 1))[0];
+  await sleep(4000); // more than twice the TTL, nothing published
+  const ttl = await redisCommand(redis.port, 'PTTL', `sb:{g:${g}}:m`);
+  assert.ok(ttl > 0, `the metadata is still there (PTTL ${ttl})`);
+  await x.ok(`/publish/${g}`, 'two');
+  const got = await waitPushes(x, `g:${g}`, 2);
+  assert.equal(got[1].epoch, first.epoch, 'the same epoch');
+  assert.equal(Number(got[1].offset), 2);
+  x.destroy();
+});
+
 describe('failures', () => {
   let A, B;
   before(async () => { A = await node('fail-a'); B = await node('fail-b'); });

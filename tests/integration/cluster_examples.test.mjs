@@ -188,6 +188,21 @@ describe('examples/demo: two nodes, one Redis', () => {
     assert.deepEqual(pushesOf(carol, 'g:room:lobby'), [], 'not a member: nothing');
   });
 
+  test('GET /api/health and GET /api/nodes: both links up, both nodes listed, over WebSocket and HTTP', async () => {
+    const frank = await person(A, 'frank');
+    const h = await call(frank, METHOD.GET, '/api/health');
+    assert.equal(h.status, 200);
+    assert.deepEqual(h.body, { engine: 'redis', up: true, redis: { commands: true, pubsub: true }, error: '' });
+    // Every node of this Redis: the two demo nodes, and the broadcast nodes of the test above.
+    const live = ['bc-a', 'bc-b', 'demo-a', 'demo-b'];
+    const n = await call(frank, METHOD.GET, '/api/nodes');
+    assert.equal(n.status, 200);
+    assert.deepEqual(n.body.map((x) => x.id).sort(), live);
+    const res = await fetch(`http://127.0.0.1:${B.port}/api/nodes`);
+    assert.equal(res.status, 200);
+    assert.deepEqual((await res.json()).map((x) => x.id).sort(), live);
+  });
+
   test('what stays per node (demo.c\'s header): the room table, the history, no position', async () => {
     const dave = await person(A, 'dave'), erin = await person(B, 'erin');
     // History: each node returns what was posted through it (the previous test posted one

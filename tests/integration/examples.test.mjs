@@ -70,6 +70,15 @@ describe('examples/demo', () => {
     return c;
   };
 
+  test('without --redis: /api/health is the memory engine, /api/nodes this node alone', async () => {
+    const h = await fetch(`http://${HOST}:${demo.port}/api/health`);
+    assert.equal(h.status, 200);
+    assert.deepEqual(await h.json(), { engine: 'memory', up: true, error: '' });
+    const n = await fetch(`http://${HOST}:${demo.port}/api/nodes`);
+    assert.equal(n.status, 200);
+    assert.deepEqual(await n.json(), [{ id: 'local', url: '' }]);
+  });
+
   test('reading never creates a room (40 GETs once filled all 32 for good)', async () => {
     const c = await connect('reader');
     for (let i = 0; i < 40; i++) {
