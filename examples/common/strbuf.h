@@ -1,11 +1,8 @@
 /*
  * strbuf.h — a bounded string builder for the examples (header only; copy it with them).
  *
- * Why: the usual way of building an answer in C,
- *
- *     n += snprintf(out + n, sizeof(out) - n, ...);
- *
- * breaks on the first piece that does not fit. snprintf returns what it *would* have written,
+ * Why: the usual way of building an answer in C, adding up what each snprintf returned and
+ * giving the next call `sizeof(out) - n`, breaks on the first piece that does not fit. snprintf returns what it *would* have written,
  * so n runs past the end, `sizeof(out) - n` wraps around to a huge size, and the next call
  * writes past the buffer: a client who makes the answer long (many rooms, long names, text
  * that escapes to six bytes a character) crashes the server. A strbuf never writes past its

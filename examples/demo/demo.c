@@ -62,6 +62,7 @@
 #include <uv.h>
 
 #include "../common/cluster.h"
+#include "../common/answer.h"
 #include "../common/strbuf.h"
 #include "switchboard.h"
 
@@ -119,26 +120,6 @@ static int valid_name(const char *s, size_t max) {
       return 0;
   }
   return n >= 1 && n <= max;
-}
-
-/* Sends what `b` holds, or a 500 if it did not fit (never a cut, invalid answer). */
-static void reply_json(sb_req *req, uint16_t status, const strbuf *b) {
-  if (b->overflow) return sb_fail(req, 500, "the answer does not fit");
-  sb_respond(req, status, b->data, b->len);
-}
-
-/* An error the page can show, with its reason: {"error":"Forbidden","message":"..."}.
- * (sb_fail's default handler shows only the status's reason phrase.) */
-static void refuse(sb_req *req, uint16_t status, const char *error, const char *why) {
-  char mem[512];
-  strbuf b;
-  strbuf_fixed(&b, mem, sizeof mem);
-  STRBUF_LIT(&b, "{\"error\":");
-  strbuf_json(&b, error);
-  STRBUF_LIT(&b, ",\"message\":");
-  strbuf_json(&b, why);
-  STRBUF_LIT(&b, "}");
-  reply_json(req, status, &b);
 }
 
 static room *find_room(const char *id) {

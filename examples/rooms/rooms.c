@@ -35,6 +35,7 @@
 
 #include <uv.h>
 
+#include "../common/answer.h"
 #include "../common/strbuf.h"
 #include "switchboard.h"
 
@@ -67,26 +68,6 @@ static size_t nrooms;
 static uv_signal_t sigint, sigterm;
 
 /* ---- helpers -------------------------------------------------------------------------- */
-
-/* Sends what `b` holds, or a 500 if it did not fit (never a cut, invalid answer). */
-static void reply_json(sb_req *req, uint16_t status, const strbuf *b) {
-  if (b->overflow) return sb_fail(req, 500, "the answer does not fit");
-  sb_respond(req, status, b->data, b->len);
-}
-
-/* An error the client can act on, with its reason: {"error":"Forbidden","message":"..."}.
- * (sb_fail's default handler shows only the status's reason phrase.) */
-static void refuse(sb_req *req, uint16_t status, const char *error, const char *why) {
-  char mem[512];
-  strbuf b;
-  strbuf_fixed(&b, mem, sizeof mem);
-  STRBUF_LIT(&b, "{\"error\":");
-  strbuf_json(&b, error);
-  STRBUF_LIT(&b, ",\"message\":");
-  strbuf_json(&b, why);
-  STRBUF_LIT(&b, "}");
-  reply_json(req, status, &b);
-}
 
 static room *find_room(const char *id) {
   for (size_t i = 0; i < nrooms; i++) {

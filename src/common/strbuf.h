@@ -1,9 +1,10 @@
 /*
  * strbuf.h — a bounded appender over a fixed buffer the caller owns.
  *
- * Why it exists: `n += snprintf(buf + n, cap - n, ...)` is wrong as soon as one call is cut
- * short, because snprintf returns the length it *would* have written; `n` then passes `cap`,
- * `cap - n` wraps to a huge size_t and the next call writes past the buffer. An sb_strbuf
+ * Why it exists: adding up snprintf's results into a length `n` (and passing `cap - n` to the
+ * next call) is wrong as soon as one call is cut short, because snprintf returns the length it
+ * *would* have written; `n` then passes `cap`, `cap - n` wraps to a huge size_t and the next
+ * call writes past the buffer. An sb_strbuf
  * never writes past its end, and it never cuts a piece silently either: an append that does
  * not fit whole changes nothing and marks the buffer as overflowed. The mark is sticky (every
  * later append is refused too), so a caller can append a whole message and check once at the

@@ -112,12 +112,10 @@ typedef struct redis_engine {
   sb_rconn *cmd, *sub;
   sb_engine_host host;
   sb_engine_limits lim;
-  int attached;
   sb_map streams;  /* name → rstream (subscribed here; the key is the stream's own name) */
   sb_map channels; /* a group stream's channel → rstream */
   sb_map sessions; /* conn id → rsess (held here) */
   uint64_t started_ms, last_beat, last_expire, last_refresh;
-  unsigned inflight; /* commands whose callback is still to come */
   int freeing;
   int cmd_ups;       /* times the commands link came up (> 1: a reconnect) */
   int sub_ups;
@@ -144,8 +142,11 @@ static size_t make_key(const redis_engine *e, char *out, size_t cap, const char 
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)name[i];
     if (ch == '%' || ch == '{' || ch == '}') {
+      static const char hex[] = "0123456789ABCDEF";
       if (k + 3 >= cap) return 0;
-      k += (size_t)snprintf(out + k, cap - k, "%%%02X", ch);
+      out[k++] = '%';
+      out[k++] = hex[ch >> 4];
+      out[k++] = hex[ch & 15];
     } else {
       if (k + 1 >= cap) return 0;
       out[k++] = (char)ch;
@@ -185,9 +186,7 @@ static void arg_s(call_args *a, const char *s) { arg(a, s, strlen(s)); }
 
 static int call(redis_engine *e, int script, int nkeys, call_args *a, sb_rconn_reply_cb cb,
                 void *ctx) {
-  int r = sb_rconn_script(e->cmd, (size_t)script, nkeys, a->n, a->v, a->l, cb, ctx);
-  if (r == 0) e->inflight++;
-  return r;
+  return sb_rconn_script(e->cmd, (size_t)script, nkeys, a->n, a->v, a->l, cb, ctx);
 }
 
 /* A stream script's arguments: its two keys (the metadata, the history), the prefix and the
@@ -329,7 +328,6 @@ static int stream_back(rstream *s) {
 
 static void on_fill(void *ctx, int status, redisReply *r) {
   rstream *s = ctx;
-  s->e->inflight--;
   if (stream_back(s) || s->e->freeing) return;
   int more = 0;
   if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
@@ -404,9 +402,8 @@ static int parse_record(const char *p, size_t n, uint64_t *epoch, uint64_t *offs
   return 0;
 }
 
-static void publish_now(redis_engine *e, rstream *s, const char *name, size_t nlen,
-                        const char *session, const uint8_t *data, size_t len,
-                        sb_engine_position_cb done, void *ctx, int *result);
+static int publish_now(redis_engine *e, const char *name, size_t nlen, const char *session,
+                       const uint8_t *data, size_t len, sb_engine_position_cb done, void *ctx);
 
 static void on_sub_message(void *user, const char *ch, size_t clen, const char *data, size_t len) {
   redis_engine *e = user;
@@ -452,7 +449,6 @@ static void on_sub_message(void *user, const char *ch, size_t clen, const char *
 
 static void on_baseline(void *ctx, int status, redisReply *r) {
   rstream *s = ctx;
-  s->e->inflight--;
   if (stream_back(s) || s->e->freeing) return;
   if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
     s->epoch = reply_u64(r->element[0]);
@@ -486,8 +482,7 @@ static void flush_queue(rstream *s) {
   s->queue_tail = &s->queue;
   while (q) {
     queued_pub *next = q->next;
-    int r = 0;
-    publish_now(s->e, NULL, s->name, s->name_len, q->session, q->data, q->len, q->done, q->ctx, &r);
+    int r = publish_now(s->e, s->name, s->name_len, q->session, q->data, q->len, q->done, q->ctx);
     if (r != 0 && q->done) q->done(q->ctx, r, 0, 0);
     free(q->session);
     free(q);
@@ -582,16 +577,32 @@ static int r_unsubscribe(sb_engine *be, const char *name, size_t n) {
 
 /* ---- publish ------------------------------------------------------------------------------ */
 
-typedef struct pub_ctx {
+/* What a script call hands back to its caller: the engine, the callback, its context. */
+typedef struct op_ctx {
   redis_engine *e;
-  sb_engine_position_cb done;
+  union {
+    sb_engine_read_cb read;
+    sb_engine_position_cb position;
+    void (*sync)(void *, int);
+    sb_engine_session_cb session;
+    sb_engine_nodes_cb nodes;
+  } cb;
   void *ctx;
-} pub_ctx;
+} op_ctx;
+
+static op_ctx *new_op(redis_engine *e, void *ctx) {
+  op_ctx *o = malloc(sizeof(*o));
+  if (o) {
+    o->e = e;
+    o->ctx = ctx;
+  }
+  return o;
+}
+
 
 static void on_published(void *ctx, int status, redisReply *r) {
-  pub_ctx *p = ctx;
+  op_ctx *p = ctx;
   redis_engine *e = p->e;
-  e->inflight--;
   int st = status;
   uint64_t epoch = 0, offset = 0;
   if (st == 0) {
@@ -603,45 +614,36 @@ static void on_published(void *ctx, int status, redisReply *r) {
       st = SB_EIO;
     }
   }
-  if (p->done && !e->freeing) p->done(p->ctx, st, offset, epoch);
+  if (!e->freeing) p->cb.position(p->ctx, st, offset, epoch);
   free(p);
 }
 
+/* For calls whose answer nobody needs (their failure is a lost link, which reconnects). */
 static void on_published_quiet(void *ctx, int status, redisReply *r) {
-  redis_engine *e = ctx;
+  (void)ctx;
   (void)status;
   (void)r;
-  e->inflight--;
 }
 
-static void publish_now(redis_engine *e, rstream *s, const char *name, size_t nlen,
-                        const char *session, const uint8_t *data, size_t len,
-                        sb_engine_position_cb done, void *ctx, int *result) {
-  (void)s;
+static int publish_now(redis_engine *e, const char *name, size_t nlen, const char *session,
+                       const uint8_t *data, size_t len, sb_engine_position_cb done, void *ctx) {
   stream_call c;
   char sk[KEY_MAX];
   size_t sl = session ? make_key(e, sk, sizeof(sk), "s:", session, strlen(session), "") : 0;
-  if (stream_begin(e, &c, name, nlen) || (session && !sl)) {
-    *result = SB_EINVAL;
-    return;
-  }
+  if (stream_begin(e, &c, name, nlen) || (session && !sl)) return SB_EINVAL;
   if (session) arg(&c.a, sk, sl);
   arg_s(&c.a, e->prefix);
   arg(&c.a, name, nlen);
   arg(&c.a, data, len);
   arg_stream_tail(e, &c);
-  if (!done) {
-    *result = call(e, S_publish, session ? 3 : 2, &c.a, on_published_quiet, e);
-    return;
-  }
-  pub_ctx *p = malloc(sizeof(*p));
-  if (!p) {
-    *result = SB_ENOMEM;
-    return;
-  }
-  *p = (pub_ctx){e, done, ctx};
-  *result = call(e, S_publish, session ? 3 : 2, &c.a, on_published, p);
-  if (*result != 0) free(p);
+  int nkeys = session ? 3 : 2;
+  if (!done) return call(e, S_publish, nkeys, &c.a, on_published_quiet, e);
+  op_ctx *p = new_op(e, ctx);
+  if (!p) return SB_ENOMEM;
+  p->cb.position = done;
+  int r = call(e, S_publish, nkeys, &c.a, on_published, p);
+  if (r != 0) free(p);
+  return r;
 }
 
 static int r_publish(sb_engine *be, const char *name, size_t n, const char *session,
@@ -668,36 +670,13 @@ static int r_publish(sb_engine *be, const char *name, size_t n, const char *sess
     s->queue_tail = &q->next;
     return 0;
   }
-  int r = 0;
-  publish_now(e, s, name, n, session, data, len, done, ctx, &r);
-  return r;
+  return publish_now(e, name, n, session, data, len, done, ctx);
 }
 
 /* ---- read, position, trim ----------------------------------------------------------------- */
 
-typedef struct op_ctx {
-  redis_engine *e;
-  union {
-    sb_engine_read_cb read;
-    sb_engine_position_cb position;
-    void (*sync)(void *, int);
-    sb_engine_session_cb session;
-  } cb;
-  void *ctx;
-} op_ctx;
-
-static op_ctx *new_op(redis_engine *e, void *ctx) {
-  op_ctx *o = malloc(sizeof(*o));
-  if (o) {
-    o->e = e;
-    o->ctx = ctx;
-  }
-  return o;
-}
-
 static void on_read(void *ctx, int status, redisReply *r) {
   op_ctx *o = ctx;
-  o->e->inflight--;
   if (o->e->freeing) return free(o);
   if (status != 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
       r->element[3]->type != REDIS_REPLY_ARRAY) {
@@ -737,7 +716,6 @@ static int r_read(sb_engine *be, const char *name, size_t n, uint64_t from, size
 
 static void on_position(void *ctx, int status, redisReply *r) {
   op_ctx *o = ctx;
-  o->e->inflight--;
   if (o->e->freeing) return free(o);
   if (status != 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
     o->cb.position(o->ctx, SB_EIO, 0, 0);
@@ -805,7 +783,6 @@ typedef struct sess_ctx {
 static void on_opened(void *ctx, int status, redisReply *r) {
   sess_ctx *c = ctx;
   redis_engine *e = c->e;
-  e->inflight--;
   if (e->freeing) return free(c);
   rsess *ss = sb_map_get(&e->sessions, c->id, strlen(c->id));
   free(c);
@@ -965,7 +942,6 @@ static int r_session_token(sb_engine *be, const char *conn_id, const char *token
 static void on_taken(void *ctx, int status, redisReply *r) {
   op_ctx *o = ctx;
   redis_engine *e = o->e;
-  e->inflight--;
   if (e->freeing) return free(o);
   sb_engine_session_cb cb = o->cb.session;
   void *cctx = o->ctx;
@@ -1037,7 +1013,6 @@ static int r_session_take(sb_engine *be, const char *token, const char *identity
 
 static void on_synced(void *ctx, int status) {
   op_ctx *o = ctx;
-  o->e->inflight--;
   if (o->e->freeing) return free(o);
   o->cb.sync(o->ctx, status);
   free(o);
@@ -1050,7 +1025,6 @@ static int r_sync(sb_engine *be, void (*cb)(void *ctx, int status), void *ctx) {
   o->cb.sync = cb;
   int r = sb_rconn_barrier(e->sub, on_synced, o);
   if (r) free(o);
-  else e->inflight++;
   return r;
 }
 
@@ -1126,7 +1100,6 @@ static void r_tick(sb_engine *be) {
 static void on_reregistered(void *ctx, int status, redisReply *r) {
   sess_ctx *c = ctx;
   redis_engine *e = c->e;
-  e->inflight--;
   if (e->freeing || status != 0) return free(c);
   rsess *ss = sb_map_get(&e->sessions, c->id, strlen(c->id));
   if (ss && r->type == REDIS_REPLY_NIL) {
@@ -1199,7 +1172,6 @@ static void send_probe(redis_engine *e) {
   arg(&a, e->node_channel, e->node_channel_len);
   arg_s(&a, e->probe);
   if (sb_rconn_command(e->cmd, a.n, a.v, a.l, on_published_quiet, e) == 0) {
-    e->inflight++;
     e->probe_sent = uv_now(e->loop);
     e->probe_waiting = 1;
   }
@@ -1209,40 +1181,31 @@ static void r_attach(sb_engine *be, const sb_engine_host *host) {
   redis_engine *e = (redis_engine *)be;
   if (!host) {
     memset(&e->host, 0, sizeof(e->host));
-    e->attached = 0;
     return;
   }
   e->host = *host;
   e->host.limits = NULL;
   if (host->limits) e->lim = *host->limits;
-  e->attached = 1;
 }
 
-typedef struct nodes_ctx {
-  redis_engine *e;
-  sb_engine_nodes_cb cb;
-  void *ctx;
-} nodes_ctx;
-
 static void on_nodes(void *ctx, int status, redisReply *r) {
-  nodes_ctx *o = ctx;
-  o->e->inflight--;
+  op_ctx *o = ctx;
   if (o->e->freeing) return free(o);
   if (status != 0 || r->type != REDIS_REPLY_ARRAY) {
-    o->cb(o->ctx, SB_EIO, NULL, 0);
+    o->cb.nodes(o->ctx, SB_EIO, NULL, 0);
     return free(o);
   }
   size_t n = r->elements / 2;
   sb_engine_node *v = calloc(n ? n : 1, sizeof(*v));
   if (!v) {
-    o->cb(o->ctx, SB_ENOMEM, NULL, 0);
+    o->cb.nodes(o->ctx, SB_ENOMEM, NULL, 0);
     return free(o);
   }
   for (size_t i = 0; i < n; i++) {
     v[i].id = r->element[2 * i]->str ? r->element[2 * i]->str : "";
     v[i].url = r->element[2 * i + 1]->str ? r->element[2 * i + 1]->str : "";
   }
-  o->cb(o->ctx, 0, v, n);
+  o->cb.nodes(o->ctx, 0, v, n);
   free(v);
   free(o);
 }
@@ -1256,9 +1219,9 @@ static int r_nodes(sb_engine *be, sb_engine_nodes_cb cb, void *ctx) {
   arg(&a, nodes, (size_t)l1);
   arg_s(&a, e->prefix);
   arg_s(&a, now);
-  nodes_ctx *o = malloc(sizeof(*o));
+  op_ctx *o = new_op(e, ctx);
   if (!o) return SB_ENOMEM;
-  *o = (nodes_ctx){e, cb, ctx};
+  o->cb.nodes = cb;
   int r = call(e, S_nodes, 1, &a, on_nodes, o);
   if (r) free(o);
   return r;

@@ -170,7 +170,7 @@ static void test_formatting_error(void **state) {
 
 /* Every capacity from 0 to 80 against pieces of every length from 0 to 20, appended in turn by
  * the three calls; the text must be the longest run of whole pieces that fits. This is the
- * shape of the loops that `n += snprintf` got wrong. */
+ * shape of the loops that summed snprintf's results got wrong. */
 static void test_every_capacity(void **state) {
   (void)state;
   char piece[32];
