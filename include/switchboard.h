@@ -613,6 +613,11 @@ typedef void (*sb_hub_message_cb)(sb_conn *conn, const sb_envelope *env, void *u
 /* A connection resumed an earlier session: its id is now the earlier one, its groups are
  * restored and what it missed was replayed. */
 typedef void (*sb_hub_resume_cb)(sb_conn *conn, void *user);
+/* Presence changed in a group: `identity` ("" for anonymous connections) got its first
+ * connection in `group` anywhere in the cluster (joined 1), or its last one there left
+ * (joined 0). See sb_hub_presence. */
+typedef void (*sb_hub_presence_event_cb)(sb_hub *hub, const char *group, const char *identity,
+                                         int joined, void *user);
 
 typedef struct sb_hub_options {
   size_t history_max;          /* messages kept per stream. 1000 */
@@ -630,6 +635,7 @@ typedef struct sb_hub_options {
   sb_hub_message_cb on_message;
   sb_close_cb on_close;        /* the connection left every group before this fires */
   sb_hub_resume_cb on_resume;
+  sb_hub_presence_event_cb on_presence; /* presence events (see sb_hub_presence) */
   void *user;
   sb_engine *engine;           /* NULL: the memory engine */
 } sb_hub_options;
@@ -670,6 +676,31 @@ SB_EXPORT size_t sb_conn_groups(const sb_conn *conn, const char **out, size_t ma
 
 /* Local members of a group on this node. */
 SB_EXPORT size_t sb_hub_group_size(sb_hub *hub, const char *group);
+
+/* Who is in a group, across every node of the cluster: each identity with at least one
+ * connection in the group, and how many it has there (anonymous connections count under the
+ * identity ""). Every membership counts: sb_conn_join, a resume restoring the groups, and the
+ * "user:<identity>" group the upgrade auth joins (so sb_hub_presence(hub, "user:bob", ...)
+ * tells whether bob is connected anywhere). `cb` fires exactly once, later (never inside this
+ * call), with status 0 and the list sorted by identity (borrowed for the call), or a negative
+ * code (the engine failed: Redis unreachable). Returns 0, SB_EINVAL (bad group name, cb NULL)
+ * or SB_ENOMEM (then `cb` does not fire).
+ *
+ * Events: sb_hub_options.on_presence fires when an identity's first connection joins a group
+ * or its last one leaves (closing the connection leaves its groups), on a later loop turn.
+ * With the memory engine it fires for every group; with the redis engine on every node that
+ * has members of the group, for changes made on any node. Events say when to look again, not
+ * what is there: an application that shows a group's members reads sb_hub_presence on an
+ * event (events can be missed while a node's Redis link is down; the list cannot).
+ * A node that dies takes its connections out of the cluster's presence within the node
+ * timeout (sb_redis_options.node_ttl_ms, plus a second), and leave events fire for them. */
+typedef struct sb_presence {
+  const char *identity;
+  size_t connections;
+} sb_presence;
+typedef void (*sb_hub_presence_cb)(int status, const sb_presence *who, size_t n, void *user);
+SB_EXPORT int sb_hub_presence(sb_hub *hub, const char *group, sb_hub_presence_cb cb,
+                              void *user);
 
 /* Pushes a message to every member of a group: recorded in the group's stream (next offset),
  * framed once, and the same bytes queued on every member. `url` may be NULL. Members whose

@@ -107,6 +107,15 @@ typedef void (*sb_engine_session_cb)(void *ctx, int status, const sb_session_inf
  * presented by another identity than its session's. */
 #define SB_ENGINE_EIDENTITY (-100)
 
+/* Presence changed: `identity` ("" for anonymous connections) got its first connection in the
+ * group stream `stream` ("g:<group>") anywhere in the cluster (joined 1), or lost its last one
+ * (joined 0). Borrowed strings. The memory engine calls it inside the presence call; redis
+ * when the event comes back through the group's channel, so only on nodes subscribed to the
+ * group (with local members) — a notification that the state changed, not the state itself
+ * (presence_get is the state). */
+typedef void (*sb_engine_presence_event_cb)(void *hub, const char *stream, size_t slen,
+                                            const char *identity, size_t ilen, int joined);
+
 /* What the hub gives an engine when it attaches: where to deliver, its clock, the take-over
  * hook, and the hub's limits. The engine copies what it keeps (the struct and `limits` are
  * borrowed for the call). */
@@ -119,6 +128,11 @@ typedef struct sb_engine_host {
    * closed sessions). An engine the application created (redis) learns them only here; the
    * memory engine the hub creates gets the same at creation. NULL: keep what it has. */
   const sb_engine_limits *limits;
+  sb_engine_presence_event_cb presence; /* presence changed (may be NULL) */
+  /* The session `conn_id`, which a connection of this node holds, was lost by the engine and
+   * made again (Redis restarted without it): the engine kept its identity and token, and the
+   * hub records its groups again (session_group, epoch 0). May be NULL. */
+  void (*session_lost)(void *hub, const char *conn_id);
 } sb_engine_host;
 
 /* What an engine says of its links (health): see sb_hub_health. */
@@ -127,6 +141,16 @@ typedef struct sb_engine_health {
   int commands, pubsub; /* redis: 1 up, 0 down; -1 when the engine has no such link */
   const char *error;   /* what failed last, or ""; borrowed until the next engine call */
 } sb_engine_health;
+
+/* Who is in a group: an identity ("" anonymous) and its connections there, on every node. */
+typedef struct sb_engine_presence {
+  const char *identity;
+  size_t ilen;
+  uint64_t connections;
+} sb_engine_presence;
+/* status 0 and the list (borrowed for the call, in no particular order), or a failure. */
+typedef void (*sb_engine_presence_cb)(void *ctx, int status, const sb_engine_presence *who,
+                                      size_t n);
 
 /* A live node of the cluster: its id and the url it advertises (borrowed for the callback). */
 typedef struct sb_engine_node {
@@ -190,6 +214,19 @@ typedef struct sb_engine_ops {
    * history for a resume, so that nothing published between the read and the subscription
    * can fall between the two. status < 0: an engine failure (the resume answers 503). */
   int (*sync)(sb_engine *e, void (*cb)(void *ctx, int status), void *ctx);
+  /* Presence. `member` names one membership of this node (a connection in the group) and is
+   * unique among this node's live memberships; joined 1 adds it with `identity`, joined 0
+   * removes it (identity as it was added). The hub calls it for every membership it makes
+   * and undoes, balanced. The engine counts connections per identity across the cluster and
+   * reports an identity's first and last connection through the host's presence hook. A
+   * shared engine keeps this node's entries itself and registers them again after it lost
+   * Redis; a dead node's entries go with it (redis: node_expire). */
+  int (*presence)(sb_engine *e, const char *stream, size_t slen, uint64_t member,
+                  const char *identity, int joined);
+  /* Who is in the group stream now, across the cluster. The callback may fire inside the call
+   * (memory) or later (redis). */
+  int (*presence_get)(sb_engine *e, const char *stream, size_t slen, sb_engine_presence_cb cb,
+                      void *ctx);
   /* The live nodes (NULL: a single node, this one). The callback always comes later. */
   int (*nodes)(sb_engine *e, sb_engine_nodes_cb cb, void *ctx);
   /* The state of the engine's links, at once (NULL: always up, nothing to report). */

@@ -82,12 +82,14 @@ typedef struct mem_engine {
   sb_map streams;  /* name → mem_stream */
   sb_map sessions; /* conn id → mem_session */
   sb_map tokens;   /* token → mem_session */
+  sb_map presence; /* group stream → sb_map* (identity → its connections, as uintptr_t) */
   mem_stream *all; /* every stream */
   mem_session *closed_first, *closed_last;
   size_t nclosed;
   size_t trim_mark; /* streams + sessions when memory was last handed back (or at the peak) */
   void *hub;
   sb_engine_deliver_cb deliver;
+  sb_engine_presence_event_cb presence_event;
   uint64_t (*now)(void *);
 } mem_engine;
 
@@ -487,12 +489,86 @@ static void m_tick(sb_engine *e) {
   give_back(m);
 }
 
+/* ---- presence -------------------------------------------------------------------------- */
+
+/* Per group stream, a map of identities to their connection counts (kept in the value
+ * pointer); `member` is not needed on one node: the hub's calls are balanced. */
+static int m_presence(sb_engine *e, const char *stream, size_t slen, uint64_t member,
+                      const char *identity, int joined) {
+  mem_engine *m = (mem_engine *)e;
+  (void)member;
+  size_t il = strlen(identity);
+  sb_map *who = sb_map_get(&m->presence, stream, slen);
+  if (!who) {
+    if (!joined) return SB_ENOTFOUND;
+    if (!(who = sb_malloc(m->a, sizeof(*who)))) return SB_ENOMEM;
+    sb_map_init(who, m->a);
+    if (sb_map_put(&m->presence, stream, slen, who)) {
+      sb_free(m->a, who);
+      return SB_ENOMEM;
+    }
+  }
+  uintptr_t n = (uintptr_t)sb_map_get(who, identity, il);
+  if (joined) {
+    if (sb_map_put(who, identity, il, (void *)(n + 1))) {
+      if (who->len == 0) {
+        sb_map_del(&m->presence, stream, slen);
+        sb_map_free(who);
+        sb_free(m->a, who);
+      }
+      return SB_ENOMEM;
+    }
+  } else if (n == 0) {
+    return SB_ENOTFOUND;
+  } else if (n > 1) {
+    sb_map_put(who, identity, il, (void *)(n - 1)); /* replaces: no allocation */
+  } else {
+    sb_map_del(who, identity, il);
+    if (who->len == 0) {
+      sb_map_del(&m->presence, stream, slen);
+      sb_map_free(who);
+      sb_free(m->a, who);
+    }
+  }
+  if ((joined && n == 0) || (!joined && n == 1)) {
+    if (m->presence_event) m->presence_event(m->hub, stream, slen, identity, il, joined);
+  }
+  return 0;
+}
+
+static int m_presence_get(sb_engine *e, const char *stream, size_t slen,
+                          sb_engine_presence_cb cb, void *ctx) {
+  mem_engine *m = (mem_engine *)e;
+  sb_map *who = sb_map_get(&m->presence, stream, slen);
+  size_t n = who ? who->len : 0, k = 0;
+  sb_engine_presence *v = sb_malloc(m->a, (n ? n : 1) * sizeof(*v));
+  if (!v) return SB_ENOMEM;
+  for (size_t i = 0; who && i < who->cap; i++) {
+    const sb_map_entry *en = &who->slots[i];
+    if (en->key) v[k++] = (sb_engine_presence){en->key, en->klen, (uintptr_t)en->val};
+  }
+  cb(ctx, 0, v, k);
+  sb_free(m->a, v);
+  return 0;
+}
+
+static void presence_free(mem_engine *m) {
+  for (size_t i = 0; i < m->presence.cap; i++) {
+    sb_map *who = m->presence.slots[i].key ? m->presence.slots[i].val : NULL;
+    if (!who) continue;
+    sb_map_free(who);
+    sb_free(m->a, who);
+  }
+  sb_map_free(&m->presence);
+}
+
 /* The memory engine needs no take-over hook: a session lives on this node only, and the hub
  * closes a connection whose session it resumed itself. */
 static void m_attach(sb_engine *e, const sb_engine_host *host) {
   mem_engine *m = (mem_engine *)e;
   m->hub = host ? host->hub : NULL;
   m->deliver = host ? host->deliver : NULL;
+  m->presence_event = host ? host->presence : NULL;
   m->now = host ? host->now : NULL;
   if (host && host->limits) {
     m->lim = *host->limits;
@@ -510,6 +586,7 @@ static void m_free(sb_engine *e) {
   sb_map_free(&m->streams);
   sb_map_free(&m->sessions);
   sb_map_free(&m->tokens);
+  presence_free(m);
   sb_free(m->a, m);
 }
 
@@ -535,6 +612,8 @@ static const sb_engine_ops memory_ops = {
     .session_closed = m_session_closed,
     .session_token = m_session_token,
     .session_take = m_session_take,
+    .presence = m_presence,
+    .presence_get = m_presence_get,
     .sync = m_sync,
     .tick = m_tick,
     .free = m_free, /* no health: always up */
@@ -553,6 +632,7 @@ int sb_memory_engine_new(sb_engine **out, const sb_allocator *a, const sb_engine
   sb_map_init_borrowed(&m->streams, a); /* keys live in the streams */
   sb_map_init_borrowed(&m->sessions, a); /* and in the sessions */
   sb_map_init_borrowed(&m->tokens, a);
+  sb_map_init(&m->presence, a);
   *out = &m->base;
   return 0;
 }

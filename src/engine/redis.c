@@ -34,7 +34,14 @@
  * that was resumed elsewhere is ignored by Redis. The generation comes with the answer to the
  * open; what the hub asks before it (a token, a close) waits for it.
  *
- * Left for later (issue 10, open): presence, the periodic check of stream tops (issue 11).
+ * Presence. The node keeps its own memberships per group (member → identity) and tells Redis
+ * each change (presence.lua, add or remove); Redis keeps every node's memberships and the
+ * counts per identity, and publishes an identity's first and last connection on the group's
+ * channel. A call that failed marks the group for a sync (the whole set, the script changing
+ * only what differs), which the tick sends; after a reconnect, or a heartbeat that found this
+ * node expired, every group is synced. A dead node's memberships go in node_expire.
+ *
+ * Left for later: the periodic check of stream tops (issue 11).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,10 +102,23 @@ typedef struct rstream {
 
 typedef struct rsess {
   char id[23];
-  char token[23]; /* bound once the generation is known */
+  char token[23]; /* its current token ("" none), kept to bind it again if Redis loses it */
   uint64_t gen;   /* 0: the open is not answered yet */
   uint8_t close_pending;
+  uint8_t token_unsent; /* the token waits for the generation */
+  char *identity;       /* kept to make the session again if Redis loses it; NULL: "" */
 } rsess;
+
+/* This node's memberships of one group stream, for presence: what it told Redis, so that it
+ * can tell it again after Redis lost it (presence.lua, op sync). */
+typedef struct rpres {
+  struct redis_engine *e;
+  sb_map members;   /* member (16 hex digits) → identity (malloc'd) */
+  unsigned pending; /* calls not answered yet */
+  uint8_t dirty;    /* a call failed, or Redis may have lost it: sync again */
+  size_t name_len;
+  char name[];
+} rpres;
 
 typedef struct redis_engine {
   sb_engine base;
@@ -115,6 +135,8 @@ typedef struct redis_engine {
   sb_map streams;  /* name → rstream (subscribed here; the key is the stream's own name) */
   sb_map channels; /* a group stream's channel → rstream */
   sb_map sessions; /* conn id → rsess (held here) */
+  sb_map presence; /* group stream → rpres (this node's memberships) */
+  int registered;  /* a heartbeat found this node registered and on time */
   uint64_t started_ms, last_beat, last_expire, last_refresh;
   int freeing;
   int cmd_ups;       /* times the commands link came up (> 1: a reconnect) */
@@ -125,6 +147,12 @@ typedef struct redis_engine {
   uint64_t probe_sent;
   int probe_waiting;
 } redis_engine;
+
+static void rsess_free(rsess *ss) {
+  if (!ss) return;
+  free(ss->identity);
+  free(ss);
+}
 
 static uint64_t wall_ms(void) {
   struct timespec ts;
@@ -434,14 +462,20 @@ static void on_sub_message(void *user, const char *ch, size_t clen, const char *
       char id[23];
       snprintf(id, sizeof(id), "%s", ss->id);
       sb_map_del(&e->sessions, ss->id, strlen(ss->id));
-      free(ss);
+      rsess_free(ss);
       if (e->host.taken) e->host.taken(e->host.hub, id);
     }
     return;
   }
-  /* A group's channel, P{E(g:name)}. */
+  /* A group's channel, P{E(g:name)}: a record, or a presence event "p1<id>" / "p0<id>". */
   rstream *s = sb_map_get(&e->channels, ch, clen);
-  if (!s || parse_record(data, len, &epoch, &offset, &t, &payload, &plen)) return;
+  if (!s) return;
+  if (len >= 2 && data[0] == 'p' && (data[1] == '0' || data[1] == '1')) {
+    if (e->host.presence)
+      e->host.presence(e->host.hub, s->name, s->name_len, data + 2, len - 2, data[1] == '1');
+    return;
+  }
+  if (parse_record(data, len, &epoch, &offset, &t, &payload, &plen)) return;
   consider(s, epoch, offset, t, payload, plen);
 }
 
@@ -586,6 +620,7 @@ typedef struct op_ctx {
     void (*sync)(void *, int);
     sb_engine_session_cb session;
     sb_engine_nodes_cb nodes;
+    sb_engine_presence_cb presence;
   } cb;
   void *ctx;
 } op_ctx;
@@ -791,11 +826,11 @@ static void on_opened(void *ctx, int status, redisReply *r) {
   if (!ss->gen) { /* Redis failed: the connection lives on; its session is not shared */
     if (ss->close_pending) {
       sb_map_del(&e->sessions, ss->id, strlen(ss->id));
-      free(ss);
+      rsess_free(ss);
     }
     return;
   }
-  if (ss->token[0]) send_token(e, ss);
+  if (ss->token_unsent) send_token(e, ss);
   if (ss->close_pending) send_closed(e, ss);
 }
 
@@ -809,8 +844,9 @@ static int r_session_open(sb_engine *be, const char *conn_id, const char *identi
     ss = calloc(1, sizeof(*ss));
     if (!ss) return SB_ENOMEM;
     memcpy(ss->id, conn_id, idl + 1);
-    if (sb_map_put(&e->sessions, ss->id, idl, ss)) {
-      free(ss);
+    if ((identity && *identity && !(ss->identity = strdup(identity))) ||
+        sb_map_put(&e->sessions, ss->id, idl, ss)) {
+      rsess_free(ss);
       return SB_ENOMEM;
     }
   }
@@ -835,7 +871,7 @@ static int r_session_open(sb_engine *be, const char *conn_id, const char *identi
   if (r) {
     free(c);
     sb_map_del(&e->sessions, ss->id, idl);
-    free(ss);
+    rsess_free(ss);
   }
   return r;
 }
@@ -896,7 +932,7 @@ static void send_closed(redis_engine *e, rsess *ss) {
   arg_s(&a, cap);
   call(e, S_session_closed, 3, &a, on_published_quiet, e);
   sb_map_del(&e->sessions, ss->id, idl);
-  free(ss);
+  rsess_free(ss);
 }
 
 static int r_session_closed(sb_engine *be, const char *conn_id) {
@@ -926,7 +962,7 @@ static void send_token(redis_engine *e, rsess *ss) {
   arg_s(&a, e->node_id);
   arg_s(&a, gen);
   call(e, S_session_token, 2, &a, on_published_quiet, e);
-  ss->token[0] = '\0';
+  ss->token_unsent = 0;
 }
 
 static int r_session_token(sb_engine *be, const char *conn_id, const char *token) {
@@ -935,6 +971,7 @@ static int r_session_token(sb_engine *be, const char *conn_id, const char *token
   if (!ss || strlen(token) != 22) return SB_EINVAL;
   if (!sb_rconn_up(e->cmd)) return SB_EIO;
   memcpy(ss->token, token, 23);
+  ss->token_unsent = 1;
   if (ss->gen) send_token(e, ss);
   return 0;
 }
@@ -960,10 +997,12 @@ static void on_taken(void *ctx, int status, redisReply *r) {
   id[r->element[1]->len] = '\0';
   /* This node holds the session now, with the take's generation. */
   rsess *ss = sb_map_get(&e->sessions, id, strlen(id));
+  const char *who = r->element[2]->str ? r->element[2]->str : "";
   if (!ss && (ss = calloc(1, sizeof(*ss))) != NULL) {
     memcpy(ss->id, id, sizeof(id));
-    if (sb_map_put(&e->sessions, ss->id, strlen(ss->id), ss)) {
-      free(ss);
+    if ((*who && !(ss->identity = strdup(who))) ||
+        sb_map_put(&e->sessions, ss->id, strlen(ss->id), ss)) {
+      rsess_free(ss);
       ss = NULL;
     }
   }
@@ -978,7 +1017,7 @@ static void on_taken(void *ctx, int status, redisReply *r) {
     groups[i].offset = reply_u64(g->element[3 * i + 1]);
     groups[i].epoch = reply_u64(g->element[3 * i + 2]);
   }
-  sb_session_info info = {ss->id, r->element[2]->str ? r->element[2]->str : "", groups, ng};
+  sb_session_info info = {ss->id, who, groups, ng};
   cb(cctx, 0, &info);
   if (groups != stack) free(groups);
 }
@@ -1009,6 +1048,165 @@ static int r_session_take(sb_engine *be, const char *token, const char *identity
   return r;
 }
 
+/* ---- presence ----------------------------------------------------------------------------- */
+
+static void rpres_free(rpres *p) {
+  for (size_t i = 0; i < p->members.cap; i++)
+    if (p->members.slots[i].key) free(p->members.slots[i].val);
+  sb_map_free(&p->members);
+  free(p);
+}
+
+/* A group's presence is forgotten once nothing is left to tell Redis about it. */
+static void rpres_settle(rpres *p) {
+  if (p->members.len || p->pending || p->dirty) return;
+  sb_map_del(&p->e->presence, p->name, p->name_len);
+  rpres_free(p);
+}
+
+static void on_presence_done(void *ctx, int status, redisReply *r) {
+  rpres *p = ctx;
+  p->pending--;
+  if (p->e->freeing) return;
+  if (status != 0 || !r || r->type == REDIS_REPLY_ERROR) p->dirty = 1; /* the tick syncs it */
+  rpres_settle(p);
+}
+
+/* The presence script for `p` with `op` and member/identity pairs (2 * npairs strings). */
+static int presence_call(redis_engine *e, rpres *p, const char *op, const char *const *pairs,
+                         size_t npairs) {
+  char mine[KEY_MAX], counts[KEY_MAX], set[KEY_MAX], ch[KEY_MAX], suffix[80];
+  snprintf(suffix, sizeof(suffix), ":p:%s", e->node_id);
+  size_t l1 = make_key(e, mine, sizeof(mine), "", p->name, p->name_len, suffix);
+  size_t l2 = make_key(e, counts, sizeof(counts), "", p->name, p->name_len, ":pc");
+  size_t l3 = make_key(e, set, sizeof(set), "node:", e->node_id, strlen(e->node_id), ":p");
+  size_t l4 = channel_of(e, ch, sizeof(ch), p->name, p->name_len);
+  if (!l1 || !l2 || !l3 || !l4) return SB_EINVAL;
+  size_t argc = 6 + 2 * npairs;
+  const char **v = malloc(argc * sizeof(*v));
+  size_t *l = malloc(argc * sizeof(*l));
+  int r = SB_ENOMEM;
+  if (v && l) {
+    const char *head[6] = {mine, counts, set, ch, p->name, op};
+    size_t hl[6] = {l1, l2, l3, l4, p->name_len, strlen(op)};
+    for (size_t i = 0; i < argc; i++) {
+      v[i] = i < 6 ? head[i] : pairs[i - 6];
+      l[i] = i < 6 ? hl[i] : strlen(v[i]);
+    }
+    r = sb_rconn_script(e->cmd, S_presence, 4, (int)argc, v, l, on_presence_done, p);
+    if (r == 0) p->pending++;
+  }
+  free(v);
+  free(l);
+  return r;
+}
+
+/* Tells Redis exactly this node's memberships of the group (after anything went wrong). */
+static int presence_sync(redis_engine *e, rpres *p) {
+  size_t n = p->members.len, k = 0;
+  const char **pairs = malloc((2 * n + 1) * sizeof(*pairs));
+  if (!pairs) return SB_ENOMEM;
+  for (size_t i = 0; i < p->members.cap; i++) {
+    if (!p->members.slots[i].key) continue;
+    pairs[k++] = p->members.slots[i].key;
+    pairs[k++] = p->members.slots[i].val;
+  }
+  int r = presence_call(e, p, "s", pairs, n);
+  free(pairs);
+  return r;
+}
+
+/* Syncs every group marked dirty (all of them after a reconnect: Redis may have lost them). */
+static void presence_resync(redis_engine *e, int all) {
+  if (!sb_rconn_up(e->cmd)) return;
+  for (size_t i = 0; i < e->presence.cap; i++) {
+    rpres *p = e->presence.slots[i].key ? e->presence.slots[i].val : NULL;
+    if (!p || !(p->dirty || all)) continue;
+    p->dirty = presence_sync(e, p) != 0; /* settles in its answer, never while walking */
+  }
+}
+
+static int r_presence(sb_engine *be, const char *stream, size_t slen, uint64_t member,
+                      const char *identity, int joined) {
+  redis_engine *e = (redis_engine *)be;
+  char m[17];
+  snprintf(m, sizeof(m), "%016llx", (unsigned long long)member);
+  if (!identity) identity = "";
+  rpres *p = sb_map_get(&e->presence, stream, slen);
+  if (!p) {
+    if (!joined) return SB_ENOTFOUND;
+    if (!(p = calloc(1, sizeof(*p) + slen + 1))) return SB_ENOMEM;
+    p->e = e;
+    memcpy(p->name, stream, slen);
+    p->name_len = slen;
+    sb_map_init(&p->members, &sb_default_allocator);
+    if (sb_map_put(&e->presence, p->name, slen, p)) {
+      free(p);
+      return SB_ENOMEM;
+    }
+  }
+  if (joined) {
+    char *id = strdup(identity), *old = sb_map_get(&p->members, m, 16);
+    if (!id || sb_map_put(&p->members, m, 16, id)) {
+      free(id);
+      rpres_settle(p);
+      return SB_ENOMEM;
+    }
+    free(old);
+  } else {
+    char *old = sb_map_del(&p->members, m, 16);
+    if (!old) return SB_ENOTFOUND;
+    free(old);
+  }
+  /* A group already waiting for a sync gets it whole (the tick); else the one change. */
+  const char *pair[2] = {m, identity};
+  if (p->dirty || presence_call(e, p, joined ? "a" : "r", pair, 1) != 0) p->dirty = 1;
+  rpres_settle(p);
+  return 0;
+}
+
+static void on_presence_got(void *ctx, int status, redisReply *r) {
+  op_ctx *o = ctx;
+  if (o->e->freeing) return free(o);
+  if (status != 0 || r->type != REDIS_REPLY_ARRAY) {
+    o->cb.presence(o->ctx, SB_EIO, NULL, 0);
+    return free(o);
+  }
+  size_t n = r->elements / 2, k = 0;
+  sb_engine_presence *v = calloc(n ? n : 1, sizeof(*v));
+  if (!v) {
+    o->cb.presence(o->ctx, SB_ENOMEM, NULL, 0);
+    return free(o);
+  }
+  for (size_t i = 0; i < n; i++) {
+    const redisReply *id = r->element[2 * i];
+    uint64_t count = reply_u64(r->element[2 * i + 1]);
+    if (id->type != REDIS_REPLY_STRING || count == 0 || count > (1ull << 53)) continue;
+    v[k++] = (sb_engine_presence){id->str, id->len, count};
+  }
+  o->cb.presence(o->ctx, 0, v, k);
+  free(v);
+  free(o);
+}
+
+/* The group's counts per identity: one HGETALL (presence.lua keeps them). */
+static int r_presence_get(sb_engine *be, const char *stream, size_t slen,
+                          sb_engine_presence_cb cb, void *ctx) {
+  redis_engine *e = (redis_engine *)be;
+  char counts[KEY_MAX];
+  size_t cl = make_key(e, counts, sizeof(counts), "", stream, slen, ":pc");
+  if (!cl) return SB_EINVAL;
+  call_args a = {.n = 0};
+  arg_s(&a, "HGETALL");
+  arg(&a, counts, cl);
+  op_ctx *o = new_op(e, ctx);
+  if (!o) return SB_ENOMEM;
+  o->cb.presence = cb;
+  int r = sb_rconn_command(e->cmd, a.n, a.v, a.l, on_presence_got, o);
+  if (r) free(o);
+  return r;
+}
+
 /* ---- sync, housekeeping ------------------------------------------------------------------- */
 
 static void on_synced(void *ctx, int status) {
@@ -1028,6 +1226,21 @@ static int r_sync(sb_engine *be, void (*cb)(void *ctx, int status), void *ctx) {
   return r;
 }
 
+static void reregister_sessions(redis_engine *e);
+
+/* 1: this node was not registered, or late (node_expire may have closed its sessions and
+ * taken its presence out): it registers everything again, unless it is its first beat on
+ * this link (on_cmd_state does that). */
+static void on_beat(void *ctx, int status, redisReply *r) {
+  redis_engine *e = ctx;
+  if (e->freeing || status != 0 || r->type != REDIS_REPLY_INTEGER) return;
+  if (r->integer == 1 && e->registered) {
+    reregister_sessions(e);
+    presence_resync(e, 1);
+  }
+  e->registered = 1;
+}
+
 static void heartbeat(redis_engine *e) {
   char nodes[KEY_MAX], info[KEY_MAX], started[24], now[24], ttl[24];
   int l1 = snprintf(nodes, sizeof(nodes), "%snodes", e->prefix);
@@ -1043,7 +1256,7 @@ static void heartbeat(redis_engine *e) {
   arg_s(&a, started);
   arg_s(&a, now);
   arg_s(&a, ttl);
-  call(e, S_node_heartbeat, 2, &a, on_published_quiet, e);
+  call(e, S_node_heartbeat, 2, &a, on_beat, e);
 }
 
 static void expire_nodes(redis_engine *e) {
@@ -1082,6 +1295,7 @@ static void r_tick(sb_engine *be) {
   if (now - e->last_expire >= 1000) {
     e->last_expire = now;
     expire_nodes(e);
+    presence_resync(e, 0); /* groups whose last call failed */
   }
   /* A quiet group keeps its epoch while this node has members in it: its keys would expire
    * stream_ttl_ms after their last use, so the position script touches them twice per TTL. */
@@ -1104,10 +1318,17 @@ static void on_reregistered(void *ctx, int status, redisReply *r) {
   rsess *ss = sb_map_get(&e->sessions, c->id, strlen(c->id));
   if (ss && r->type == REDIS_REPLY_NIL) {
     sb_map_del(&e->sessions, ss->id, strlen(ss->id));
-    free(ss);
+    rsess_free(ss);
     if (e->host.taken) e->host.taken(e->host.hub, c->id);
   } else if (ss && r->type == REDIS_REPLY_INTEGER) {
     ss->gen = (uint64_t)r->integer;
+  } else if (ss && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+             reply_is(r->element[1], "new")) {
+    /* Redis lost the session and it was made again: its token and groups go back too (the
+     * groups' positions are the streams' new ones: their old epochs are gone with them). */
+    ss->gen = reply_u64(r->element[0]);
+    if (ss->token[0]) send_token(e, ss);
+    if (e->host.session_lost) e->host.session_lost(e->host.hub, c->id);
   }
   free(c);
 }
@@ -1131,7 +1352,7 @@ static void reregister_sessions(redis_engine *e) {
     arg(&a, closed, (size_t)l3);
     arg_s(&a, e->prefix);
     arg(&a, ss->id, idl);
-    arg_s(&a, ""); /* the identity is kept from the first open */
+    arg_s(&a, ss->identity ? ss->identity : ""); /* used only if Redis lost the session */
     arg_s(&a, e->node_id);
     arg_s(&a, ss->gen ? gen : "");
     sess_ctx *c = malloc(sizeof(*c));
@@ -1149,8 +1370,12 @@ static void on_cmd_state(void *user, int up) {
   redis_engine *e = user;
   if (!up) return;
   e->last_beat = uv_now(e->loop);
+  e->registered = 0; /* this beat may answer 1: what follows registers everything anyway */
   heartbeat(e); /* first, so that node_expire never sweeps a node that holds sessions */
-  if (e->cmd_ups++ > 0) reregister_sessions(e);
+  if (e->cmd_ups++ > 0) {
+    reregister_sessions(e);
+    presence_resync(e, 1);
+  }
 }
 
 /* The pub/sub link came back (its channels are subscribed again): whatever was published
@@ -1252,6 +1477,8 @@ static const sb_engine_ops redis_ops = {
     .session_closed = r_session_closed,
     .session_token = r_session_token,
     .session_take = r_session_take,
+    .presence = r_presence,
+    .presence_get = r_presence_get,
     .sync = r_sync,
     .nodes = r_nodes,
     .health = r_health,
@@ -1313,6 +1540,7 @@ int sb_redis_engine_new(sb_engine **out, struct uv_loop_s *loop, const sb_redis_
   sb_map_init_borrowed(&e->streams, &sb_default_allocator);
   sb_map_init(&e->channels, &sb_default_allocator);
   sb_map_init_borrowed(&e->sessions, &sb_default_allocator);
+  sb_map_init_borrowed(&e->presence, &sb_default_allocator);
   sb_rconn_options co = {0};
   co.url = opts->url ? opts->url : def.url;
   co.command_timeout_ms = e->o.command_timeout_ms;
@@ -1338,6 +1566,7 @@ int sb_redis_engine_new(sb_engine **out, struct uv_loop_s *loop, const sb_redis_
     sb_map_free(&e->streams);
     sb_map_free(&e->channels);
     sb_map_free(&e->sessions);
+    sb_map_free(&e->presence);
     free(e);
     return r;
   }
@@ -1356,10 +1585,13 @@ void sb_redis_engine_free(sb_engine *be) {
   for (size_t i = 0; i < e->streams.cap; i++)
     if (e->streams.slots[i].key) free_stream(e->streams.slots[i].val);
   for (size_t i = 0; i < e->sessions.cap; i++)
-    if (e->sessions.slots[i].key) free(e->sessions.slots[i].val);
+    if (e->sessions.slots[i].key) rsess_free(e->sessions.slots[i].val);
+  for (size_t i = 0; i < e->presence.cap; i++)
+    if (e->presence.slots[i].key) rpres_free(e->presence.slots[i].val);
   sb_map_free(&e->streams);
   sb_map_free(&e->channels);
   sb_map_free(&e->sessions);
+  sb_map_free(&e->presence);
   free(e);
 }
 

@@ -82,12 +82,14 @@ int sb_groups_join(sb_groups *gs, sb_glist *l, void *member, const char *name, s
   l->refs[l->n] = (sb_gref){g, g->n};
   g->n++;
   l->n++;
+  if (gs->on_member) gs->on_member(gs->ctx, g, member, 1);
   return 0;
 }
 
 void sb_groups_leave_at(sb_groups *gs, sb_glist *l, uint32_t i) {
   sb_group *g = l->refs[i].g;
   uint32_t slot = l->refs[i].slot;
+  if (gs->on_member) gs->on_member(gs->ctx, g, g->members[slot].member, 0);
   /* Swap-remove from the group; the member moved into `slot` learns its new index. */
   g->members[slot] = g->members[--g->n];
   if (slot < g->n) g->members[slot].list->refs[g->members[slot].ref].slot = slot;

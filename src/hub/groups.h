@@ -6,7 +6,8 @@
  * are O(1) (plus the member's own group count for the duplicate check) and a member leaves all
  * its groups in O(its groups). The first member of a group and the last one leaving are
  * reported through on_first / on_empty: the hub subscribes the node to the group's stream and
- * unsubscribes it there.
+ * unsubscribes it there. Every membership made and undone is reported through on_member (the
+ * hub's presence).
  */
 #ifndef SB_HUB_GROUPS_H
 #define SB_HUB_GROUPS_H
@@ -48,6 +49,8 @@ typedef struct sb_groups {
   int (*on_first)(void *ctx, const char *name, size_t n);
   /* The group lost its last member (it is freed right after). */
   void (*on_empty)(void *ctx, const char *name, size_t n);
+  /* A member joined the group (after on_first), or is leaving it (before on_empty). */
+  void (*on_member)(void *ctx, const sb_group *g, void *member, int joined);
   void *ctx;
 } sb_groups;
 

@@ -24,6 +24,7 @@
  * no completion at all: no allocation, nothing deferred.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hub/resume.h"
@@ -512,6 +513,134 @@ static void on_taken(void *hub, const char *conn_id) {
   if (hub && conn_id) sb_hub_take_over(hub, conn_id, NULL);
 }
 
+/* ---- presence ------------------------------------------------------------------------- */
+
+/* Every membership counts in the group's presence, under the connection's identity. The
+ * membership is named by its connection's address: unique among this node's live
+ * memberships, which is all the engine asks (engine.h, presence). */
+static void on_member(void *ctx, const sb_group *g, void *member, int joined) {
+  sb_hub *h = ctx;
+  const sb_hconn *hc = member;
+  char stream[SB_STREAM_MAX];
+  size_t slen = sb_hub_stream_name(stream, 'g', g->name, g->name_len);
+  if (slen && h->engine->ops->presence)
+    h->engine->ops->presence(h->engine, stream, slen, (uint64_t)(uintptr_t)hc,
+                             sb_conn_identity(hc->conn), joined);
+}
+
+/* A presence event for the application: the group and the identity, copied, reported on the
+ * next loop turn like every outcome (the memory engine reports inside the hub's own call). */
+typedef struct presence_note {
+  sb_hub_done d; /* first: the deferral frees the note through it */
+  int joined;
+  const char *identity;
+  char group[]; /* then the identity, both NUL-terminated */
+} presence_note;
+
+static void presence_note_fire(int status, void *user) {
+  (void)status;
+  presence_note *q = user;
+  sb_hub *h = q->d.h;
+  if (h->opts.on_presence)
+    h->opts.on_presence(h, q->group, q->identity, q->joined, h->opts.user);
+}
+
+static void on_presence_event(void *hub, const char *stream, size_t slen, const char *identity,
+                              size_t ilen, int joined) {
+  sb_hub *h = hub;
+  if (!h->opts.on_presence || slen < 2 || stream[0] != 'g' || stream[1] != ':') return;
+  size_t gl = slen - 2;
+  presence_note *q = sb_malloc(h->a, sizeof(*q) + gl + ilen + 2);
+  if (!q) return; /* a notification: the state itself stays right (sb_hub_presence) */
+  q->d = (sb_hub_done){NULL, h, presence_note_fire, q, 0};
+  q->joined = joined;
+  memcpy(q->group, stream + 2, gl);
+  q->group[gl] = '\0';
+  char *id = q->group + gl + 1;
+  memcpy(id, identity, ilen);
+  id[ilen] = '\0';
+  q->identity = id;
+  h->pending++;
+  done_later(&q->d);
+}
+
+/* sb_hub_presence: the engine's answer, copied (it may come inside the call), sorted by
+ * identity, and reported on a later turn. */
+typedef struct presence_req {
+  sb_hub_done d; /* first */
+  sb_hub_presence_cb cb;
+  void *user;
+  sb_presence *who; /* one allocation: the entries, then their identities */
+  size_t n;
+} presence_req;
+
+static int presence_cmp(const void *a, const void *b) {
+  return strcmp(((const sb_presence *)a)->identity, ((const sb_presence *)b)->identity);
+}
+
+static void presence_req_fire(int status, void *user) {
+  presence_req *q = user;
+  q->cb(status, q->who, q->n, q->user);
+  sb_free(q->d.h->a, q->who);
+}
+
+static void presence_answer(void *ctx, int status, const sb_engine_presence *who, size_t n) {
+  presence_req *q = ctx;
+  sb_hub *h = q->d.h;
+  q->d.status = status;
+  if (status == 0) {
+    size_t bytes = (n ? n : 1) * sizeof(sb_presence);
+    for (size_t i = 0; i < n; i++) bytes += who[i].ilen + 1;
+    q->who = sb_malloc(h->a, bytes);
+    if (!q->who) {
+      q->d.status = SB_ENOMEM;
+    } else {
+      char *text = (char *)(q->who + (n ? n : 1));
+      for (size_t i = 0; i < n; i++) {
+        memcpy(text, who[i].identity, who[i].ilen);
+        text[who[i].ilen] = '\0';
+        q->who[i] = (sb_presence){text, (size_t)who[i].connections};
+        text += who[i].ilen + 1;
+      }
+      q->n = n;
+      qsort(q->who, n, sizeof(*q->who), presence_cmp);
+    }
+  }
+  done_later(&q->d);
+}
+
+int sb_hub_presence(sb_hub *h, const char *group, sb_hub_presence_cb cb, void *user) {
+  if (!h || !group || !cb) return SB_EINVAL;
+  size_t gl = strlen(group);
+  char stream[SB_STREAM_MAX];
+  size_t slen = valid_group(group, gl) ? sb_hub_stream_name(stream, 'g', group, gl) : 0;
+  if (!slen) return SB_EINVAL;
+  if (!h->engine->ops->presence_get) return SB_EINVAL; /* an engine without presence */
+  presence_req *q = sb_malloc(h->a, sizeof(*q));
+  if (!q) return SB_ENOMEM;
+  *q = (presence_req){{NULL, h, presence_req_fire, q, 0}, cb, user, NULL, 0};
+  h->pending++;
+  int r = h->engine->ops->presence_get(h->engine, stream, slen, presence_answer, q);
+  if (r != 0) {
+    h->pending--;
+    sb_free(h->a, q);
+  }
+  return r;
+}
+
+/* The engine's `session_lost` hook: Redis lost the session of an open connection and the
+ * engine made it again; its groups are recorded again, from the streams' positions now (the
+ * old ones went with the epochs Redis lost). */
+static void on_session_lost(void *hub, const char *conn_id) {
+  sb_hub *h = hub;
+  sb_hconn *hc = conn_id ? sb_map_get(&h->conns, conn_id, strlen(conn_id)) : NULL;
+  if (!hc || !hc->owner || hc->closing) return;
+  for (uint32_t i = 0; i < hc->groups.n; i++) {
+    const sb_group *g = hc->groups.refs[i].g;
+    sb_hub_record_join(h, hc, g->name, g->name_len);
+  }
+}
+
 /* ---- credentials: refresh before expiry ------------------------------------------------ */
 
 /* AUTH, server to client: status 401 "send a new token before `expires`", 200 "the new
@@ -728,6 +857,7 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   sb_groups_init(&h->groups, h->a);
   h->groups.on_first = on_first_member;
   h->groups.on_empty = on_group_empty;
+  h->groups.on_member = on_member;
   h->groups.ctx = h;
   /* The limits go to the engine both ways: the memory engine is made with them, and an
    * engine the application made (redis) learns them when it is attached. */
@@ -742,7 +872,8 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
     sb_free(a, h);
     return r;
   }
-  sb_engine_host host = {h, on_deliver, hub_now, on_taken, &lim};
+  sb_engine_host host = {h, on_deliver, hub_now, on_taken, &lim, on_presence_event,
+                         on_session_lost};
   h->engine->ops->attach(h->engine, &host);
   *out = h;
   return 0;

@@ -69,7 +69,7 @@ static sb_engine *make_with(size_t max, uint64_t age, uint64_t ttl, size_t max_c
   sb_engine *e;
   sb_engine_limits lim = {max, age, ttl, max_closed};
   assert_int_equal(sb_memory_engine_new(&e, a, &lim), 0);
-  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, NULL};
+  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, NULL, NULL, NULL};
   e->ops->attach(e, &host);
   ngot = 0;
   clock_ms = 1000;
@@ -588,7 +588,7 @@ static void test_publish_completion_and_attach_limits(void **state) {
                    SB_ENOTFOUND);
   assert_int_equal(nf.calls, 0);
   sb_engine_limits lim = {2, 0, 1000, 0};
-  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, &lim};
+  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, &lim, NULL, NULL};
   e->ops->attach(e, &host);
   for (int i = 0; i < 5; i++) pub(e, "g:b", "x");
   read_result rr = rd(e, "g:b", 1, 10);

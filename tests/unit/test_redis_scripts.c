@@ -1234,7 +1234,12 @@ static void test_nodes_heartbeat_and_expire(void **state) {
   expect_nil(session_open("s4", "", "A", "1"));
   assert_string_equal(hget(SKEY("s4"), "n"), "B");
   /* and a session Redis lost is made again */
-  expect_int(session_open("gone", "zed", "A", "5"), 1);
+  r = session_open("gone", "zed", "A", "5");
+  assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+  assert_int_equal(r->elements, 2);
+  assert_int_equal(r->element[0]->integer, 1);
+  expect_str(r->element[1], "new");
+  freeReplyObject(r);
   assert_string_equal(hget(SKEY("gone"), "i"), "zed");
   /* a node dead for longer than the session TTL: its sessions go at once */
   r = node_expire("200000", "100");

@@ -63,6 +63,36 @@ local function token_key(P, tok) return P .. '{t:' .. esc(tok) .. '}' end
 local function node_channel(P, n) return P .. '{node:' .. esc(n) .. '}' end
 local function node_set(P, n) return node_channel(P, n) .. ':s' end
 local function node_info(P, n) return node_channel(P, n) .. ':i' end
+-- Presence: the group streams where node n has memberships (SET), a node's memberships of
+-- stream S (HASH member → identity), and S's connections per identity over every node.
+local function node_presence(P, n) return node_channel(P, n) .. ':p' end
+local function presence_mine(P, S, n) return stream_base(P, S) .. ':p:' .. n end
+local function presence_counts(P, S) return stream_base(P, S) .. ':pc' end
+
+-- ---- presence -------------------------------------------------------------------------
+
+-- One membership more or less in a group's presence: the node's hash `mine` and the group's
+-- `counts`; an identity's first connection anywhere and its last one are published on the
+-- group's channel `ch` as "p1<identity>" and "p0<identity>" (every node with members there
+-- tells its application). Reports whether anything changed.
+local function presence_add(mine, counts, ch, member, identity)
+  if redis.call('HSETNX', mine, member, identity) == 0 then return false end
+  if redis.call('HINCRBY', counts, identity, 1) == 1 then
+    redis.call('PUBLISH', ch, 'p1' .. identity)
+  end
+  return true
+end
+
+local function presence_remove(mine, counts, ch, member)
+  local identity = redis.call('HGET', mine, member)
+  if not identity then return false end
+  redis.call('HDEL', mine, member)
+  if redis.call('HINCRBY', counts, identity, -1) <= 0 then
+    redis.call('HDEL', counts, identity)
+    redis.call('PUBLISH', ch, 'p0' .. identity)
+  end
+  return true
+end
 
 -- ---- streams --------------------------------------------------------------------------
 

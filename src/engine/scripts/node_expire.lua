@@ -23,6 +23,10 @@
 -- go) only once its set is empty: a large node is swept over several calls of at most `limit`
 -- sessions each, so one call never blocks Redis for long. Then the closed-session cap.
 --
+-- Presence goes the same way, after the sessions: every group in the dead node's set
+-- P{node:<id>}:p loses the node's memberships (presence.lua), and each identity whose last
+-- connection that was gets its leave event; each membership counts against `limit`.
+--
 -- Any node may call it (about once a second); two calls at once do no harm: each session is
 -- popped from the set by one of them. A node that was only late and beats again keeps its
 -- place (node_heartbeat answers 1 and it re-registers what is left).
@@ -31,7 +35,8 @@
 -- take of one of these sessions either came first (skipped here) or comes after (and takes a
 -- closed session). Times are below 2^53.
 --
--- Redis Cluster: the node sets, info hashes and session keys are built here (other slots).
+-- Redis Cluster: the node sets, info hashes, session and presence keys are built here (other
+-- slots).
 
 local P = ARGV[1]
 local now = uint(ARGV[2], 'now')
@@ -60,6 +65,19 @@ for i = 1, #dead, 2 do
     end
   end
   if redis.call('SCARD', set) > 0 then break end
+  -- Its presence: every membership it had leaves (with the leave events), group by group.
+  local pset = node_presence(P, id)
+  while budget > 0 do
+    local groups = redis.call('SPOP', pset, 16)
+    if #groups == 0 then break end
+    for _, S in ipairs(groups) do
+      local mine, counts = presence_mine(P, S, id), presence_counts(P, S)
+      local members = redis.call('HKEYS', mine)
+      for _, m in ipairs(members) do presence_remove(mine, counts, stream_base(P, S), m) end
+      budget = budget - #members
+    end
+  end
+  if redis.call('SCARD', pset) > 0 then break end
   redis.call('ZREM', nodes, id)
   redis.call('DEL', set, node_info(P, id))
   removed[#removed + 1] = id

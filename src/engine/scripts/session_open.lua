@@ -14,7 +14,9 @@
 --
 -- Reply: the session's generation (integer) that the connection now holds; or nil when
 -- `expected` was given and the session is held by another node or generation (it was
--- resumed elsewhere meanwhile: the node closes its connection with 4000).
+-- resumed elsewhere meanwhile: the node closes its connection with 4000); or {1, "new"} when
+-- `expected` was given and the session was missing (Redis lost it): it was made anew, and
+-- the node records its groups and token again (they were lost with it).
 --
 -- Effects:
 --   new session: i = identity, n = node, g = 1, c = 0, t = "".
@@ -25,7 +27,8 @@
 --   existing, expected = its g and n = node: c = 0, g unchanged (the same connection holds it
 --     on; a session that node_expire closed is taken back).
 --   missing, expected given: made anew as a new session (Redis lost it; the connection is
---     still open), generation 1.
+--     still open), generation 1, with the identity given (the node passes the one it
+--     kept), and the reply says so.
 -- In all cases: no TTL on the session's keys, its token and its direct stream while it is
 -- open; out of Pclosed; in the node's set P{node:<node>}:s (and out of the previous node's).
 --
@@ -48,6 +51,7 @@ local cur = redis.call('HMGET', s, 'n', 'g', 'c')
 if not cur[2] then
   redis.call('HSET', s, 'i', identity, 'n', node, 'g', '1', 'c', '0', 't', '')
   hold_session(P, closed, id, nil, node)
+  if expected ~= '' then return {1, 'new'} end
   return 1
 end
 
