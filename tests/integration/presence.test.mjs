@@ -10,6 +10,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { HUBTEST_BIN, HubClient, startServer } from './hub.mjs';
+import { KIND } from './proto.mjs';
 import { sleep } from './lib.mjs';
 import { startRedis, redisCommand } from './redis.mjs';
 
@@ -174,7 +175,18 @@ describe('redis engine, three nodes', () => {
     // The connections stayed open and still count: one leaves, the others see it.
     a.destroy();
     await waitPresence(c, g, 'bob=1\ncarol=1');
+    // The open sessions were made again whole (identity, token, groups): bob's connection
+    // drops and resumes on another node with the token of its HELLO, before the restart.
+    const token = b.hello.token, id = b.id;
     b.destroy();
+    await waitPresence(c, g, 'carol=1');
+    const y = await as(C, 'bob', 'y');
+    y.resume(token, []);
+    const done = await y.take((m) => m.kind === KIND.RESUMED || m.kind === KIND.ERROR, 8000, 'RESUMED');
+    assert.equal(done.kind, KIND.RESUMED, `the remade session resumes: ${done.status} ${done.body}`);
+    assert.equal(await y.ok('/whoami'), id);
+    await waitPresence(c, g, 'bob=1\ncarol=1');
+    y.destroy();
     c.destroy();
   });
 });
