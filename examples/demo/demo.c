@@ -38,20 +38,19 @@
  * Redis before it listens). What is then shared by every node, and what is not:
  *   shared   a room's group and its stream: a post on any node is pushed to the room's members
  *            on every node, numbered in one sequence, and a tab that reconnects to any node
- *            resumes and gets exactly what it missed; sessions (a resume works on any node).
+ *            resumes and gets exactly what it missed; sessions (a resume works on any node);
+ *            who is online (GET /api/online and its pushes: the presence of the group
+ *            "online", which every connection joins, across every node).
  *   per node everything this file keeps in its own memory: the room table (GET /api/rooms
  *            lists the rooms created on this node, with this node's member counts; a room
  *            exists on a node once a write over the WebSocket made it there, so a GET of a
  *            room only another node knows is 404 here, and so is a post to it over plain
  *            HTTP; the quotas count per node); a room's history (GET .../messages returns
- *            the messages posted through this node only); and who is online (GET /api/online
- *            and its pushes list the people connected to this node).
+ *            the messages posted through this node only).
  *   position GET .../messages answers offset 0 and epoch "0000000000000000" (no position):
  *            the redis engine cannot tell a stream's position at once (sb_hub_position), so
  *            the page takes every later push as new. A message posted on this node whose push
  *            comes back from Redis after the GET answered can therefore show twice.
- * Cluster-wide history and presence need the engine's presence and a shared room store
- * (issue 10, items 7 and 9); until then this demo is honest about being per node.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -78,7 +77,6 @@
 #define MAX_NAME 32         /* a name or a room id: 1..32 of [A-Za-z0-9_-] */
 #define KEEP 100
 #define MAX_TEXT 1000
-#define MAX_ONLINE 256
 #define MAX_ANSWER (8u << 20) /* the most a growable answer may take (the worst is ~610 KB) */
 
 #define STR(x) #x
@@ -97,16 +95,9 @@ typedef struct room {
   unsigned count;
 } room;
 
-typedef struct person {
-  char name[MAX_NAME + 1];
-  unsigned tabs;
-} person;
-
 static sb_hub *hub;
 static room rooms[MAX_ROOMS];
 static size_t nrooms;
-static person online[MAX_ONLINE];
-static size_t nonline;
 static uv_signal_t sigint, sigterm;
 
 /* ---- small helpers -------------------------------------------------------------------- */
@@ -183,54 +174,60 @@ static const char *sender(sb_req *req) {
 
 /* ---- presence ------------------------------------------------------------------------- */
 
-/* The names online as a JSON array; `mem` fits the most there can be. */
-static char online_mem[MAX_ONLINE * (STRBUF_JSON_MAX(MAX_NAME) + 1) + 2];
+/* Who is online is the presence of the group "online" (sb_hub_presence), which every
+ * connection joins as it opens: the names of everyone connected to any node of the cluster,
+ * one per person, sorted. Room groups are "room:<id>", so no room can be this group. */
+#define ONLINE_GROUP "online"
 
-static void online_json(strbuf *b) {
-  strbuf_fixed(b, online_mem, sizeof online_mem);
+static void online_json(strbuf *b, const sb_presence *who, size_t n) {
+  strbuf_heap(b, MAX_ANSWER);
   STRBUF_LIT(b, "[");
-  for (size_t i = 0; i < nonline; i++) {
-    if (i) STRBUF_LIT(b, ",");
-    strbuf_json(b, online[i].name);
+  for (size_t i = 0, k = 0; i < n; i++) {
+    if (!*who[i].identity) continue; /* the upgrade names everyone: never anonymous */
+    if (k++) STRBUF_LIT(b, ",");
+    strbuf_json(b, who[i].identity);
   }
   STRBUF_LIT(b, "]");
 }
 
+/* Someone came or went (on_presence, from any node): the list is read again and pushed to
+ * this node's connections. One read at a time; events during it ask for one more after. */
+static int announcing, announce_again;
+static void announce_online(void);
+
+static void on_announce(int status, const sb_presence *who, size_t n, void *user) {
+  (void)user;
+  announcing = 0;
+  if (status == 0) {
+    strbuf b;
+    online_json(&b, who, n);
+    if (!b.overflow) sb_hub_broadcast(hub, SB_METHOD_PUT, "/api/online", b.data, b.len);
+    strbuf_free(&b);
+  }
+  if (announce_again) announce_online();
+}
+
 static void announce_online(void) {
-  strbuf b;
-  online_json(&b);
-  if (!b.overflow) sb_hub_broadcast(hub, SB_METHOD_PUT, "/api/online", b.data, b.len);
+  if (announcing) {
+    announce_again = 1;
+    return;
+  }
+  announce_again = 0;
+  announcing = sb_hub_presence(hub, ONLINE_GROUP, on_announce, NULL) == 0;
+}
+
+static void on_presence(sb_hub *h, const char *group, const char *identity, int joined,
+                        void *user) {
+  (void)h;
+  (void)identity;
+  (void)joined;
+  (void)user;
+  if (strcmp(group, ONLINE_GROUP) == 0) announce_online();
 }
 
 static void on_open(sb_conn *c, void *user) {
   (void)user;
-  const char *name = sb_conn_identity(c);
-  for (size_t i = 0; i < nonline; i++) {
-    if (strcmp(online[i].name, name) == 0) {
-      online[i].tabs++;
-      return;
-    }
-  }
-  if (nonline == MAX_ONLINE) return;
-  snprintf(online[nonline].name, sizeof(online[0].name), "%s", name);
-  online[nonline++].tabs = 1;
-  announce_online();
-}
-
-static void on_close(sb_conn *c, int code, const char *reason, size_t len, void *user) {
-  (void)code;
-  (void)reason;
-  (void)len;
-  (void)user;
-  const char *name = sb_conn_identity(c);
-  for (size_t i = 0; i < nonline; i++) {
-    if (strcmp(online[i].name, name) != 0) continue;
-    if (--online[i].tabs == 0) {
-      online[i] = online[--nonline];
-      announce_online();
-    }
-    return;
-  }
+  sb_conn_join(c, ONLINE_GROUP); /* and closing leaves it */
 }
 
 /* ---- the upgrade ---------------------------------------------------------------------- */
@@ -421,11 +418,20 @@ static void leave_room(sb_req *req, void *user) {
   sb_respond(req, 204, NULL, 0);
 }
 
+/* GET /api/online, answered when the presence comes. */
+static void on_online(int status, const sb_presence *who, size_t n, void *user) {
+  sb_req *req = user;
+  if (status != 0) return sb_fail(req, 503, "who is online is unavailable");
+  strbuf b;
+  online_json(&b, who, n);
+  reply_json(req, 200, &b);
+  strbuf_free(&b);
+}
+
 static void get_online(sb_req *req, void *user) {
   (void)user;
-  strbuf b;
-  online_json(&b);
-  reply_json(req, 200, &b);
+  if (sb_hub_presence(hub, ONLINE_GROUP, on_online, req) != 0)
+    sb_fail(req, 503, "who is online is unavailable");
 }
 
 /* ---- main ----------------------------------------------------------------------------- */
@@ -480,7 +486,7 @@ int main(int argc, char **argv) {
   sb_hub_options ho;
   sb_hub_options_init(&ho);
   ho.on_open = on_open;
-  ho.on_close = on_close;
+  ho.on_presence = on_presence;
   ho.engine = engine; /* NULL: the memory engine, this node alone */
   sb_app *app;
   int r = sb_hub_new(&hub, loop, &so, &ho);

@@ -203,6 +203,31 @@ describe('examples/demo: two nodes, one Redis', () => {
     assert.deepEqual((await res.json()).map((x) => x.id).sort(), live);
   });
 
+  test('who is online is shared: the same list on both nodes, pushed when someone comes or goes', async () => {
+    const gina = await person(A, 'gina'), hank = await person(B, 'hank');
+    const expect = async (want) => {
+      for (const c of [gina, hank]) {
+        let got;
+        for (let i = 0; i < 50; i++) {
+          got = await call(c, METHOD.GET, '/api/online');
+          if (got.status === 200 && JSON.stringify(got.body) === JSON.stringify(want)) break;
+          await sleep(100);
+        }
+        assert.deepEqual(got.body, want, c.label);
+      }
+    };
+    const others = clients.filter((c) => !c.ended && !c.closeFrame).map((c) => /^[a-z]+/.exec(c.label)[0]);
+    await expect([...new Set(others)].sort());
+    // ivan comes on A: hank on B gets the list pushed, with ivan in it; ivan goes: pushed again.
+    const ivan = await person(A, 'ivan');
+    const online = (m) => m.url === '/api/online' && JSON.parse(text(m)).includes('ivan');
+    await hank.take(online, 5000, 'the push with ivan');
+    await expect([...new Set([...others, 'ivan'])].sort());
+    ivan.destroy();
+    await hank.take((m) => m.url === '/api/online' && !JSON.parse(text(m)).includes('ivan'), 5000, 'the push without ivan');
+    await expect([...new Set(others)].sort());
+  });
+
   test('what stays per node (demo.c\'s header): the room table, the history, no position', async () => {
     const dave = await person(A, 'dave'), erin = await person(B, 'erin');
     // History: each node returns what was posted through it (the previous test posted one
