@@ -341,7 +341,7 @@ describe('failures', () => {
     const restarting = redis.restart(700);
     await sleep(200);
     const r = await p.request(`/publish/${g}`, 'during');
-    assert.equal(r.status, 500, `a publish while Redis is down fails at once: ${r.status}`);
+    assert.equal(r.status, 503, `a publish while Redis is down fails at once: ${r.status}`);
     const health = await p.request('/health');
     assert.equal(health.status, 503, health.body.toString());
     assert.match(health.body.toString(), /^redis up=0 commands=0/);

@@ -64,15 +64,21 @@ function parse(b, p) {
   throw new Error(`bad RESP type ${t}`);
 }
 
-/** Starts redis-server; resolves with { port, url, pid, stop(), kill(sig) }. */
-export async function startRedis() {
+/**
+ * Starts redis-server; resolves with { port, url, dir, pid, stop(), kill(sig), restart(), save() }.
+ * It never saves by itself (--save ""). With { rdb: true } an explicit save() writes
+ * dir/dump.rdb, and restart() starts the new server from it (the data as of that SAVE: an RDB
+ * behind the data); without it restart() removes any dump first, so that Redis comes back empty.
+ */
+export async function startRedis({ rdb = false } = {}) {
   if (!fs.existsSync(REDIS_BIN)) throw new Error(`redis-server is missing (${REDIS_BIN}): run scripts/setup.sh test`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-redis-'));
   const port = await freePort();
   let proc, exited, err;
   async function launch() {
+    if (!rdb) fs.rmSync(path.join(dir, 'dump.rdb'), { force: true });
     proc = spawn(REDIS_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      '--dir', dir, '--dbfilename', 'dump.rdb'], { stdio: ['ignore', 'ignore', 'pipe'] });
     err = '';
     exited = false;
     proc.stderr.on('data', (d) => { err += d; });
@@ -93,13 +99,22 @@ export async function startRedis() {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    dir,
     get pid() { return proc.pid; },
     kill(sig) { try { process.kill(proc.pid, sig); } catch { /* gone */ } },
-    /** SIGKILL, then a new redis-server on the same port (no persistence: everything is lost). */
+    /** SIGKILL, then a new redis-server on the same port and directory: empty, or with { rdb: true }
+     * loaded from the last save(). Either way a new run_id. */
     async restart(downMs = 0) {
       await kill9();
       if (downMs) await new Promise((r) => setTimeout(r, downMs));
       await launch();
+    },
+    /** SAVE: the data as of now goes to dir/dump.rdb (only with { rdb: true }). */
+    async save() {
+      if (!rdb) throw new Error('save() needs startRedis({ rdb: true })');
+      const r = await redisCommand(port, 'SAVE');
+      if (r !== 'OK') throw new Error(`SAVE: ${r}`);
+      if (!fs.existsSync(path.join(dir, 'dump.rdb'))) throw new Error('SAVE wrote no dump.rdb');
     },
     async stop() {
       await kill9();
