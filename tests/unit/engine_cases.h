@@ -466,6 +466,104 @@ static void test_publish_completion_and_attach_limits(void **state) {
   destroy(e);
 }
 
+/* ---- presence ----------------------------------------------------------------------------- */
+
+static char pev[32][48]; /* the presence events, "<1|0>|<stream>|<identity>" */
+static int npev;
+
+static void on_presence_ev(void *hub, const char *stream, size_t slen, const char *identity,
+                           size_t ilen, int joined) {
+  (void)hub;
+  assert_true(npev < 32);
+  snprintf(pev[npev++], sizeof(pev[0]), "%d|%.*s|%.*s", joined, (int)slen, stream, (int)ilen,
+           identity);
+}
+
+static int events_equal(const char *want) {
+  int n = 0;
+  for (int i = 0; i < npev; i++) n += strcmp(pev[i], want) == 0;
+  return n;
+}
+
+typedef struct pres_result {
+  int status, calls;
+  size_t n;
+  char line[256]; /* "identity=count" sorted, ","-joined */
+} pres_result;
+
+static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
+
+static void on_presence_list(void *ctx, int status, const sb_engine_presence *who, size_t n) {
+  pres_result *r = ctx;
+  char items[16][48];
+  r->calls++;
+  r->status = status;
+  r->n = n;
+  assert_true(n <= 16);
+  for (size_t i = 0; i < n; i++)
+    snprintf(items[i], sizeof(items[0]), "%.*s=%llu", (int)who[i].ilen, who[i].identity,
+             (unsigned long long)who[i].connections);
+  qsort(items, n, sizeof(items[0]), cmp_str);
+  r->line[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    size_t used = strlen(r->line);
+    snprintf(r->line + used, sizeof(r->line) - used, "%s%s", i ? "," : "", items[i]);
+  }
+}
+
+static pres_result presence_of(sb_engine *e, const char *stream) {
+  pres_result r = {0};
+  assert_int_equal(e->ops->presence_get(e, stream, strlen(stream), on_presence_list, &r), 0);
+  assert_true(wait_until(&r.calls, 1));
+  assert_int_equal(r.status, 0);
+  return r;
+}
+
+static int presence(sb_engine *e, const char *stream, uint64_t member, const char *identity,
+                    int joined) {
+  return e->ops->presence(e, stream, strlen(stream), member, identity, joined);
+}
+
+/* Presence: connections counted per identity (anonymous as ""), an identity's first
+ * connection and its last one are events (to a node subscribed to the group), a member
+ * removed twice is not found, and nothing is left once everyone left. */
+static void test_presence(void **state) {
+  (void)state;
+  sb_engine *e = make(10, 0, 1000);
+  npev = 0;
+  assert_int_equal(e->ops->subscribe(e, "g:p", 3), 0); /* events come to subscribed nodes */
+  settle(e);
+  assert_string_equal(presence_of(e, "g:p").line, "");
+  assert_int_equal(presence(e, "g:p", 1, "alice", 1), 0);
+  assert_int_equal(presence(e, "g:p", 2, "alice", 1), 0);
+  assert_int_equal(presence(e, "g:p", 3, "bob", 1), 0);
+  assert_int_equal(presence(e, "g:p", 4, "", 1), 0);
+  assert_int_equal(presence(e, "g:q", 5, "carol", 1), 0);
+  settle(e);
+  assert_string_equal(presence_of(e, "g:p").line, "=1,alice=2,bob=1");
+  assert_string_equal(presence_of(e, "g:q").line, "carol=1");
+  assert_int_equal(events_equal("1|g:p|alice"), 1); /* once, with two connections */
+  assert_int_equal(events_equal("1|g:p|bob"), 1);
+  assert_int_equal(events_equal("1|g:p|"), 1);
+  assert_int_equal(presence(e, "g:p", 1, "alice", 0), 0);
+  settle(e);
+  assert_string_equal(presence_of(e, "g:p").line, "=1,alice=1,bob=1");
+  assert_int_equal(events_equal("0|g:p|alice"), 0); /* still one connection */
+  assert_int_equal(presence(e, "g:p", 2, "alice", 0), 0);
+  assert_int_equal(presence(e, "g:p", 2, "alice", 0), SB_ENOTFOUND);
+  settle(e);
+  assert_int_equal(events_equal("0|g:p|alice"), 1);
+  assert_string_equal(presence_of(e, "g:p").line, "=1,bob=1");
+  assert_int_equal(presence(e, "g:p", 3, "bob", 0), 0);
+  assert_int_equal(presence(e, "g:p", 4, "", 0), 0);
+  assert_int_equal(presence(e, "g:q", 5, "carol", 0), 0);
+  settle(e);
+  assert_string_equal(presence_of(e, "g:p").line, "");
+  assert_string_equal(presence_of(e, "g:q").line, "");
+  assert_int_equal(events_equal("0|g:p|bob"), 1);
+  destroy(e);
+}
+
 #define ENGINE_SHARED_CASES                                                                   \
   cmocka_unit_test(test_offsets_contiguous_and_ring_bounded), cmocka_unit_test(test_trim),   \
       cmocka_unit_test(test_deliver_only_subscribed), cmocka_unit_test(test_sessions),       \
@@ -473,6 +571,6 @@ static void test_publish_completion_and_attach_limits(void **state) {
       cmocka_unit_test(test_take_by_another_identity_spends_nothing),                        \
       cmocka_unit_test(test_take_of_an_open_session),                                         \
       cmocka_unit_test(test_closed_sessions_evict_oldest),                                    \
-      cmocka_unit_test(test_publish_completion_and_attach_limits)
+      cmocka_unit_test(test_publish_completion_and_attach_limits), cmocka_unit_test(test_presence)
 
 #endif

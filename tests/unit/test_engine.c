@@ -9,7 +9,8 @@
  * subscribed streams only, sessions (join positions, single-use tokens, a new token replacing
  * the old), the session TTL (here with the test's clock), a take by another identity that
  * spends nothing, the take of an open session, the eviction of the oldest closed sessions past
- * the cap, and publish's completion with the limits given in attach.
+ * the cap, publish's completion with the limits given in attach, and presence (counts per
+ * identity, first and last connection as events).
  * These stay here, with the memory engine only:
  *   test_history_age, test_session_expiry_exact, test_quiet_streams_keep_their_epoch — they
  *     need the test's clock (exact ages and expiry to the millisecond, 60 s of engine time in
@@ -36,7 +37,7 @@ static sb_engine *make_mem(size_t max, uint64_t age, uint64_t ttl, size_t max_cl
   sb_engine *e;
   sb_engine_limits lim = {max, age, ttl, max_closed};
   assert_int_equal(sb_memory_engine_new(&e, a, &lim), 0);
-  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, NULL, NULL, NULL};
+  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, NULL, on_presence_ev, NULL};
   e->ops->attach(e, &host);
   ngot = 0;
   clock_ms = 1000;
@@ -55,7 +56,7 @@ static void advance(sb_engine *e, uint64_t ms) {
   e->ops->tick(e);
 }
 static void reattach(sb_engine *e, const sb_engine_limits *lim) {
-  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, lim, NULL, NULL};
+  sb_engine_host host = {NULL, on_deliver, fake_now, NULL, lim, on_presence_ev, NULL};
   e->ops->attach(e, &host);
 }
 

@@ -10,7 +10,8 @@
  * streams only, sessions (join positions, single-use tokens, a new token replacing the old),
  * the session TTL (here 1.5 s of real time), a take by another identity that spends nothing,
  * the take of an open session, the eviction of the oldest closed sessions past the cap, and
- * publish's completion with the limits given in attach.
+ * publish's completion with the limits given in attach, and presence (counts per identity,
+ * first and last connection as events).
  * Not here, memory only: test_history_age, test_session_expiry_exact and
  * test_quiet_streams_keep_their_epoch need the test's clock (exact to the millisecond, or a
  * minute of engine time); test_epochs says a new engine is a new epoch, which is the memory
@@ -100,8 +101,8 @@ static sb_engine *node(int n, const char *public_url, unsigned node_ttl_ms) {
   sb_engine *e;
   char err[200];
   assert_int_equal(sb_redis_engine_new(&e, &loop, &o, err, sizeof(err)), 0);
-  sb_engine_host host = {(void *)(intptr_t)n, on_deliver, NULL, on_taken, &limits, NULL,
-                         NULL};
+  sb_engine_host host = {(void *)(intptr_t)n, on_deliver, NULL, on_taken, &limits,
+                         on_presence_ev, NULL};
   e->ops->attach(e, &host);
   ticking[n] = e;
   taken_count[n] = 0;
@@ -169,7 +170,8 @@ static void advance(sb_engine *e, uint64_t ms) {
 }
 
 static void reattach(sb_engine *e, const sb_engine_limits *lim) {
-  sb_engine_host host = {(void *)(intptr_t)1, on_deliver, NULL, on_taken, lim, NULL, NULL};
+  sb_engine_host host = {(void *)(intptr_t)1, on_deliver, NULL, on_taken, lim, on_presence_ev,
+                         NULL};
   e->ops->attach(e, &host);
 }
 
