@@ -9,7 +9,7 @@
  * engine (test_engine.c): offsets and the history_max bound, trim, delivery to subscribed
  * streams only, sessions (join positions, single-use tokens, a new token replacing the old),
  * the session TTL (here 1.5 s of real time), a take by another identity that spends nothing,
- * the take of an open session, the eviction of the oldest closed sessions past the cap, and
+ * the take of an open session, the eviction of the oldest closed sessions past the cap,
  * publish's completion with the limits given in attach, and presence (counts per identity,
  * first and last connection as events).
  * Not here, memory only: test_history_age, test_session_expiry_exact and
