@@ -129,9 +129,12 @@ typedef struct sb_engine_host {
    * memory engine the hub creates gets the same at creation. NULL: keep what it has. */
   const sb_engine_limits *limits;
   sb_engine_presence_event_cb presence; /* presence changed (may be NULL) */
-  /* The session `conn_id`, which a connection of this node holds, was lost by the engine and
-   * made again (Redis restarted without it): the engine kept its identity and token, and the
-   * hub records its groups again (session_group, epoch 0). May be NULL. */
+  /* The groups of session `conn_id`, which a connection of this node holds, did not reach
+   * the engine's store or were lost there (Redis was unreachable when the connection opened
+   * or joined, or restarted without the session, which the engine then made again with the
+   * identity and token it kept): the hub records its groups again (session_group, epoch 0;
+   * joining again keeps a position already recorded). A group left while Redis was
+   * unreachable stays in the stored session. May be NULL. */
   void (*session_lost)(void *hub, const char *conn_id);
 } sb_engine_host;
 

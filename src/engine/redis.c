@@ -105,7 +105,9 @@ typedef struct rsess {
   char token[23]; /* its current token ("" none), kept to bind it again if Redis loses it */
   uint64_t gen;   /* 0: the open is not answered yet */
   uint8_t close_pending;
-  uint8_t token_unsent; /* the token waits for the generation */
+  uint8_t token_unsent; /* the token waits for the generation, or for Redis */
+  uint8_t opening;      /* an open is in flight */
+  uint8_t groups_lost;  /* a group change did not reach Redis: the hub records them again */
   char *identity;       /* kept to make the session again if Redis loses it; NULL: "" */
 } rsess;
 
@@ -822,16 +824,23 @@ static void on_opened(void *ctx, int status, redisReply *r) {
   rsess *ss = sb_map_get(&e->sessions, c->id, strlen(c->id));
   free(c);
   if (!ss) return;
+  ss->opening = 0;
   ss->gen = status == 0 && r->type == REDIS_REPLY_INTEGER ? (uint64_t)r->integer : 0;
-  if (!ss->gen) { /* Redis failed: the connection lives on; its session is not shared */
-    if (ss->close_pending) {
+  if (!ss->gen) { /* Redis failed: the connection lives on; the open is sent again after */
+    if (ss->close_pending) {  /* the reconnect (reregister_sessions) */
       sb_map_del(&e->sessions, ss->id, strlen(ss->id));
       rsess_free(ss);
+    } else {
+      ss->groups_lost = 1; /* whatever it joined meanwhile went nowhere */
     }
     return;
   }
   if (ss->token_unsent) send_token(e, ss);
-  if (ss->close_pending) send_closed(e, ss);
+  if (ss->close_pending) return send_closed(e, ss);
+  if (ss->groups_lost && e->host.session_lost) {
+    ss->groups_lost = 0;
+    e->host.session_lost(e->host.hub, ss->id);
+  }
 }
 
 static int r_session_open(sb_engine *be, const char *conn_id, const char *identity) {
@@ -868,11 +877,17 @@ static int r_session_open(sb_engine *be, const char *conn_id, const char *identi
   c->e = e;
   memcpy(c->id, conn_id, idl + 1);
   int r = call(e, S_session_open, 3, &a, on_opened, c);
-  if (r) {
-    free(c);
-    sb_map_del(&e->sessions, ss->id, idl);
-    rsess_free(ss);
+  if (r == 0) {
+    ss->opening = 1;
+    return 0;
   }
+  free(c);
+  if (r == SB_EIO) { /* Redis is unreachable: the connection opens all the same, and the */
+    ss->groups_lost = 1; /* session is opened after the reconnect (reregister_sessions) */
+    return 0;
+  }
+  sb_map_del(&e->sessions, ss->id, idl);
+  rsess_free(ss);
   return r;
 }
 
@@ -906,7 +921,12 @@ static int r_session_group(sb_engine *be, const char *conn_id, const char *group
   arg_s(&a, cand);
   arg_s(&a, sb_rconn_run_id(e->cmd));
   arg_s(&a, ttl);
-  return call(e, S_session_group, 4, &a, on_published_quiet, e);
+  int r = call(e, S_session_group, 4, &a, on_published_quiet, e);
+  if (r != 0) { /* recorded again once Redis is back (the session_lost hook) */
+    rsess *ss = sb_map_get(&e->sessions, conn_id, idl);
+    if (ss) ss->groups_lost = 1;
+  }
+  return r;
 }
 
 static void send_closed(redis_engine *e, rsess *ss) {
@@ -939,8 +959,13 @@ static int r_session_closed(sb_engine *be, const char *conn_id) {
   redis_engine *e = (redis_engine *)be;
   rsess *ss = sb_map_get(&e->sessions, conn_id, strlen(conn_id));
   if (!ss) return SB_ENOTFOUND;
-  if (!ss->gen) { /* the open is not answered yet: closed right after it */
-    ss->close_pending = 1;
+  if (!ss->gen) {
+    if (ss->opening) { /* the open is not answered yet: closed right after it */
+      ss->close_pending = 1;
+    } else { /* it never reached Redis: nothing to close there */
+      sb_map_del(&e->sessions, ss->id, strlen(ss->id));
+      rsess_free(ss);
+    }
     return 0;
   }
   send_closed(e, ss);
@@ -961,16 +986,14 @@ static void send_token(redis_engine *e, rsess *ss) {
   arg_s(&a, ss->token);
   arg_s(&a, e->node_id);
   arg_s(&a, gen);
-  call(e, S_session_token, 2, &a, on_published_quiet, e);
-  ss->token_unsent = 0;
+  if (call(e, S_session_token, 2, &a, on_published_quiet, e) == 0) ss->token_unsent = 0;
 }
 
 static int r_session_token(sb_engine *be, const char *conn_id, const char *token) {
   redis_engine *e = (redis_engine *)be;
   rsess *ss = sb_map_get(&e->sessions, conn_id, strlen(conn_id));
   if (!ss || strlen(token) != 22) return SB_EINVAL;
-  if (!sb_rconn_up(e->cmd)) return SB_EIO;
-  memcpy(ss->token, token, 23);
+  memcpy(ss->token, token, 23); /* bound now, or once the session is open in Redis */
   ss->token_unsent = 1;
   if (ss->gen) send_token(e, ss);
   return 0;
@@ -1322,12 +1345,18 @@ static void on_reregistered(void *ctx, int status, redisReply *r) {
     if (e->host.taken) e->host.taken(e->host.hub, c->id);
   } else if (ss && r->type == REDIS_REPLY_INTEGER) {
     ss->gen = (uint64_t)r->integer;
+    if (ss->token_unsent) send_token(e, ss);
+    if (ss->groups_lost && e->host.session_lost) {
+      ss->groups_lost = 0;
+      e->host.session_lost(e->host.hub, c->id);
+    }
   } else if (ss && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
              reply_is(r->element[1], "new")) {
     /* Redis lost the session and it was made again: its token and groups go back too (the
      * groups' positions are the streams' new ones: their old epochs are gone with them). */
     ss->gen = reply_u64(r->element[0]);
     if (ss->token[0]) send_token(e, ss);
+    ss->groups_lost = 0;
     if (e->host.session_lost) e->host.session_lost(e->host.hub, c->id);
   }
   free(c);
@@ -1352,7 +1381,7 @@ static void reregister_sessions(redis_engine *e) {
     arg(&a, closed, (size_t)l3);
     arg_s(&a, e->prefix);
     arg(&a, ss->id, idl);
-    arg_s(&a, ss->identity ? ss->identity : ""); /* used only if Redis lost the session */
+    arg_s(&a, ss->identity ? ss->identity : ""); /* a first open, or Redis lost the session */
     arg_s(&a, e->node_id);
     arg_s(&a, ss->gen ? gen : "");
     sess_ctx *c = malloc(sizeof(*c));
@@ -1363,6 +1392,7 @@ static void reregister_sessions(redis_engine *e) {
       free(c);
       return;
     }
+    if (!ss->gen) ss->opening = 1;
   }
 }
 

@@ -628,9 +628,9 @@ int sb_hub_presence(sb_hub *h, const char *group, sb_hub_presence_cb cb, void *u
   return r;
 }
 
-/* The engine's `session_lost` hook: Redis lost the session of an open connection and the
- * engine made it again; its groups are recorded again, from the streams' positions now (the
- * old ones went with the epochs Redis lost). */
+/* The engine's `session_lost` hook: the session of an open connection lacks its groups in
+ * the engine's store (Redis was away when they were joined, or lost them); they are recorded
+ * again, from the streams' positions now where none is recorded (engine.h). */
 static void on_session_lost(void *hub, const char *conn_id) {
   sb_hub *h = hub;
   sb_hconn *hc = conn_id ? sb_map_get(&h->conns, conn_id, strlen(conn_id)) : NULL;

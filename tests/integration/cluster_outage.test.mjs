@@ -117,8 +117,11 @@ test('Redis stopped past the command timeout: 503s and health down, connections 
   assert.equal(r503.status, 503);
   assert.equal((await p.request(`/sendcb/${b.id}`, 'direct')).status, 503);
   assert.ok(Date.now() - t1 < 2000, 'refused at once, not after a timeout');
-  // Local work goes on.
+  // Local work goes on, and a new connection is taken: its session is made once Redis is back.
   assert.equal(await p.ok('/echo', 'local'), 'local');
+  const z = await connect(A, 'z');
+  assert.ok(z.hello.token, 'HELLO with a token while Redis is away');
+  assert.match(await z.ok(`/join/${g}`), new RegExp(g));
   assert.equal(await b.ok('/whoami'), b.id);
   // A RESUME now is "retry" (503), not "unknown token" (401), and spends nothing.
   y.resume(token, [{ stream, offset: last.offset, epoch: last.epoch }]);
@@ -126,7 +129,7 @@ test('Redis stopped past the command timeout: 503s and health down, connections 
   assert.equal(err.kind, KIND.ERROR);
   assert.equal(err.status, 503, err.body.toString());
   await sleep(4 * COMMAND_TIMEOUT_MS);
-  for (const c of [b, p, y]) {
+  for (const c of [b, p, y, z]) {
     assert.equal(c.closeFrame, null, `${c.label} is still open`);
     assert.equal(c.ended, false, `${c.label} is still open`);
   }
@@ -166,6 +169,26 @@ test('Redis stopped past the command timeout: 503s and health down, connections 
   assert.deepEqual(replayed.map((m) => [Number(m.offset), m.body.toString()]),
     got.slice(3).map((m) => [Number(m.offset), m.body.toString()]));
   assertNoOffsetReused(b, y);
+  // z, which opened and joined while Redis was away, is a member like any other...
+  await z.waitFor(() => (bodies(pushesOf(z, stream)).includes('after3') ? true : undefined), 10000, 'after3 on z');
+  // ...and its session reached Redis with its group and token: it resumes on the other node.
+  const zToken = z.hello.token, zId = z.id;
+  const zLast = pushesOf(z, stream).at(-1);
+  z.destroy();
+  await sleep(300);
+  await p.ok(`/publish/${g}`, 'for z');
+  const z2 = await connect(B, 'z2');
+  z2.resume(zToken, [{ stream, offset: zLast.offset, epoch: zLast.epoch }]);
+  const zDone = await z2.take((m) => m.kind === KIND.RESUMED || m.kind === KIND.ERROR, 10000, 'z resumed');
+  assert.equal(zDone.kind, KIND.RESUMED, `${zDone.status} ${zDone.body}`);
+  assert.equal(await z2.ok('/whoami'), zId);
+  const zEntry = decodeResumed(zDone.body).find((e) => e.stream === stream);
+  assert.ok(zEntry, 'the group joined during the outage is restored');
+  await z2.waitFor(() => (bodies(pushesOf(z2, stream)).includes('for z') ? true : undefined), 10000, 'for z');
+  assert.equal(zEntry.recovered, true);
+  await sleep(200);
+  assert.deepEqual(bodies(pushesOf(z2, stream)), ['for z'], 'exactly what z missed');
+  z2.destroy();
   for (const c of [b, p, y]) c.destroy();
 });
 
