@@ -810,6 +810,7 @@ static int r_trim(sb_engine *be, const char *name, size_t n, uint64_t through) {
 
 static void send_token(redis_engine *e, rsess *ss);
 static void send_closed(redis_engine *e, rsess *ss);
+static int send_reopen(redis_engine *e, rsess *ss);
 static void send_probe(redis_engine *e);
 
 typedef struct sess_ctx {
@@ -848,7 +849,12 @@ static int r_session_open(sb_engine *be, const char *conn_id, const char *identi
   size_t idl = strlen(conn_id);
   if (idl == 0 || idl > 22) return SB_EINVAL;
   rsess *ss = sb_map_get(&e->sessions, conn_id, idl);
-  if (ss && ss->gen) return 0; /* taken by this node just now: the take moved it here */
+  if (ss && ss->gen) {
+    /* Taken by this node just now (the take moved it here): confirmed, so that the token is
+     * spent for good and the session stops expiring (session_take.lua, "Pending takes"). */
+    int r = send_reopen(e, ss);
+    return r == SB_EIO ? 0 : r; /* Redis away: the re-registration after it confirms */
+  }
   if (!ss) {
     ss = calloc(1, sizeof(*ss));
     if (!ss) return SB_ENOMEM;
@@ -1063,6 +1069,11 @@ static int r_session_take(sb_engine *be, const char *token, const char *identity
   arg_s(&a, e->node_id);
   arg_s(&a, now);
   arg_s(&a, ttl);
+  /* A take not confirmed for a command timeout may be retried with the same token: its answer
+   * was lost and the client was told to retry (session_take.lua, "Pending takes"). */
+  char retry[24];
+  snprintf(retry, sizeof(retry), "%u", e->o.command_timeout_ms);
+  arg_s(&a, retry);
   op_ctx *o = new_op(e, ctx);
   if (!o) return SB_ENOMEM;
   o->cb.session = cb;
@@ -1362,37 +1373,45 @@ static void on_reregistered(void *ctx, int status, redisReply *r) {
   free(c);
 }
 
+/* The open script for a session this node holds: with its generation (a re-registration,
+ * or the confirmation of a take: nil means it was resumed elsewhere meanwhile), or a first
+ * open (generation 0: it never reached Redis). */
+static int send_reopen(redis_engine *e, rsess *ss) {
+  size_t idl = strlen(ss->id);
+  char s1[KEY_MAX], s2[KEY_MAX], closed[KEY_MAX], gen[24];
+  size_t l1 = make_key(e, s1, sizeof(s1), "s:", ss->id, idl, "");
+  size_t l2 = make_key(e, s2, sizeof(s2), "s:", ss->id, idl, ":g");
+  int l3 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
+  snprintf(gen, sizeof(gen), "%llu", (unsigned long long)ss->gen);
+  call_args a = {.n = 0};
+  arg(&a, s1, l1);
+  arg(&a, s2, l2);
+  arg(&a, closed, (size_t)l3);
+  arg_s(&a, e->prefix);
+  arg(&a, ss->id, idl);
+  arg_s(&a, ss->identity ? ss->identity : ""); /* a first open, or Redis lost the session */
+  arg_s(&a, e->node_id);
+  arg_s(&a, ss->gen ? gen : "");
+  sess_ctx *c = malloc(sizeof(*c));
+  if (!c) return SB_ENOMEM;
+  c->e = e;
+  memcpy(c->id, ss->id, idl + 1);
+  int r = call(e, S_session_open, 3, &a, ss->gen ? on_reregistered : on_opened, c);
+  if (r != 0) {
+    free(c);
+    return r;
+  }
+  if (!ss->gen) ss->opening = 1;
+  return 0;
+}
+
 /* After a Redis reconnect, every session this node holds is registered again with the
  * generation it holds (Redis may have restarted without them, or a take may have happened
  * while this node was cut off), and a session whose open never got through is opened. */
 static void reregister_sessions(redis_engine *e) {
   for (size_t i = 0; i < e->sessions.cap; i++) {
     rsess *ss = e->sessions.slots[i].key ? e->sessions.slots[i].val : NULL;
-    if (!ss || ss->close_pending) continue;
-    size_t idl = strlen(ss->id);
-    char s1[KEY_MAX], s2[KEY_MAX], closed[KEY_MAX], gen[24];
-    size_t l1 = make_key(e, s1, sizeof(s1), "s:", ss->id, idl, "");
-    size_t l2 = make_key(e, s2, sizeof(s2), "s:", ss->id, idl, ":g");
-    int l3 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
-    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)ss->gen);
-    call_args a = {.n = 0};
-    arg(&a, s1, l1);
-    arg(&a, s2, l2);
-    arg(&a, closed, (size_t)l3);
-    arg_s(&a, e->prefix);
-    arg(&a, ss->id, idl);
-    arg_s(&a, ss->identity ? ss->identity : ""); /* a first open, or Redis lost the session */
-    arg_s(&a, e->node_id);
-    arg_s(&a, ss->gen ? gen : "");
-    sess_ctx *c = malloc(sizeof(*c));
-    if (!c) return;
-    c->e = e;
-    memcpy(c->id, ss->id, idl + 1);
-    if (call(e, S_session_open, 3, &a, ss->gen ? on_reregistered : on_opened, c) != 0) {
-      free(c);
-      return;
-    }
-    if (!ss->gen) ss->opening = 1;
+    if (ss && !ss->close_pending && send_reopen(e, ss) != 0) return;
   }
 }
 

@@ -242,3 +242,39 @@ test('an RDB behind the data: after a restart from it, new epochs, recovered:fal
   assertNoOffsetReused(b, y);
   for (const c of [b, p, y]) c.destroy();
 });
+
+test('a RESUME whose take timed out in a Redis stall and ran later can be retried with its token', async () => {
+  const redis = await startRedis();
+  redises.push(redis);
+  const A = await node(redis, 'take-a');
+  const g = `take-${Date.now()}`, stream = `g:${g}`;
+  const x = await connect(A, 'x'), p = await connect(A, 'p');
+  await x.ok(`/join/${g}`);
+  await p.ok(`/publish/${g}`, 'seen');
+  const seen = (await waitPushes(x, stream, 1))[0];
+  const token = x.hello.token, id = x.id;
+  x.destroy();
+  await sleep(300);
+  await p.ok(`/publish/${g}`, 'missed');
+  const y = await connect(A, 'y');
+  // The take leaves while Redis is stopped: it sits in Redis' socket, the node gives up on it
+  // after the command timeout (ERROR 503, "retry"), and Redis runs it when it wakes.
+  redis.kill('SIGSTOP');
+  await sleep(50);
+  y.resume(token, [{ stream, offset: seen.offset, epoch: seen.epoch }]);
+  const err = await y.take((m) => m.kind === KIND.ERROR || m.kind === KIND.RESUMED, 8000, 'the answer');
+  assert.equal(err.kind, KIND.ERROR);
+  assert.equal(err.status, 503, err.body.toString());
+  redis.kill('SIGCONT');
+  await until(async () => (await healthOf(y)).status === 200, 20000, '/health 200 again');
+  // The retry with the same token takes the session (before: 401, the token was spent by the
+  // take the node had given up on, and the session stayed open on no connection).
+  y.resume(token, [{ stream, offset: seen.offset, epoch: seen.epoch }]);
+  const done = await y.take((m) => m.kind === KIND.RESUMED || (m.kind === KIND.ERROR && m !== err), 10000, 'RESUMED');
+  assert.equal(done.kind, KIND.RESUMED, `${done.status} ${done.body}`);
+  assert.equal(await y.ok('/whoami'), id);
+  await sleep(200);
+  assert.deepEqual(bodies(pushesOf(y, stream)), ['missed']);
+  y.destroy();
+  p.destroy();
+});

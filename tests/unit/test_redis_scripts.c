@@ -922,9 +922,17 @@ static void test_session_lifecycle(void **state) {
     }
   }
   freeReplyObject(r);
-  assert_int_equal(exists(TKEY("tok1")), 0);
+  /* pending until B confirms: the token waits (a retry may take it again, see below) */
+  assert_int_equal(exists(TKEY("tok1")), 1);
+  assert_string_equal(hget(SKEY("c1"), "p"), "tok1");
   assert_string_equal(hget(SKEY("c1"), "t"), "");
   assert_string_equal(hget(SKEY("c1"), "n"), "B");
+  r = take("tok1", "alice", "C", "1500"); /* too soon after the take (and no retry_after) */
+  expect_take(r, "notfound");
+  freeReplyObject(r);
+  expect_int(session_open("c1", "alice", "B", "2"), 2); /* confirmed: spent for good */
+  assert_int_equal(exists(TKEY("tok1")), 0);
+  assert_string_equal(hget(SKEY("c1"), "p"), "");
   r = take("tok1", "alice", "C", "1500"); /* spent */
   expect_take(r, "notfound");
   freeReplyObject(r);
@@ -1034,6 +1042,46 @@ static void test_take_moves_and_kills(void **state) {
 }
 
 /* A close from a node or generation that no longer holds the session is ignored. */
+/* A take its node never confirmed (its answer was lost: the client was told to retry) can be
+ * made again with the same token once retry_after_ms passed, by the same identity only;
+ * sooner it is refused (two racing RESUMEs: one wins). Unconfirmed, the session expires like
+ * a closed one instead of staying open on a node that does not know it. */
+static void test_pending_take_retried(void **state) {
+  (void)state;
+  expect_int(session_open("c1", "alice", "A", ""), 1);
+  expect_int(session_token("c1", "tk", "A", "1"), 1);
+  expect_int(session_closed("c1", "A", "1", "1000"), 1);
+  const char *a1[] = {TKEY("tk"), CLOSED, P, "tk", "alice", "B", "2000", cfg.session_ttl, "500"};
+  redisReply *r = evalsha_on(rc, S_session_take, 2, 9, a1, NULL);
+  expect_take(r, "ok"); /* its answer is lost: B never confirms */
+  assert_int_equal(r->element[5]->integer, 2);
+  freeReplyObject(r);
+  assert_in_range(pttl(SKEY("c1")), 1, 60000);
+  assert_in_range(pttl(TKEY("tk")), 1, 60000);
+  const char *a2[] = {TKEY("tk"), CLOSED, P, "tk", "alice", "C", "2100", cfg.session_ttl, "500"};
+  r = evalsha_on(rc, S_session_take, 2, 9, a2, NULL);
+  expect_take(r, "notfound"); /* 100 ms after: a racing RESUME */
+  freeReplyObject(r);
+  const char *a3[] = {TKEY("tk"), CLOSED, P, "tk", "mallory", "C", "2600", cfg.session_ttl, "500"};
+  r = evalsha_on(rc, S_session_take, 2, 9, a3, NULL);
+  expect_take(r, "identity");
+  freeReplyObject(r);
+  const char *a4[] = {TKEY("tk"), CLOSED, P, "tk", "alice", "C", "2600", cfg.session_ttl, "500"};
+  r = evalsha_on(rc, S_session_take, 2, 9, a4, NULL);
+  expect_take(r, "ok"); /* the client's retry */
+  assert_int_equal(r->element[5]->integer, 3);
+  freeReplyObject(r);
+  assert_string_equal(hget(SKEY("c1"), "n"), "C");
+  expect_nil(session_open("c1", "alice", "B", "2")); /* B's late confirmation: not its own */
+  expect_int(session_open("c1", "alice", "C", "3"), 3);
+  assert_int_equal(pttl(SKEY("c1")), -1);
+  assert_int_equal(exists(TKEY("tk")), 0);
+  const char *a5[] = {TKEY("tk"), CLOSED, P, "tk", "alice", "D", "9000", cfg.session_ttl, "500"};
+  r = evalsha_on(rc, S_session_take, 2, 9, a5, NULL);
+  expect_take(r, "notfound"); /* confirmed: spent */
+  freeReplyObject(r);
+}
+
 static void test_closed_is_fenced(void **state) {
   (void)state;
   expect_int(session_open("c1", "", "A", ""), 1);
@@ -1041,6 +1089,7 @@ static void test_closed_is_fenced(void **state) {
   redisReply *r = take("t1", "", "B", "1000");
   expect_take(r, "ok");
   freeReplyObject(r);
+  expect_int(session_open("c1", "", "B", "2"), 2); /* B confirms its take */
   expect_int(session_closed("c1", "A", "1", "2000"), 0); /* the old holder, late */
   expect_int(session_closed("c1", "B", "1", "2000"), 0); /* the right node, an old generation */
   assert_string_equal(hget(SKEY("c1"), "c"), "0");
@@ -1149,10 +1198,12 @@ static void test_ttls(void **state) {
   assert_in_range(pttl(key(gs, ":m")), 1001, 60000);
   publish("c:c1", "c1", "d2", "2001", "5");
   assert_in_range(pttl(key("c:c1", ":x")), 1, 60000);
-  /* resumed: no TTLs again */
+  /* resumed: TTLs until the taker confirms (a pending take), then none */
   r = take("tok", "alice", "B", "2500");
   expect_take(r, "ok");
   freeReplyObject(r);
+  for (int i = 0; i < 5; i++) assert_in_range(pttl(mine[i]), 1, 60000);
+  expect_int(session_open("c1", "alice", "B", "2"), 2);
   for (int i = 0; i < 5; i++) {
     if (i == 2) continue; /* the token is spent */
     assert_int_equal(pttl(mine[i]), -1);
@@ -1183,6 +1234,7 @@ static void test_nodes_heartbeat_and_expire(void **state) {
   r = take("t4", "", "B", "3000");
   expect_take(r, "ok");
   freeReplyObject(r);
+  expect_int(session_open("s4", "", "B", "2"), 2); /* B confirms its take */
   assert_int_equal(int_of(cmd("SCARD %s", NODE_SET("A"))), 2);
 
   /* not yet: deadline 7000 */
@@ -1261,6 +1313,7 @@ int main(void) {
       cmocka_unit_test_setup(test_history_capped_by_count, setup),
       cmocka_unit_test_setup(test_history_capped_by_age, setup),
       cmocka_unit_test_setup(test_missing_metadata_new_epoch, setup),
+      cmocka_unit_test_setup(test_pending_take_retried, setup),
       cmocka_unit_test_setup(test_run_id_change_new_epoch, setup),
       cmocka_unit_test_setup(test_read_from_offset, setup),
       cmocka_unit_test_setup(test_direct_unknown_session, setup),

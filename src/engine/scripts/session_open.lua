@@ -21,11 +21,12 @@
 -- Effects:
 --   new session: i = identity, n = node, g = 1, c = 0, t = "".
 --   existing, expected = "": g + 1 (the fence: whatever held it before is stale), n = node,
---     c = 0; if it was open (c = 0), PUBLISH "k<connid>:<g>" to the channel of the node that
---     held it (its connection must close, even when that is this node: the message is the
---     one way every holder learns it).
+--     c = 0; if it was open (c = 0) on another node, PUBLISH "k<connid>:<g>" to that node's
+--     channel (its connection must close). Open on this node: it is this node's own open
+--     again (the first one's answer was lost), and nothing is published.
 --   existing, expected = its g and n = node: c = 0, g unchanged (the same connection holds it
---     on; a session that node_expire closed is taken back).
+--     on; a session that node_expire closed is taken back; a pending take of this node is
+--     confirmed: its token is deleted and p cleared, see session_take).
 --   missing, expected given: made anew as a new session (Redis lost it; the connection is
 --     still open), generation 1, with the identity given (the node passes the one it
 --     kept), and the reply says so.
@@ -59,12 +60,22 @@ local gen
 if expected ~= '' then
   if cur[1] ~= node or cur[2] ~= expected then return false end
   gen = tonumber(expected)
+  -- A take this node made is confirmed: its token is spent for good (session_take,
+  -- "Pending takes"), and the session's keys lose their TTL below.
+  local p = redis.call('HGET', s, 'p')
+  if p and p ~= '' then
+    redis.call('DEL', token_key(P, p))
+    redis.call('HDEL', s, 'p', 'pt')
+  end
 else
   gen = redis.call('HINCRBY', s, 'g', 1)
 end
 redis.call('HSET', s, 'n', node, 'c', '0')
 hold_session(P, closed, id, cur[1], node)
-if expected == '' and cur[3] == '0' and cur[1] then
+-- Not to this node itself: an open of a session this node holds open is its own earlier open
+-- whose answer was lost (a command timeout; the node opens it again after the reconnect), and
+-- a message to itself would close the very connection it is for.
+if expected == '' and cur[3] == '0' and cur[1] and cur[1] ~= node then
   redis.call('PUBLISH', node_channel(P, cur[1]), 'k' .. id .. ':' .. fmt(gen))
 end
 return gen

@@ -9,6 +9,8 @@
 -- ARGV[5]  now              ms since 1970
 -- ARGV[6]  session_ttl_ms   a closed session older than this is gone (even if Redis has not
 --                           expired it yet: the callers' clock decides, as in the memory engine)
+-- ARGV[7]  retry_after_ms   optional: a take of this token that its node has not confirmed
+--                           for this long may be made again (see "Pending takes"); absent: never
 --
 -- Reply, one of:
 --   {"ok", connid, identity, previous node, previous generation (integer),
@@ -18,12 +20,22 @@
 --   {"identity"}   the session belongs to another identity; the token is left as it was,
 --                  so that its owner can still use it
 --
--- Effects (ok): the token is deleted and t = ""; g + 1; n = node; c = 0; no TTLs while
--- open; out of Pclosed; moved from the previous node's set to this node's. If the session was
+-- Effects (ok): t = "", p = the token, pt = now (a pending take); g + 1; n = node; c = 0; out
+-- of Pclosed; moved from the previous node's set to this node's; the session's keys and the
+-- token expire session_ttl_ms from now (not persisted: see "Pending takes"). If the session was
 -- open (c = 0) the previous holder's connection must close: PUBLISH "k<connid>:<g>" to the
 -- previous node's channel P{node:<previous>}, unless that is this node (its hub closes the
 -- local holder itself).
 -- A token whose session is gone, or that its session no longer names, is deleted (notfound).
+--
+-- Pending takes. The node that took the session confirms it with session_open and the new
+-- generation once its connection holds it; that deletes the token and clears p, and the
+-- session's keys lose their TTL (an open session has none). Until then the take is pending:
+-- if its answer never reached its node (a command timeout while Redis stalled: the node told
+-- the client "retry" and the script ran later), the session expires like a closed one instead
+-- of staying open on a node that does not know it, and the client's retry with the same
+-- token, at least retry_after_ms after the take, takes it again. A second take sooner than
+-- that is refused as before (notfound), so of two RESUMEs racing with one token one wins.
 --
 -- Atomic: the identity check, the token's deletion and the move are one step, so of two
 -- RESUMEs racing with one token exactly one gets "ok" and the other "notfound", and a refused
@@ -40,15 +52,20 @@ local identity = ARGV[3] or ''
 local node = nonempty(ARGV[4], 'the node id')
 local now = uint(ARGV[5], 'now')
 local ttl = uint(ARGV[6], 'session_ttl_ms')
+local retry_after = ARGV[7] and uint(ARGV[7], 'retry_after_ms') or nil
 local tk, closed = KEYS[1], KEYS[2]
 
 local id = redis.call('GET', tk)
 if not id then return {'notfound'} end
 local s = session_key(P, id)
-local cur = redis.call('HMGET', s, 'i', 'n', 'g', 'c', 't')
-if not cur[3] or cur[5] ~= tok then
+local cur = redis.call('HMGET', s, 'i', 'n', 'g', 'c', 't', 'p', 'pt')
+local pending = cur[6] == tok
+if not cur[3] or (cur[5] ~= tok and not pending) then
   redis.call('DEL', tk)
   return {'notfound'}
+end
+if pending and not (retry_after and now - (tonumber(cur[7]) or now) >= retry_after) then
+  return {'notfound'} -- taken just now: the racing RESUME loses
 end
 local c = tonumber(cur[4]) or 0
 if c ~= 0 and ttl > 0 and now - c > ttl then
@@ -58,10 +75,12 @@ if c ~= 0 and ttl > 0 and now - c > ttl then
 end
 if cur[1] ~= identity then return {'identity'} end
 
-redis.call('DEL', tk)
 local gen = redis.call('HINCRBY', s, 'g', 1)
-redis.call('HSET', s, 't', '', 'n', node, 'c', '0')
+redis.call('HSET', s, 't', '', 'p', tok, 'pt', fmt(now), 'n', node, 'c', '0')
 hold_session(P, closed, id, cur[2], node)
+if ttl > 0 then -- until the taker confirms (pending takes, above)
+  for _, k in ipairs(session_all_keys(P, id, tok)) do redis.call('PEXPIRE', k, ttl) end
+end
 -- Not when the holder is this node: its hub closes a local holder itself, and a message to
 -- itself could race the reply and close the very connection that resumed.
 if c == 0 and cur[2] and cur[2] ~= node then
