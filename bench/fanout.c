@@ -488,9 +488,11 @@ static void redis_begin(void) {
 }
 
 /* The end of the window: prints ,"redis_cpu_pct":..,"redis_cpu_us_per_msg":..,
- * "redis_cmds_per_msg":..,"redis_cmds":{"<command>":<calls per message>,...} over the messages
- * published in the window. Every command Redis ran is counted, those run inside scripts too
- * (INFO commandstats counts them), except our own INFO and CONFIG RESETSTAT. */
+ * "redis_cmds":{"<command>":<calls per message>,...},"redis_usec":{"<command>":<microseconds
+ * Redis spent in it per message>,...},"redis_cmds_per_msg":.. over the messages published in
+ * the window. Every command Redis ran is counted, those run inside scripts too (INFO
+ * commandstats counts them; a script's time includes theirs), except our own INFO and CONFIG
+ * RESETSTAT. */
 static void redis_end(double secs) {
   if (!G.redis_port) return;
   char *r = G.redis_cpu0 >= 0 ? redis_exchange("INFO cpu\r\nINFO commandstats\r\n", 2) : NULL;
@@ -500,20 +502,31 @@ static void redis_end(double secs) {
     printf(",\"redis_cpu_pct\":%.1f,\"redis_cpu_us_per_msg\":%.2f", 100 * (cpu1 - G.redis_cpu0) / secs,
            (cpu1 - G.redis_cpu0) * 1e6 / msgs);
   if (r) {
+    /* Two passes over the lines cmdstat_<name>:calls=N,usec=U,...: calls, then time spent. */
     uint64_t total = 0;
-    printf(",\"redis_cmds\":{");
-    int k = 0;
-    for (const char *p = strstr(r, "cmdstat_"); p; p = strstr(p + 1, "cmdstat_")) {
-      const char *name = p + LIT("cmdstat_"), *colon = strchr(name, ':');
-      if (!colon || strncmp(colon, ":calls=", LIT(":calls=")) != 0) continue;
-      int nlen = (int)(colon - name);
-      if ((nlen == 4 && !strncmp(name, "info", 4)) || !strncmp(name, "config|resetstat", (size_t)nlen))
-        continue;
-      uint64_t calls = strtoull(colon + LIT(":calls="), NULL, 10);
-      total += calls;
-      printf("%s\"%.*s\":%.4f", k++ ? "," : "", nlen, name, (double)calls / msgs);
+    for (int pass = 0; pass < 2; pass++) {
+      printf(pass ? ",\"redis_usec\":{" : ",\"redis_cmds\":{");
+      int k = 0;
+      for (const char *p = strstr(r, "cmdstat_"); p; p = strstr(p + 1, "cmdstat_")) {
+        const char *name = p + LIT("cmdstat_"), *colon = strchr(name, ':');
+        if (!colon || strncmp(colon, ":calls=", LIT(":calls=")) != 0) continue;
+        int nlen = (int)(colon - name);
+        if ((nlen == 4 && !strncmp(name, "info", 4)) ||
+            (nlen == (int)LIT("config|resetstat") && !strncmp(name, "config|resetstat", (size_t)nlen)))
+          continue;
+        char *end;
+        uint64_t calls = strtoull(colon + LIT(":calls="), &end, 10);
+        if (pass == 0) {
+          total += calls;
+          printf("%s\"%.*s\":%.4f", k++ ? "," : "", nlen, name, (double)calls / msgs);
+        } else if (strncmp(end, ",usec=", LIT(",usec=")) == 0) {
+          uint64_t us = strtoull(end + LIT(",usec="), NULL, 10);
+          printf("%s\"%.*s\":%.2f", k++ ? "," : "", nlen, name, (double)us / msgs);
+        }
+      }
+      printf("}");
     }
-    printf("},\"redis_cmds_per_msg\":%.4f", (double)total / msgs);
+    printf(",\"redis_cmds_per_msg\":%.4f", (double)total / msgs);
   }
   free(r);
 }
