@@ -317,7 +317,7 @@ vmrss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-echo "Switchboard benchmarks ($ONLY): ${DURATION}s measured (+${WARMUP}s warm-up), $ROUNDS rounds"
+echo "Switchboard benchmarks ($ONLY): ${DURATION}s measured (+${WARMUP}s warm-up), $ROUNDS rounds$(want cluster && echo " ($CLUSTER_ROUNDS in the cross-node part)")"
 echo "server pinned to core $SERVER_CPU, load generator to core $CLIENT_CPU; $(nproc) cores;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -1405,7 +1405,7 @@ const meta = {
   warmup_s: Number(warmup), frame, inflight: 1, echo_binary: echoBin,
   broadcast_binary: broadcastBin, rest_binary: restBin, node: process.version, ws: wsVersion,
   socketio: sioVersion, redis_adapter: adapterVersion, redis_client: redisClientVersion,
-  redis_server: redisVersion, kernel: os.release(),
+  redis_server: redisVersion, cluster_rounds: Number(clusterRounds), kernel: os.release(),
   cpu: os.cpus()[0] ? os.cpus()[0].model : null, cores: os.cpus().length,
   server_core: Number(srvCpu), loadgen_core: Number(cliCpu), loadavg: os.loadavg(),
   sigkill_needed: graceFails ? graceFails.split(' ') : [],
