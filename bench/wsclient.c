@@ -142,7 +142,7 @@ static bool ws_target(const char *host_arg, int port, const char *path,
 /* CPU accounting                                                                             */
 /* ---------------------------------------------------------------------------------------- */
 
-static long long proc_cpu_ticks(int pid) {
+long long wsc_proc_ticks(int pid) {
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", pid);
   FILE *f = fopen(path, "r");
@@ -200,14 +200,14 @@ void cpu_init(cpu_acct *a, int server_pid) {
 }
 
 void cpu_begin(cpu_acct *a) {
-  if (a->server_pid > 0) a->srv0 = proc_cpu_ticks(a->server_pid);
+  if (a->server_pid > 0) a->srv0 = wsc_proc_ticks(a->server_pid);
   proc_stat_ticks(&a->cores, &a->busy0, &a->steal0);
   getrusage(RUSAGE_SELF, &a->ru0);
 }
 
 void cpu_end(cpu_acct *a) {
   getrusage(RUSAGE_SELF, &a->ru1);
-  if (a->server_pid > 0) a->srv1 = proc_cpu_ticks(a->server_pid);
+  if (a->server_pid > 0) a->srv1 = wsc_proc_ticks(a->server_pid);
   proc_stat_ticks(&a->cores, &a->busy1, &a->steal1);
 }
 
@@ -447,7 +447,9 @@ static void on_connect(uv_connect_t *req, int status) {
     lost(c, r, "read_start");
     return;
   }
-  uv_buf_t b = uv_buf_init(P->req, (unsigned)P->req_len);
+  bool alt = wsc_index(c) >= P->alt_first;
+  uv_buf_t b = alt ? uv_buf_init(P->alt_req, (unsigned)P->alt_req_len)
+                   : uv_buf_init(P->req, (unsigned)P->req_len);
   c->writing = 1;
   r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (r) {
@@ -467,7 +469,8 @@ static void start_connect(wsc_conn *c) {
   c->wreq.data = c;
   c->state = ST_CONNECTING;
   uv_tcp_nodelay(&c->tcp, 1);
-  r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&P->addr, on_connect);
+  const struct sockaddr_storage *to = wsc_index(c) >= P->alt_first ? &P->alt_addr : &P->addr;
+  r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)to, on_connect);
   if (r) lost(c, r, "connect");
 }
 
@@ -685,6 +688,7 @@ void *wsc_setup(wsc_run *r, wsc_pool *pool, size_t conn_size) {
   pool->conns = calloc((size_t)pool->nconns, conn_size);
   if (!pool->conns) die("out of memory", 0);
   pool->conn_size = conn_size;
+  pool->alt_first = pool->nconns;
   pool->loop = uv_default_loop();
   uv_timer_init(pool->loop, &r->t_phase);
   uv_timer_init(pool->loop, &r->t_connect);
@@ -693,6 +697,11 @@ void *wsc_setup(wsc_run *r, wsc_pool *pool, size_t conn_size) {
   uv_signal_start(&r->sig_int, on_signal, SIGINT);
   uv_signal_start(&r->sig_term, on_signal, SIGTERM);
   return pool->conns;
+}
+
+void wsc_alt_target(wsc_pool *pool, const char *host, int port, const char *path, int first) {
+  if (!ws_target(host, port, path, &pool->alt_addr, &pool->alt_req, &pool->alt_req_len)) exit(2);
+  pool->alt_first = first;
 }
 
 static uint64_t ms(double s) { return (uint64_t)(s * 1000 + 0.5); }

@@ -190,6 +190,9 @@ typedef struct {
   long long busy0, busy1, steal0, steal1; /* /proc/stat ticks over those cores, -1 if unknown */
 } cpu_acct;
 
+/* utime + stime of process pid (all threads) in clock ticks, from /proc/PID/stat; -1 if
+ * unknown. */
+long long wsc_proc_ticks(int pid);
 /* Sets what is unknown to -1 and finds the cores (ours and server_pid's, if > 0). */
 void cpu_init(cpu_acct *a, int server_pid);
 void cpu_begin(cpu_acct *a); /* samples the start of the window */
@@ -246,6 +249,12 @@ typedef struct wsc_pool {
   struct sockaddr_storage addr; /* the server */
   char *req;                    /* the handshake request, the same for every connection */
   size_t req_len;
+  /* Connections from index alt_first on go to another server (wsc_alt_target); alt_first is
+   * nconns (none) unless set. */
+  struct sockaddr_storage alt_addr;
+  char *alt_req;
+  size_t alt_req_len;
+  int alt_first;
   int nconns, conc; /* connections; handshakes in progress at once at the most */
   uint8_t *conns;   /* the program's array of nconns connections, each starting with a */
   size_t conn_size; /* wsc_conn, conn_size bytes apart (wsc_setup allocates it) */
@@ -271,6 +280,9 @@ typedef struct wsc_pool {
   bool connect_done;
 } wsc_pool;
 
+/* After wsc_setup: connections from index `first` on connect to host:port (an IP address;
+ * exits 2 otherwise) with the same request path, instead of the run's --host and --port. */
+void wsc_alt_target(wsc_pool *pool, const char *host, int port, const char *path, int first);
 /* Closes c (counting it out of open_now if it was open). */
 void wsc_close(wsc_conn *c);
 /* Counts the outcome of one connection attempt, once, and starts the next ones. */

@@ -5,7 +5,7 @@
 #
 #   scripts/setup.sh            what building and `make demo` need
 #   scripts/setup.sh test       also what `make test` needs (curl, Debian chromium, redis-server)
-#   scripts/setup.sh bench      also what `make bench` needs
+#   scripts/setup.sh bench      also what `make bench` needs (taskset, strace, redis-server)
 #   scripts/setup.sh cluster    also what `make demo-cluster` needs (redis-server, nginx)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ want=(build-essential cmake pkg-config clang libclang-rt-14-dev
       nodejs npm)
 case "${1:-}" in
   test)  want+=(curl chromium redis-server) ;; # curl, the real browser and Redis of the tests
-  bench) want+=(util-linux strace) ;;
+  bench) want+=(util-linux strace redis-server) ;; # redis-server: the cross-node part
   cluster) want+=(redis-server nginx) ;; # Redis between the nodes, nginx in front of them
   "") ;;
   *) echo "setup: unknown mode '$1' (none, test, bench or cluster)" >&2; exit 2 ;;
