@@ -2,7 +2,8 @@
 # What `make demo-cluster` runs: the demo chat as a cluster of three nodes on this machine.
 #
 #   redis-server      on a free loopback port (6390 and up), no persistence, in a temp dir
-#   3 demo nodes      on 127.0.0.1:8081, 8082, 8083, each with --redis and its own node id
+#   3 demo nodes      on 127.0.0.1:8081, 8082, 8083, each with --redis, its own node id and
+#                     its own url as --public-url (http://127.0.0.1:<port>: GET /api/nodes)
 #   nginx (Debian)    on 127.0.0.1:8080, a round-robin WebSocket proxy to the three nodes
 #
 # Open http://localhost:8080/ in two browser windows: nginx sends each page to the next node,
@@ -13,7 +14,9 @@
 #   scripts/demo-cluster.sh [BUILD_DIR]        (default build; `make demo-cluster` passes it)
 # Environment: DEMO_PORT (8080), DEMO_NODE_PORTS ("8081 8082 8083"), DEMO_REDIS_PORT (the
 # first free of 6390..6399), NGINX (/usr/sbin/nginx), REDIS_SERVER (/usr/bin/redis-server),
-# DEMO_KEEP_TMP=1 (keep the temp dir on exit, for its logs).
+# DEMO_KEEP_TMP=1 (keep the temp dir on exit, for its logs), DEMO_STATE_FILE (once everything
+# is up, write there what runs as JSON, for a test to drive: {"port", "nginx": {pid, port},
+# "redis": {pid, port, url}, "nodes": [{id, pid, port, url}], "tmp"}; removed on stop).
 #
 # What is shared between the nodes and what each keeps for itself (the room list, a room's
 # GET history, the online list) is written at the top of examples/demo/demo.c.
@@ -69,6 +72,7 @@ stop_all() {
     fi
     wait "${pids[i]}" 2>/dev/null || true
   done
+  [ -n "${DEMO_STATE_FILE:-}" ] && rm -f "$DEMO_STATE_FILE" "$DEMO_STATE_FILE.tmp"
   if [ "${DEMO_KEEP_TMP:-0}" = 1 ]; then
     echo "demo-cluster: logs kept in $tmp"
   else
@@ -113,7 +117,7 @@ k=0
 for p in "${node_ports[@]}"; do
   k=$((k + 1))
   start "node-$k" "$tmp/node-$k.log" "$demo" --host 127.0.0.1 --port "$p" --redis "$redis_url" \
-    --node-id "node-$k"
+    --node-id "node-$k" --public-url "http://127.0.0.1:$p"
 done
 for ((i = 1; i < ${#pids[@]}; i++)); do
   log=$tmp/${names[i]}.log
@@ -129,9 +133,12 @@ done
 # Everything nginx writes goes under the temp dir, so that it runs without root and leaves
 # nothing behind. Round robin (nginx's default) over the nodes; a node that refuses a
 # connection is skipped (proxy_next_upstream's default), which is how a page whose node died
-# reaches another one. WebSocket: HTTP/1.1 to the nodes with the Upgrade and Connection
-# headers passed on, and an hour before an idle proxied connection is cut (the page sends a
-# heartbeat every 5 s anyway).
+# reaches another one. The WebSocket (/ws) has an upstream of its own, so that the rotation
+# counts connections alone: with one shared upstream it counts every request, and a page
+# load makes a fixed number of them (the page, its script and style, the client, its first
+# HTTP requests), which with three nodes can put every page's WebSocket on the same node.
+# WebSocket: HTTP/1.1 to the nodes with the Upgrade and Connection headers passed on, and an
+# hour before an idle proxied connection is cut (the page sends a heartbeat every 5 s anyway).
 upstream=""
 for p in "${node_ports[@]}"; do upstream+="    server 127.0.0.1:$p max_fails=1 fail_timeout=5s;"$'\n'; done
 cat >"$tmp/nginx.conf" <<EOF
@@ -149,15 +156,22 @@ http {
   scgi_temp_path $tmp/scgi;
   upstream switchboard {
 $upstream  }
+  upstream switchboard_ws {
+$upstream  }
   map \$http_upgrade \$connection_upgrade {
     default upgrade;
     ''      close;
   }
   server {
     listen 127.0.0.1:$port;
+    proxy_http_version 1.1;
+    proxy_set_header Host \$host;
+    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     location / {
       proxy_pass http://switchboard;
-      proxy_http_version 1.1;
+    }
+    location = /ws {
+      proxy_pass http://switchboard_ws;
       proxy_set_header Upgrade \$http_upgrade;
       proxy_set_header Connection \$connection_upgrade;
       proxy_set_header Host \$host;
@@ -186,6 +200,24 @@ done
 echo "  redis    $redis_url (pid ${pids[0]})"
 echo "  logs     $tmp"
 echo "Stop a node (kill <pid>) to see its pages move to another; Ctrl-C stops everything."
+
+# The same, for a program (tests/browser/demo_cluster.test.mjs): written whole, then renamed,
+# so that a reader never sees half of it.
+if [ -n "${DEMO_STATE_FILE:-}" ]; then
+  json_str() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
+  {
+    printf '{"port":%d,"nginx":{"pid":%d,"port":%d},' "$port" "${pids[-1]}" "$port"
+    printf '"redis":{"pid":%d,"port":%d,"url":%s},"nodes":[' "${pids[0]}" "$redis_port" \
+      "$(json_str "$redis_url")"
+    for ((i = 1; i < ${#pids[@]} - 1; i++)); do
+      [ "$i" -gt 1 ] && printf ','
+      printf '{"id":%s,"pid":%d,"port":%d,"url":%s}' "$(json_str "${names[i]}")" "${pids[i]}" \
+        "${node_ports[i - 1]}" "$(json_str "http://127.0.0.1:${node_ports[i - 1]}")"
+    done
+    printf '],"tmp":%s}\n' "$(json_str "$tmp")"
+  } >"$DEMO_STATE_FILE.tmp"
+  mv "$DEMO_STATE_FILE.tmp" "$DEMO_STATE_FILE"
+fi
 
 # Until Ctrl-C, or until one of them exits by itself (then the rest are stopped too; a node
 # killed on purpose does not end the demo: only nginx or Redis do).

@@ -4,7 +4,8 @@
 # committed package-lock.json with `npm ci`. Safe to run again: it only installs what is missing.
 #
 #   scripts/setup.sh            what building and `make demo` need
-#   scripts/setup.sh test       also what `make test` needs (curl, Debian chromium, redis-server)
+#   scripts/setup.sh test       also what `make test` needs (curl, Debian chromium, redis-server,
+#                               nginx)
 #   scripts/setup.sh bench      also what `make bench` needs (taskset, strace, redis-server)
 #   scripts/setup.sh cluster    also what `make demo-cluster` needs (redis-server, nginx)
 set -euo pipefail
@@ -14,7 +15,9 @@ want=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libuv1-dev libhttp-parser-dev libssl-dev libjwt-dev libcmocka-dev libhiredis-dev
       nodejs npm)
 case "${1:-}" in
-  test)  want+=(curl chromium redis-server) ;; # curl, the real browser and Redis of the tests
+  # curl, the real browser and Redis of the tests, and nginx for the demo cluster's browser
+  # test (tests/browser/demo_cluster.test.mjs runs scripts/demo-cluster.sh)
+  test)  want+=(curl chromium redis-server nginx) ;;
   bench) want+=(util-linux strace redis-server) ;; # redis-server: the cross-node part
   cluster) want+=(redis-server nginx) ;; # Redis between the nodes, nginx in front of them
   "") ;;

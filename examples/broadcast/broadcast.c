@@ -12,16 +12,23 @@
  * "not found" when no session has that id (a closed one that can still be resumed counts: it
  * gets the message when it resumes), or 500/503 with the reason.
  *
+ * And a GET request whose url is /nodes is answered, not published: 200 with the live nodes of
+ * the cluster as JSON, [{"id":..,"url":..}] (each node's --public-url; without --redis this
+ * node alone, {"id":"local","url":""}), or 503 while Redis is unreachable. It is the list a
+ * client picks a node from (its discovery), over the WebSocket: this example serves no plain
+ * HTTP.
+ *
  *   broadcast [PORT] [--host H] [--port P] [--history-max N] [--history-age-ms N]
  *             [--session-ttl-ms N] [--max-replay N] [--max-queued-bytes N]
- *             [--idle-timeout-ms N] [--redis URL [--node-id ID]]
+ *             [--idle-timeout-ms N] [--redis URL [--node-id ID] [--public-url URL]]
  * Port 0 picks a free port. Prints "listening on HOST:PORT" once bound; SIGINT/SIGTERM stop it
  * gracefully (close 1001 to every client).
  *
  * --redis redis://HOST:PORT (or unix:/path) makes this process one node of a cluster: every
  * node started with the same Redis shares the group "all", the direct streams and the sessions
  * (a client resumes on any node). It waits up to 5 s for Redis before it listens, and stops
- * with a message if Redis does not answer. --node-id names the node (default: random).
+ * with a message if Redis does not answer. --node-id names the node (default: random), and
+ * --public-url is the url clients reach it at (listed by /nodes; default none, "").
  * Without --redis it is a single node with the memory engine.
  */
 #include <stdio.h>
@@ -31,6 +38,7 @@
 #include <uv.h>
 
 #include "../common/cluster.h"
+#include "../common/strbuf.h"
 #include "switchboard.h"
 
 typedef struct app {
@@ -38,7 +46,7 @@ typedef struct app {
   uv_signal_t sigint, sigterm;
 } app;
 
-/* A /to/ request waiting for its outcome. The sender is found again by its id when the
+/* A /to/ or /nodes request waiting for its outcome. The sender is found again by its id when the
  * outcome comes (it may have left meanwhile: then nobody is answered). */
 typedef struct pending {
   sb_hub *hub;
@@ -87,6 +95,49 @@ static void send_to_one(app *a, sb_conn *c, const sb_envelope *env) {
   }
 }
 
+#define NODES_URL "/nodes"
+
+/* The answer to GET /nodes, when the engine has the list (a JSON string per id and url: both
+ * come from Redis, so they are escaped, and the answer is bounded). */
+static void on_nodes(int status, const sb_node *nodes, size_t n, void *user) {
+  pending *p = user;
+  sb_conn *c = sb_hub_find(p->hub, p->sender);
+  if (status != 0) {
+    answer(c, p->request, status == SB_EIO ? 503 : 500, sb_strerror(status));
+    free(p);
+    return;
+  }
+  strbuf b;
+  strbuf_heap(&b, 1 << 20);
+  STRBUF_LIT(&b, "[");
+  for (size_t i = 0; i < n; i++) {
+    if (i) STRBUF_LIT(&b, ",");
+    STRBUF_LIT(&b, "{\"id\":");
+    strbuf_json(&b, nodes[i].id);
+    STRBUF_LIT(&b, ",\"url\":");
+    strbuf_json(&b, nodes[i].url);
+    STRBUF_LIT(&b, "}");
+  }
+  STRBUF_LIT(&b, "]");
+  if (b.overflow) answer(c, p->request, 500, "the node list does not fit");
+  else if (c) sb_hub_respond(c, p->request, 200, b.data, b.len);
+  strbuf_free(&b);
+  free(p);
+}
+
+static void get_nodes(app *a, sb_conn *c, uint32_t request) {
+  pending *p = calloc(1, sizeof *p);
+  if (!p) return answer(c, request, 500, sb_strerror(SB_ENOMEM));
+  p->hub = a->hub;
+  snprintf(p->sender, sizeof p->sender, "%s", sb_conn_id(c));
+  p->request = request;
+  int r = sb_hub_nodes(a->hub, on_nodes, p);
+  if (r != 0) {
+    free(p);
+    answer(c, request, r == SB_EIO ? 503 : 500, sb_strerror(r));
+  }
+}
+
 static void on_open(sb_conn *c, void *user) {
   (void)user;
   sb_conn_join(c, "all");
@@ -96,6 +147,9 @@ static void on_message(sb_conn *c, const sb_envelope *env, void *user) {
   app *a = user;
   if (env->url_len >= sizeof TO_PREFIX - 1 && !memcmp(env->url, TO_PREFIX, sizeof TO_PREFIX - 1))
     return send_to_one(a, c, env);
+  if (env->kind == SB_KIND_REQUEST && env->method == SB_METHOD_GET &&
+      env->url_len == sizeof NODES_URL - 1 && !memcmp(env->url, NODES_URL, env->url_len))
+    return get_nodes(a, c, env->id);
   int r = sb_hub_publish(a->hub, "all", (sb_method)env->method, NULL, env->body, env->body_len);
   if (env->kind == SB_KIND_REQUEST) {
     const char *text = r == 0 ? "published" : sb_strerror(r);
@@ -135,7 +189,7 @@ int main(int argc, char **argv) {
   sb_server_options_init(&so);
   sb_hub_options ho;
   sb_hub_options_init(&ho);
-  const char *host = "127.0.0.1", *redis_url = NULL, *node_id = NULL;
+  const char *host = "127.0.0.1", *redis_url = NULL, *node_id = NULL, *public_url = NULL;
   int port = 8080;
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
@@ -158,8 +212,16 @@ int main(int argc, char **argv) {
     else if (!strcmp(f, "--idle-timeout-ms")) so.idle_timeout_ms = (unsigned)number(f, v);
     else if (!strcmp(f, "--redis")) redis_url = v;
     else if (!strcmp(f, "--node-id")) node_id = v;
+    else if (!strcmp(f, "--public-url")) public_url = v;
     else {
-      fprintf(stderr, "broadcast: unknown option %s\n", f);
+      fprintf(stderr,
+              "broadcast: unknown option %s\n"
+              "usage: broadcast [PORT] [--host H] [--port P] [--history-max N] "
+              "[--history-age-ms N]\n"
+              "                 [--session-ttl-ms N] [--max-replay N] [--max-queued-bytes N]\n"
+              "                 [--idle-timeout-ms N] [--redis URL [--node-id ID] "
+              "[--public-url URL]]\n",
+              f);
       return 2;
     }
   }
@@ -168,12 +230,14 @@ int main(int argc, char **argv) {
   ho.user = &a;
 
   uv_loop_t *loop = uv_default_loop();
-  if (node_id && !redis_url) {
-    fprintf(stderr, "broadcast: --node-id is for a cluster: give --redis URL too\n");
+  if ((node_id || public_url) && !redis_url) {
+    fprintf(stderr,
+            "broadcast: --node-id and --public-url are for a cluster: give --redis URL too\n");
     return 2;
   }
   sb_engine *engine = NULL;
-  if (redis_url && cluster_engine_start(&engine, loop, "broadcast", redis_url, node_id) != 0)
+  if (redis_url &&
+      cluster_engine_start(&engine, loop, "broadcast", redis_url, node_id, public_url) != 0)
     return 1;
   ho.engine = engine;
   int r = sb_hub_new(&a.hub, loop, &so, &ho);

@@ -30,7 +30,8 @@
  *
  * Answers are built with examples/common/strbuf.h, which never writes past its buffer.
  *
- *   demo [--host H] [--port P] [--public DIR] [--client DIR] [--redis URL [--node-id ID]]
+ *   demo [--host H] [--port P] [--public DIR] [--client DIR]
+ *        [--redis URL [--node-id ID] [--public-url URL]]   (--public-url: GET /api/nodes lists it)
  * Prints the URL; Ctrl-C (SIGINT) or SIGTERM stops it gracefully.
  *
  * Many nodes (--redis redis://HOST:PORT, what `make demo-cluster` runs three of behind nginx):
@@ -454,7 +455,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1", *pub = SB_DEMO_PUBLIC, *client = SB_DEMO_CLIENT;
-  const char *redis_url = NULL, *node_id = NULL;
+  const char *redis_url = NULL, *node_id = NULL, *public_url = NULL;
   int port = 8080;
   for (int i = 1; i < argc; i += 2) {
     const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -465,20 +466,22 @@ int main(int argc, char **argv) {
     else if (!strcmp(f, "--client")) client = v;
     else if (!strcmp(f, "--redis")) redis_url = v;
     else if (!strcmp(f, "--node-id")) node_id = v;
+    else if (!strcmp(f, "--public-url")) public_url = v;
     else {
       fprintf(stderr,
               "usage: demo [--host H] [--port P] [--public DIR] [--client DIR] "
-              "[--redis URL [--node-id ID]]\n");
+              "[--redis URL [--node-id ID] [--public-url URL]]\n");
       return 2;
     }
   }
-  if (node_id && !redis_url) {
-    fprintf(stderr, "demo: --node-id is for a cluster: give --redis URL too\n");
+  if ((node_id || public_url) && !redis_url) {
+    fprintf(stderr, "demo: --node-id and --public-url are for a cluster: give --redis URL too\n");
     return 2;
   }
   uv_loop_t *loop = uv_default_loop();
   sb_engine *engine = NULL;
-  if (redis_url && cluster_engine_start(&engine, loop, "demo", redis_url, node_id) != 0) return 1;
+  if (redis_url && cluster_engine_start(&engine, loop, "demo", redis_url, node_id, public_url) != 0)
+    return 1;
   sb_server_options so;
   sb_server_options_init(&so);
   so.on_upgrade = name_auth;

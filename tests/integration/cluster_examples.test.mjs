@@ -3,6 +3,8 @@
 // is, an unknown id is "not found", and every other message still reaches everyone on both
 // nodes; and two examples/demo nodes, where a post to a room on one node is pushed to the
 // room's members on the other (what stays per node is pinned too, as demo.c documents it).
+// Each node is started with --public-url, and the node lists (broadcast's GET /nodes over the
+// WebSocket, the demo's GET /api/nodes) give every node's url as it was given.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -33,8 +35,12 @@ after(async () => {
   if (problems.length) throw new Error(problems.join('\n---\n'));
 });
 
+// The url each node advertises (--public-url): a made-up host, so that a list showing it can
+// only have taken it from the flag.
+const publicUrl = (name) => `ws://${name}.nodes.test:8443/ws?node=${name}`;
+
 async function node(bin, name, extra = []) {
-  const s = await startServer(bin, ['--redis', redis.url, '--node-id', name, ...extra], { name });
+  const s = await startServer(bin, ['--redis', redis.url, '--node-id', name, '--public-url', publicUrl(name), ...extra], { name });
   servers.push(s);
   return s;
 }
@@ -125,6 +131,28 @@ describe('examples/broadcast: two nodes, one Redis', () => {
     assert.equal(new Set(seen.map((c) => pushesOf(c, 'g:all')[0].epoch)).size, 1, 'one epoch everywhere');
   });
 
+  test('GET /nodes (a request over the WebSocket) lists both nodes with their --public-url', async () => {
+    const want = [{ id: 'bc-a', url: publicUrl('bc-a') }, { id: 'bc-b', url: publicUrl('bc-b') }];
+    const counts = everyone.map((c) => pushes(c).length);
+    for (const c of [a1, b2]) {
+      const r = await c.request('/nodes', '', { method: METHOD.GET });
+      assert.equal(r.kind, KIND.RESPONSE);
+      assert.equal(r.status, 200, text(r));
+      const list = JSON.parse(text(r)).sort((x, y) => x.id.localeCompare(y.id));
+      assert.deepEqual(list, want, c.label);
+    }
+    // Answered, not published: nobody got a push of it.
+    await sleep(300);
+    assert.deepEqual(everyone.map((c) => pushes(c).length), counts, 'a GET /nodes was pushed');
+    // Another method on /nodes is an ordinary message (published to everyone, answered 202).
+    const before = pushesOf(b1, 'g:all').length;
+    const p = await a1.request('/nodes', 'posted to /nodes', { method: METHOD.POST });
+    assert.equal(p.status, 202);
+    assert.equal(text(p), 'published');
+    const got = await waitPushes(b1, 'g:all', before + 1);
+    assert.equal(text(got.at(-1)), 'posted to /nodes');
+  });
+
   test('figures: /to/ from A to B, request to push, 200 in a row', async (t) => {
     const N = 200, lat = [];
     for (let i = 0; i < N; i++) {
@@ -194,13 +222,15 @@ describe('examples/demo: two nodes, one Redis', () => {
     assert.equal(h.status, 200);
     assert.deepEqual(h.body, { engine: 'redis', up: true, redis: { commands: true, pubsub: true }, error: '' });
     // Every node of this Redis: the two demo nodes, and the broadcast nodes of the test above.
-    const live = ['bc-a', 'bc-b', 'demo-a', 'demo-b'];
+    // Each with the url it was given (--public-url).
+    const live = ['bc-a', 'bc-b', 'demo-a', 'demo-b'].map((id) => ({ id, url: publicUrl(id) }));
+    const byId = (list) => [...list].sort((x, y) => x.id.localeCompare(y.id));
     const n = await call(frank, METHOD.GET, '/api/nodes');
     assert.equal(n.status, 200);
-    assert.deepEqual(n.body.map((x) => x.id).sort(), live);
+    assert.deepEqual(byId(n.body), live);
     const res = await fetch(`http://127.0.0.1:${B.port}/api/nodes`);
     assert.equal(res.status, 200);
-    assert.deepEqual((await res.json()).map((x) => x.id).sort(), live);
+    assert.deepEqual(byId(await res.json()), live);
   });
 
   test('who is online is shared: the same list on both nodes, pushed when someone comes or goes', async () => {
@@ -282,6 +312,20 @@ describe('--redis where no Redis answers', () => {
       assert.match(r.stderr, new RegExp(`^${name}: --redis ${url}: Redis did not answer within 5 s`), name);
       assert.ok(r.ms >= 4500 && r.ms < 15000, `${name} gave up after ${r.ms} ms`);
       assert.doesNotMatch(r.stderr, /Sanitizer|runtime error/);
+    }
+  });
+
+  test('--public-url: without --redis, and past 255 bytes, refused at once with the reason', async () => {
+    for (const [name, bin] of [['broadcast', BROADCAST_BIN], ['demo', DEMO_BIN]]) {
+      const alone = await run(bin, ['--port', '0', '--public-url', 'ws://x.test/']);
+      assert.equal(alone.code, 2, `${name}: ${JSON.stringify(alone)}`);
+      assert.equal(alone.stdout, '');
+      assert.match(alone.stderr, new RegExp(`^${name}: --node-id and --public-url are for a cluster: give --redis URL too`));
+      const long = await run(bin, ['--port', '0', '--redis', 'redis://127.0.0.1:1', '--public-url', `ws://${'x'.repeat(300)}.test/`]);
+      assert.equal(long.code, 1, `${name}: ${JSON.stringify(long)}`);
+      assert.equal(long.stdout, '');
+      assert.match(long.stderr, new RegExp(`^${name}: --public-url: longer than 255 bytes`));
+      assert.ok(long.ms < 3000, `${name}: ${long.ms} ms`);
     }
   });
 
