@@ -14,14 +14,22 @@
  * records and their buffers are reused in ring order, so steady traffic allocates nothing.
  *
  * hiredis' own memory comes from malloc, not from the server's allocator.
+ *
+ * The loop adapter is ours, not hiredis' adapters/libuv.h. That one polls for writability to
+ * send a command: the command leaves only after one more epoll_wait (a loop turn later), and
+ * every uv_poll_start re-registers the socket in epoll even when nothing changed (8 epoll_ctl
+ * per published message, measured). Ours writes what the turn's callbacks queued from a
+ * uv_check handle at the end of the same turn, in one write, and polls for writability only
+ * while the kernel refuses part of it (or a connect is in progress); the poll is changed only
+ * when what it watches changes.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
+#include <uv.h>
 #include <openssl/sha.h>
 
 #include "common/map.h"
@@ -333,6 +341,115 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   if (c->state == ST_SETUP) load_scripts(c);
 }
 
+/* ---- the loop adapter (see the top) ------------------------------------------------------ */
+
+typedef struct rc_events {
+  redisAsyncContext *ac; /* NULL once hiredis let go of it */
+  uv_poll_t poll;
+  uv_check_t check;
+  int watching; /* what the poll watches now (UV_READABLE | UV_WRITABLE) */
+  int read, write; /* what hiredis asked for */
+  int poll_write;  /* the kernel refused part of a write, or a connect is in progress */
+  int closing;     /* handles still to close */
+} rc_events;
+
+static void ev_poll_cb(uv_poll_t *h, int status, int events);
+
+static void ev_update(rc_events *v) {
+  int want = (v->read ? UV_READABLE : 0) | (v->write && v->poll_write ? UV_WRITABLE : 0);
+  if (want == v->watching) return;
+  v->watching = want;
+  if (want) uv_poll_start(&v->poll, want, ev_poll_cb);
+  else uv_poll_stop(&v->poll);
+}
+
+static void ev_poll_cb(uv_poll_t *h, int status, int events) {
+  rc_events *v = h->data;
+  /* An error: reading finds it (and hiredis drops the connection). */
+  if (v->ac && (status < 0 || (events & UV_READABLE))) redisAsyncHandleRead(v->ac);
+  if (v->ac && status == 0 && (events & UV_WRITABLE)) {
+    redisAsyncHandleWrite(v->ac);
+    if (v->ac && !v->write) {
+      v->poll_write = 0;
+      ev_update(v);
+    }
+  }
+}
+
+/* End of the loop turn: what the turn queued leaves in one write. */
+static void ev_check_cb(uv_check_t *h) {
+  rc_events *v = h->data;
+  uv_check_stop(h);
+  if (!v->ac || !v->write || v->poll_write) return;
+  redisAsyncHandleWrite(v->ac);
+  if (v->ac && v->write) { /* not all of it (or still connecting): wait until writable */
+    v->poll_write = 1;
+    ev_update(v);
+  }
+}
+
+static void ev_add_read(void *p) {
+  rc_events *v = p;
+  v->read = 1;
+  ev_update(v);
+}
+
+static void ev_del_read(void *p) {
+  rc_events *v = p;
+  v->read = 0;
+  ev_update(v);
+}
+
+static void ev_add_write(void *p) {
+  rc_events *v = p;
+  v->write = 1;
+  if (!v->poll_write) uv_check_start(&v->check, ev_check_cb);
+}
+
+static void ev_del_write(void *p) {
+  rc_events *v = p;
+  v->write = 0;
+  v->poll_write = 0;
+  uv_check_stop(&v->check);
+  ev_update(v);
+}
+
+static void ev_closed(uv_handle_t *h) {
+  rc_events *v = h->data;
+  if (--v->closing == 0) free(v);
+}
+
+static void ev_cleanup(void *p) {
+  rc_events *v = p;
+  v->ac = NULL;
+  v->closing = 2;
+  uv_close((uv_handle_t *)&v->poll, ev_closed);
+  uv_close((uv_handle_t *)&v->check, ev_closed);
+}
+
+/* Attaches `ac` to the loop. Its handles do not keep the loop alive: the engine has nothing
+ * to do once the application stopped its server. */
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  rc_events *v = calloc(1, sizeof(*v));
+  if (!v) return REDIS_ERR;
+  if (uv_poll_init(loop, &v->poll, ac->c.fd) != 0) {
+    free(v);
+    return REDIS_ERR;
+  }
+  uv_check_init(loop, &v->check);
+  v->poll.data = v->check.data = v;
+  uv_unref((uv_handle_t *)&v->poll);
+  uv_unref((uv_handle_t *)&v->check);
+  v->ac = ac;
+  ac->ev.data = v;
+  ac->ev.addRead = ev_add_read;
+  ac->ev.delRead = ev_del_read;
+  ac->ev.addWrite = ev_add_write;
+  ac->ev.delWrite = ev_del_write;
+  ac->ev.cleanup = ev_cleanup;
+  return REDIS_OK;
+}
+
 static void start_connect(sb_rconn *c) {
   redisAsyncContext *ac =
       c->unix_socket ? redisAsyncConnectUnix(c->host) : redisAsyncConnect(c->host, c->port);
@@ -344,16 +461,13 @@ static void start_connect(sb_rconn *c) {
     return;
   }
   ac->data = c;
-  if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+  if (ev_attach(ac, c->loop) != REDIS_OK) {
     set_err(c, "cannot attach to the loop", NULL);
     redisAsyncFree(ac);
     c->state = ST_CONNECTING;
     went_down(c);
     return;
   }
-  /* The connection's poll handle must not keep the loop alive on its own: the engine has
-   * nothing to do once the application stopped its server. */
-  uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   c->ac = ac;
