@@ -616,6 +616,8 @@ static int r_unsubscribe(sb_engine *be, const char *name, size_t n) {
 /* What a script call hands back to its caller: the engine, the callback, its context. */
 typedef struct op_ctx {
   redis_engine *e;
+  int status, local;       /* publish: the outcome, kept while waiting for the delivery to */
+  uint64_t offset, epoch;  /* this node's subscription (local) */
   union {
     sb_engine_read_cb read;
     sb_engine_position_cb position;
@@ -637,22 +639,35 @@ static op_ctx *new_op(redis_engine *e, void *ctx) {
 }
 
 
+static void on_published_delivered(void *ctx, int status) {
+  op_ctx *p = ctx;
+  (void)status; /* the pub/sub link failed: the outcome stands, the delivery may come later */
+  if (!p->e->freeing) p->cb.position(p->ctx, p->status, p->offset, p->epoch);
+  free(p);
+}
+
+/* The publish's answer. A message to a stream this node subscribes is in this node's pub/sub
+ * stream already (the script published it before it answered), but the two connections are
+ * read independently: the completion waits for a barrier on the pub/sub connection, which
+ * comes back after that message, so that it fires after the delivery (engine.h). Only
+ * publishes with a completion pay for it (sb_hub_send_to_cb). */
 static void on_published(void *ctx, int status, redisReply *r) {
   op_ctx *p = ctx;
   redis_engine *e = p->e;
-  int st = status;
-  uint64_t epoch = 0, offset = 0;
-  if (st == 0) {
-    if (r->type == REDIS_REPLY_NIL) st = SB_ENOTFOUND;
+  p->status = status;
+  if (status == 0) {
+    if (r->type == REDIS_REPLY_NIL) p->status = SB_ENOTFOUND;
     else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-      epoch = reply_u64(r->element[0]);
-      offset = reply_u64(r->element[1]);
+      p->epoch = reply_u64(r->element[0]);
+      p->offset = reply_u64(r->element[1]);
     } else {
-      st = SB_EIO;
+      p->status = SB_EIO;
     }
   }
-  if (!e->freeing) p->cb.position(p->ctx, st, offset, epoch);
-  free(p);
+  if (!e->freeing && p->status == 0 && p->local &&
+      sb_rconn_barrier(e->sub, on_published_delivered, p) == 0)
+    return;
+  on_published_delivered(p, 0);
 }
 
 /* For calls whose answer nobody needs (their failure is a lost link, which reconnects). */
@@ -678,6 +693,7 @@ static int publish_now(redis_engine *e, const char *name, size_t nlen, const cha
   op_ctx *p = new_op(e, ctx);
   if (!p) return SB_ENOMEM;
   p->cb.position = done;
+  p->local = sb_map_get(&e->streams, name, nlen) != NULL;
   int r = call(e, S_publish, nkeys, &c.a, on_published, p);
   if (r != 0) free(p);
   return r;
