@@ -678,8 +678,8 @@ SB_EXPORT size_t sb_conn_groups(const sb_conn *conn, const char **out, size_t ma
 SB_EXPORT size_t sb_hub_group_size(sb_hub *hub, const char *group);
 
 /* Who is in a group, across every node of the cluster: each identity with at least one
- * connection in the group, and how many it has there (anonymous connections count under the
- * identity ""). Every membership counts: sb_conn_join, a resume restoring the groups, and the
+ * connection in the group, and how many it has there. Anonymous connections (no identity)
+ * are not counted (sb_hub_group_size counts this node's members). Every membership counts: sb_conn_join, a resume restoring the groups, and the
  * "user:<identity>" group the upgrade auth joins (so sb_hub_presence(hub, "user:bob", ...)
  * tells whether bob is connected anywhere). `cb` fires exactly once, later (never inside this
  * call), with status 0 and the list sorted by identity (borrowed for the call), or a negative
@@ -753,6 +753,42 @@ SB_EXPORT int sb_hub_add_schema(sb_hub *hub, const char *name, const sb_schema *
  * (an asynchronous engine; use the stream's pushes instead). */
 SB_EXPORT int sb_hub_position(sb_hub *hub, const char *group, uint64_t *offset,
                               uint64_t *epoch);
+
+/* A stored message of a group's stream (sb_hub_history). */
+typedef struct sb_history_entry {
+  uint64_t offset;
+  uint64_t time_ms; /* when it was stored: ms since 1970, by the publishing node's clock */
+  sb_method method;
+  const char *url;  /* as published (not NUL-terminated) */
+  size_t url_len;
+  const void *body;
+  size_t body_len;
+} sb_history_entry;
+
+typedef struct sb_history {
+  uint64_t epoch;  /* the stream's epoch */
+  uint64_t offset; /* the position to listen from: the last entry's offset, or the head when
+                      there is none; a push of this epoch above it is new */
+  uint64_t first;  /* the oldest offset still kept (head + 1 when none is) */
+  uint64_t head;   /* the stream's last offset (0: nothing published yet) */
+  const sb_history_entry *entries; /* in offset order */
+  size_t n;
+} sb_history;
+
+/* status 0 and the history (borrowed for the call: copy what you keep), or a negative code
+ * (the engine failed: Redis unreachable); on failure `h` is all zeros. */
+typedef void (*sb_hub_history_cb)(int status, const sb_history *h, void *user);
+
+/* A group's stored messages with its stream's position, for a handler that returns a group's
+ * state: its client shows them and listens from `offset` (a push of the same epoch at or below
+ * it is already shown). from 0: the newest `max`; from >= 1: those with offsets >= from, at
+ * most `max` (paging). max is capped at the hub's history_max. Works with every engine (where
+ * sb_hub_position cannot answer at once). Reading a group nobody published to makes its stream
+ * (empty, a new epoch): an application that must not let clients make streams by reading
+ * checks the name first. `cb` fires exactly once, later (never inside this call). Returns 0,
+ * SB_EINVAL (bad group, max 0, cb NULL) or SB_ENOMEM (then `cb` does not fire). */
+SB_EXPORT int sb_hub_history(sb_hub *hub, const char *group, uint64_t from, size_t max,
+                             sb_hub_history_cb cb, void *user);
 
 /* ---------------------------------------------------------------------------------------- */
 /* The redis engine: many nodes as one (work in progress, issue 10)                            */

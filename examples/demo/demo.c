@@ -39,19 +39,16 @@
  * Redis before it listens). What is then shared by every node, and what is not:
  *   shared   a room's group and its stream: a post on any node is pushed to the room's members
  *            on every node, numbered in one sequence, and a tab that reconnects to any node
- *            resumes and gets exactly what it missed; sessions (a resume works on any node);
- *            who is online (GET /api/online and its pushes: the presence of the group
- *            "online", which every connection joins, across every node).
- *   per node everything this file keeps in its own memory: the room table (GET /api/rooms
- *            lists the rooms created on this node, with this node's member counts; a room
- *            exists on a node once a write over the WebSocket made it there, so a GET of a
- *            room only another node knows is 404 here, and so is a post to it over plain
- *            HTTP; the quotas count per node); a room's history (GET .../messages returns
- *            the messages posted through this node only).
- *   position GET .../messages answers offset 0 and epoch "0000000000000000" (no position):
- *            the redis engine cannot tell a stream's position at once (sb_hub_position), so
- *            the page takes every later push as new. A message posted on this node whose push
- *            comes back from Redis after the GET answered can therefore show twice.
+ *            resumes and gets exactly what it missed; a room's history (GET .../messages is
+ *            the newest 100 of the stream, sb_hub_history, with its exact position); sessions
+ *            (a resume works on any node); who is online (GET /api/online and its pushes: the
+ *            presence of the group "online", which every connection joins, across every node).
+ *   per node the room table, which this file keeps in its own memory: GET /api/rooms lists
+ *            the rooms created on this node, with this node's member counts; a room exists on
+ *            a node once a write over the WebSocket made it there, so a GET of a room only
+ *            another node knows is 404 here, and so is a post to it over plain HTTP; the
+ *            quotas count per node; a post's answer {"seq":N} counts the posts through this
+ *            node. (Reading never makes a room, or a stream in the engine.)
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -83,17 +80,10 @@
 #define STR(x) #x
 #define XSTR(x) STR(x)
 
-typedef struct message {
-  char from[MAX_NAME + 1];
-  char text[MAX_TEXT + 1];
-  int64_t at; /* ms since the epoch */
-} message;
-
 typedef struct room {
   char id[MAX_NAME + 1];
   char creator[64]; /* the peer address whose quota it counts against */
-  message *last;    /* KEEP of them, a ring */
-  unsigned count;
+  unsigned count;   /* posts through this node (the answer's "seq") */
 } room;
 
 static sb_hub *hub;
@@ -150,11 +140,6 @@ static room *room_for_write(sb_req *req, const char *id) {
   }
   r = &rooms[nrooms];
   memset(r, 0, sizeof(*r));
-  r->last = calloc(KEEP, sizeof(message));
-  if (!r->last) {
-    sb_fail(req, 503, "out of memory");
-    return NULL;
-  }
   snprintf(r->id, sizeof(r->id), "%s", id);
   snprintf(r->creator, sizeof(r->creator), "%s", addr);
   nrooms++;
@@ -319,40 +304,48 @@ static void list_rooms(sb_req *req, void *user) {
   strbuf_free(&b);
 }
 
-static void get_messages(sb_req *req, void *user) {
-  (void)user;
-  room *r = find_room(sb_req_param(req, "roomId"));
-  if (!r) return sb_fail(req, 404, "no such room");
-  char group[64];
-  group_of(group, sizeof(group), r->id);
-  uint64_t offset = 0, epoch = 0;
-  /* With the redis engine the position is not known at once (SB_ENOTFOUND): 0 and epoch 0,
-   * which no stream has, so that the page takes every later push as new. */
-  if (sb_hub_position(hub, group, &offset, &epoch) != 0) offset = epoch = 0;
-  /* The position lets the page match this history with the pushes it gets from now on: a
-   * push at or below `offset` is already in the list. The epoch is 16 hex digits, as the
-   * JavaScript client shows a push's epoch (a u64 does not fit a JavaScript number). */
+/* GET .../messages: the newest KEEP messages of the room's stream and its position, from the
+ * engine (every node's posts, in their order), answered when they come. The position lets the
+ * page match this history with the pushes it gets from now on: a push of this epoch at or
+ * below `offset` is already in the list. The epoch is 16 hex digits, as the JavaScript client
+ * shows a push's epoch (a u64 does not fit a JavaScript number). */
+static void on_room_history(int status, const sb_history *h, void *user) {
+  sb_req *req = user;
+  if (status != 0) return sb_fail(req, 503, "the room's history is unavailable");
+  const char *id = sb_req_param(req, "roomId");
+  char url[sizeof "/api/rooms//messages" + MAX_NAME];
+  int ul = snprintf(url, sizeof(url), "/api/rooms/%s/messages", id); /* a valid name */
   strbuf b;
   strbuf_heap(&b, MAX_ANSWER);
   STRBUF_LIT(&b, "{\"room\":");
-  strbuf_json(&b, r->id);
-  STRBUF_LIT(&b, ",\"stream\":\"g:");
-  strbuf_add(&b, group, strlen(group)); /* "room:" and a valid name: nothing to escape */
-  strbuf_addf(&b, "\",\"offset\":%" PRIu64 ",\"epoch\":\"%016" PRIx64 "\",\"messages\":[", offset,
-              epoch);
-  unsigned first = r->count > KEEP ? r->count - KEEP : 0;
-  for (unsigned i = first; i < r->count; i++) {
-    const message *m = &r->last[i % KEEP];
-    if (i > first) STRBUF_LIT(&b, ",");
-    STRBUF_LIT(&b, "{\"from\":");
-    strbuf_json(&b, m->from);
-    STRBUF_LIT(&b, ",\"text\":");
-    strbuf_json(&b, m->text);
-    strbuf_addf(&b, ",\"at\":%" PRId64 "}", m->at);
+  strbuf_json(&b, id);
+  STRBUF_LIT(&b, ",\"stream\":\"g:room:");
+  strbuf_add(&b, id, strlen(id)); /* a valid name: nothing to escape */
+  strbuf_addf(&b, "\",\"offset\":%" PRIu64 ",\"epoch\":\"%016" PRIx64 "\",\"messages\":[",
+              h->offset, h->epoch);
+  size_t k = 0;
+  for (size_t i = 0; i < h->n; i++) {
+    const sb_history_entry *e = &h->entries[i];
+    /* Only this demo's posts are in a room's group: {"from","text","at"}, built (escaped) by
+     * post_message on whichever node took the post. */
+    if (e->url_len != (size_t)ul || memcmp(e->url, url, e->url_len) != 0 || !e->body_len)
+      continue;
+    if (k++) STRBUF_LIT(&b, ",");
+    strbuf_add(&b, e->body, e->body_len);
   }
   STRBUF_LIT(&b, "]}");
   reply_json(req, 200, &b);
   strbuf_free(&b);
+}
+
+static void get_messages(sb_req *req, void *user) {
+  (void)user;
+  room *r = find_room(sb_req_param(req, "roomId"));
+  if (!r) return sb_fail(req, 404, "no such room"); /* reading makes no stream either */
+  char group[64];
+  group_of(group, sizeof(group), r->id);
+  if (sb_hub_history(hub, group, 0, KEEP, on_room_history, req) != 0)
+    sb_fail(req, 503, "the room's history is unavailable");
 }
 
 static void post_message(sb_req *req, void *user) {
@@ -371,20 +364,18 @@ static void post_message(sb_req *req, void *user) {
   if (!r) return;
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
-  message *m = &r->last[r->count++ % KEEP];
-  snprintf(m->from, sizeof(m->from), "%s", from);
-  memcpy(m->text, copy, len + 1);
-  m->at = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+  int64_t at = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+  r->count++;
   static char push[sizeof "{\"from\":,\"text\":,\"at\":}" + STRBUF_JSON_MAX(MAX_NAME) +
                    STRBUF_JSON_MAX(MAX_TEXT) + 20];
   char group[64], url[sizeof "/api/rooms//messages" + MAX_NAME];
   strbuf p;
   strbuf_fixed(&p, push, sizeof push);
   STRBUF_LIT(&p, "{\"from\":");
-  strbuf_json(&p, m->from);
+  strbuf_json(&p, from);
   STRBUF_LIT(&p, ",\"text\":");
-  strbuf_json(&p, m->text);
-  strbuf_addf(&p, ",\"at\":%" PRId64 "}", m->at);
+  strbuf_json(&p, copy);
+  strbuf_addf(&p, ",\"at\":%" PRId64 "}", at);
   if (p.overflow) return sb_fail(req, 500, "the push does not fit");
   group_of(group, sizeof(group), r->id);
   snprintf(url, sizeof(url), "/api/rooms/%s/messages", r->id); /* a valid name: no escaping */
@@ -490,6 +481,7 @@ int main(int argc, char **argv) {
   sb_hub_options_init(&ho);
   ho.on_open = on_open;
   ho.on_presence = on_presence;
+  ho.history_age_ms = 24u * 3600u * 1000u; /* a room's history is its stream's: kept a day */
   ho.engine = engine; /* NULL: the memory engine, this node alone */
   sb_app *app;
   int r = sb_hub_new(&hub, loop, &so, &ho);
@@ -528,7 +520,6 @@ int main(int argc, char **argv) {
   r = sb_app_free(app);
   if (r == 0) r = sb_hub_free(hub);
   if (r == 0) cluster_engine_stop(engine, loop); /* never under a hub that still uses it */
-  for (size_t i = 0; i < nrooms; i++) free(rooms[i].last);
   uv_loop_close(loop);
   return r == 0 ? 0 : 1;
 }

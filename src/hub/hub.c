@@ -32,15 +32,6 @@
 
 #define SB_GROUP_MAX_NAME 200
 
-/* An outcome for the application, reported on the next loop turn. */
-struct sb_hub_done {
-  sb_hub_done *next;
-  sb_hub *h;
-  sb_hub_done_cb cb;
-  void *user;
-  int status;
-};
-
 static void send_push(sb_hub *h, sb_hconn *hc, const char *stream, size_t slen, uint64_t offset,
                       sb_msg *m);
 
@@ -110,7 +101,7 @@ static size_t user_group(char out[SB_IDENTITY_MAX + 6], const char *identity) {
   return n < 0 ? 0 : SB_MIN((size_t)n, (size_t)SB_IDENTITY_MAX + 5);
 }
 
-static int valid_group(const char *g, size_t n) {
+int sb_hub_valid_group(const char *g, size_t n) {
   return n > 0 && n <= SB_GROUP_MAX_NAME && sb_utf8_valid((const uint8_t *)g, n);
 }
 
@@ -162,7 +153,7 @@ int sb_conn_join(sb_conn *c, const char *name) {
   if (!hc || !name) return SB_EINVAL;
   if (hc->closing) return SB_ECLOSED;
   size_t n = strlen(name);
-  if (!valid_group(name, n)) return SB_EINVAL;
+  if (!sb_hub_valid_group(name, n)) return SB_EINVAL;
   return sb_hub_local_join(c->srv->hub, hc, name, n, 1);
 }
 
@@ -269,7 +260,7 @@ int sb_hub_publish(sb_hub *h, const char *group_name, sb_method method, const ch
                    const void *body, size_t len) {
   if (!h || !group_name || (!body && len) || method > SB_METHOD_DELETE) return SB_EINVAL;
   size_t n = strlen(group_name);
-  if (!valid_group(group_name, n)) return SB_EINVAL;
+  if (!sb_hub_valid_group(group_name, n)) return SB_EINVAL;
   char stream[SB_STREAM_MAX];
   size_t slen = sb_hub_stream_name(stream, 'g', group_name, n);
   int called;
@@ -309,7 +300,7 @@ static void done_closed(uv_handle_t *handle) {
 }
 
 /* Queues an outcome for the next loop turn. */
-static void done_later(sb_hub_done *d) {
+void sb_hub_done_later(sb_hub_done *d) {
   sb_hub *h = d->h;
   d->next = NULL;
   if (h->done_last) h->done_last->next = d;
@@ -343,7 +334,7 @@ static void on_published(void *ctx, int status, uint64_t offset, uint64_t epoch)
   (void)epoch;
   sb_hub_done *d = ctx;
   d->status = status;
-  done_later(d);
+  sb_hub_done_later(d);
 }
 
 int sb_hub_send_to_cb(sb_hub *h, const char *conn_id, sb_method method, const char *url,
@@ -366,7 +357,7 @@ int sb_hub_send_to_cb(sb_hub *h, const char *conn_id, sb_method method, const ch
   h->pending++; /* until cb has run */
   if (r != 0) { /* the engine answered at once with a failure; `done` will not fire */
     d->status = r;
-    done_later(d);
+    sb_hub_done_later(d);
   }
   return 0;
 }
@@ -413,7 +404,7 @@ int sb_hub_respond(sb_conn *c, uint32_t id, uint16_t status, const void *body, s
 int sb_hub_position(sb_hub *h, const char *group_name, uint64_t *offset, uint64_t *epoch) {
   if (!h || !group_name || !offset || !epoch) return SB_EINVAL;
   size_t n = strlen(group_name);
-  if (!valid_group(group_name, n)) return SB_EINVAL;
+  if (!sb_hub_valid_group(group_name, n)) return SB_EINVAL;
   char stream[SB_STREAM_MAX];
   size_t slen = sb_hub_stream_name(stream, 'g', group_name, n);
   return h->engine->ops->position_now(h->engine, stream, slen, offset, epoch);
@@ -521,11 +512,16 @@ static void on_taken(void *hub, const char *conn_id) {
 static void on_member(void *ctx, const sb_group *g, void *member, int joined) {
   sb_hub *h = ctx;
   const sb_hconn *hc = member;
+  const char *identity = sb_conn_identity(hc->conn);
+  /* Presence is who is there: an anonymous connection is nobody in particular, and counting
+   * them would cost a Redis call and an entry per membership on public fan-out (the common
+   * anonymous case) that no one asks for; sb_hub_group_size counts them on this node. */
+  if (!*identity) return;
   char stream[SB_STREAM_MAX];
   size_t slen = sb_hub_stream_name(stream, 'g', g->name, g->name_len);
   if (slen && h->engine->ops->presence)
-    h->engine->ops->presence(h->engine, stream, slen, (uint64_t)(uintptr_t)hc,
-                             sb_conn_identity(hc->conn), joined);
+    h->engine->ops->presence(h->engine, stream, slen, (uint64_t)(uintptr_t)hc, identity,
+                             joined);
 }
 
 /* A presence event for the application: the group and the identity, copied, reported on the
@@ -561,7 +557,7 @@ static void on_presence_event(void *hub, const char *stream, size_t slen, const 
   id[ilen] = '\0';
   q->identity = id;
   h->pending++;
-  done_later(&q->d);
+  sb_hub_done_later(&q->d);
 }
 
 /* sb_hub_presence: the engine's answer, copied (it may come inside the call), sorted by
@@ -606,14 +602,14 @@ static void presence_answer(void *ctx, int status, const sb_engine_presence *who
       qsort(q->who, n, sizeof(*q->who), presence_cmp);
     }
   }
-  done_later(&q->d);
+  sb_hub_done_later(&q->d);
 }
 
 int sb_hub_presence(sb_hub *h, const char *group, sb_hub_presence_cb cb, void *user) {
   if (!h || !group || !cb) return SB_EINVAL;
   size_t gl = strlen(group);
   char stream[SB_STREAM_MAX];
-  size_t slen = valid_group(group, gl) ? sb_hub_stream_name(stream, 'g', group, gl) : 0;
+  size_t slen = sb_hub_valid_group(group, gl) ? sb_hub_stream_name(stream, 'g', group, gl) : 0;
   if (!slen) return SB_EINVAL;
   if (!h->engine->ops->presence_get) return SB_EINVAL; /* an engine without presence */
   presence_req *q = sb_malloc(h->a, sizeof(*q));

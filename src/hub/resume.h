@@ -22,7 +22,16 @@
 #define SB_HUB_SCHEMAS 16
 
 typedef struct sb_resume sb_resume; /* a resume in progress (resume.c) */
-typedef struct sb_hub_done sb_hub_done; /* an outcome waiting for the next loop turn (hub.c) */
+/* An outcome for the application, reported on the next loop turn (hub.c, "Deferred"): cb
+ * runs with status and user, then the record is freed with the hub's allocator (a larger
+ * record that starts with it is freed whole). The caller counts it in h->pending. */
+typedef struct sb_hub_done {
+  struct sb_hub_done *next;
+  sb_hub *h;
+  sb_hub_done_cb cb;
+  void *user;
+  int status;
+} sb_hub_done;
 
 /* The hub's state of one connection (conn->hub). */
 typedef struct sb_hconn {
@@ -86,6 +95,10 @@ void sb_hub_record_join(sb_hub *h, sb_hconn *hc, const char *name, size_t n);
 void sb_hub_subscribe_direct(sb_hub *h, sb_hconn *hc);
 /* A fresh single-use token for the connection's session, announced in a HELLO. */
 int sb_hub_new_token_and_hello(sb_hub *h, sb_hconn *hc);
+/* Queues an outcome for the next loop turn. */
+void sb_hub_done_later(sb_hub_done *d);
+/* 1 for a group name the hub accepts: 1..200 bytes of UTF-8. */
+int sb_hub_valid_group(const char *g, size_t n);
 /* The connection of this node holding session `conn_id`, unless it is `keep`, loses it: out
  * of the id map, no longer the owner (its close does not close the session), closed with
  * 4000. Both a resume on this node and the engine's `taken` hook come here. */

@@ -258,20 +258,19 @@ describe('examples/demo: two nodes, one Redis', () => {
     await expect([...new Set(others)].sort());
   });
 
-  test('what stays per node (demo.c\'s header): the room table, the history, no position', async () => {
+  test('what stays per node (demo.c\'s header): the room table; the history is the stream\'s', async () => {
     const dave = await person(A, 'dave'), erin = await person(B, 'erin');
-    // History: each node returns what was posted through it (the previous test posted one
-    // message on each node), with no stream position (offset 0, epoch 0).
+    // History: the room's stream, the same on both nodes (the first test posted one message
+    // on each), with its exact position.
     const onA = await call(dave, METHOD.GET, '/api/rooms/lobby/messages');
     const onB = await call(erin, METHOD.GET, '/api/rooms/lobby/messages');
     assert.equal(onA.status, 200);
-    assert.deepEqual(onA.body.messages.map((m) => m.text), ['hello from A']);
-    assert.deepEqual(onB.body.messages.map((m) => m.text), ['hi from B']);
-    for (const r of [onA, onB]) {
-      assert.equal(r.body.stream, 'g:room:lobby');
-      assert.equal(r.body.offset, 0);
-      assert.equal(r.body.epoch, '0000000000000000');
-    }
+    assert.deepEqual(onA.body, onB.body);
+    assert.deepEqual(onA.body.messages.map((m) => [m.from, m.text]), [['alice', 'hello from A'], ['bob', 'hi from B']]);
+    assert.equal(onA.body.stream, 'g:room:lobby');
+    assert.equal(onA.body.offset, 2);
+    assert.match(onA.body.epoch, /^[0-9a-f]{16}$/);
+    assert.notEqual(onA.body.epoch, '0000000000000000');
     // Rooms: "elsewhere" was made on B only, so A does not know it.
     assert.equal((await call(dave, METHOD.GET, '/api/rooms/elsewhere/messages')).status, 404);
     assert.equal((await call(erin, METHOD.GET, '/api/rooms/elsewhere/messages')).status, 200);
