@@ -67,6 +67,8 @@ void sb_rconn_free(sb_rconn *c);
 
 /* 1 while the link is up (see on_state). */
 int sb_rconn_up(const sb_rconn *c);
+/* Commands sent and not answered yet. */
+size_t sb_rconn_pending(const sb_rconn *c);
 
 /* Redis' run_id as read at the last connect ("" before). */
 const char *sb_rconn_run_id(const sb_rconn *c);

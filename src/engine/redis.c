@@ -139,6 +139,7 @@ typedef struct redis_engine {
   sb_map sessions; /* conn id → rsess (held here) */
   sb_map presence; /* group stream → rpres (this node's memberships) */
   int registered;  /* a heartbeat found this node registered and on time */
+  unsigned opens;  /* sessions opened since the heap was last handed back */
   uint64_t started_ms, last_beat, last_expire, last_refresh;
   int freeing;
   int cmd_ups;       /* times the commands link came up (> 1: a reconnect) */
@@ -864,6 +865,7 @@ static int r_session_open(sb_engine *be, const char *conn_id, const char *identi
   redis_engine *e = (redis_engine *)be;
   size_t idl = strlen(conn_id);
   if (idl == 0 || idl > 22) return SB_EINVAL;
+  e->opens++;
   rsess *ss = sb_map_get(&e->sessions, conn_id, idl);
   if (ss && ss->gen) {
     /* Taken by this node just now (the take moved it here): confirmed, so that the token is
@@ -1331,6 +1333,14 @@ static void r_tick(sb_engine *be) {
   redis_engine *e = (redis_engine *)be;
   if (!sb_rconn_up(e->cmd)) return;
   uint64_t now = uv_now(e->loop);
+  /* After a burst of connections (a reconnect storm after a node died), what was in flight
+   * (commands, replies, contexts) leaves free memory in the heap; once the burst is over
+   * (nothing pending, before this tick's own commands) the free pages are handed back. */
+  if (e->opens >= 4096 && sb_rconn_pending(e->cmd) == 0) {
+    e->opens = 0;
+    sb_alloc_give_back(&sb_default_allocator);
+  }
+
   if (now - e->last_beat >= e->o.heartbeat_ms) {
     e->last_beat = now;
     heartbeat(e);
