@@ -41,7 +41,11 @@
  * only what differs), which the tick sends; after a reconnect, or a heartbeat that found this
  * node expired, every group is synced. A dead node's memberships go in node_expire.
  *
- * Left for later: the periodic check of stream tops (issue 11).
+ * The tops. Every TOPS_MS the node reads the epoch and head of every stream it subscribes
+ * (tops.lua, a hundred at a time, read only) and fills any stream whose head is past what it
+ * delivered: a message whose pub/sub copy was lost (between Redis and this node, with no link
+ * trouble that would have caused a fill) is delivered even when nothing follows it. After
+ * link trouble the fill happens at once (on_sub_state).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +67,8 @@ static const char *const script_text[] = {SB_LUA_SCRIPTS(X)};
 #define KEY_MAX 512
 #define FILL_BATCH 256
 #define LOOKBACK 32 /* records read again at a first subscription (the join race) */
+#define TOPS_MS 5000 /* how often the tops of the subscribed streams are checked */
+#define TOPS_BATCH 100 /* streams per tops call */
 
 typedef struct held_msg {
   uint64_t epoch, offset, time_ms;
@@ -140,7 +146,7 @@ typedef struct redis_engine {
   sb_map presence; /* group stream → rpres (this node's memberships) */
   int registered;  /* a heartbeat found this node registered and on time */
   unsigned opens;  /* sessions opened since the heap was last handed back */
-  uint64_t started_ms, last_beat, last_expire, last_refresh;
+  uint64_t started_ms, last_beat, last_expire, last_refresh, last_tops;
   int freeing;
   int cmd_ups;       /* times the commands link came up (> 1: a reconnect) */
   int sub_ups;
@@ -1259,6 +1265,80 @@ static int r_presence_get(sb_engine *be, const char *stream, size_t slen,
   return r;
 }
 
+/* ---- the tops of the subscribed streams ----------------------------------------------------- */
+
+/* A tops call: the streams it asked about, by name (one may be gone when the answer comes). */
+typedef struct tops_ctx {
+  redis_engine *e;
+  size_t n;
+  size_t len[TOPS_BATCH];
+  char *name[TOPS_BATCH];
+  char buf[]; /* the names */
+} tops_ctx;
+
+/* Each stream whose head in Redis is past what this node delivered (same epoch), or whose
+ * epoch changed, reads the rest from its history: a message whose pub/sub copy was lost is
+ * delivered even when nothing follows it. */
+static void on_tops(void *ctx, int status, redisReply *r) {
+  tops_ctx *t = ctx;
+  redis_engine *e = t->e;
+  if (!e->freeing && status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 * t->n) {
+    for (size_t i = 0; i < t->n; i++) {
+      rstream *s = sb_map_get(&e->streams, t->name[i], t->len[i]);
+      uint64_t epoch = reply_u64(r->element[2 * i]), head = reply_u64(r->element[2 * i + 1]);
+      if (!s || s->gone || !s->ready || !s->live || s->filling || epoch == 0) continue;
+      if (epoch != s->epoch || head > s->offset) start_fill(s);
+    }
+  }
+  free(t);
+}
+
+static void send_tops(redis_engine *e, rstream **v, size_t n) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; i++) bytes += v[i]->name_len;
+  tops_ctx *t = malloc(sizeof(*t) + bytes + 1);
+  const char **argv = malloc(n * sizeof(*argv));
+  size_t *lens = malloc(n * sizeof(*lens));
+  char (*keys)[KEY_MAX] = malloc(n * sizeof(*keys));
+  if (t && argv && lens && keys) {
+    t->e = e;
+    t->n = n;
+    char *w = t->buf;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+      memcpy(w, v[i]->name, v[i]->name_len);
+      t->name[i] = w;
+      t->len[i] = v[i]->name_len;
+      w += v[i]->name_len;
+      lens[k] = make_key(e, keys[k], KEY_MAX, "", v[i]->name, v[i]->name_len, ":m");
+      argv[k] = keys[k];
+      if (lens[k]) k++;
+    }
+    if (k == n && sb_rconn_script(e->cmd, S_tops, (int)n, (int)n, argv, lens, on_tops, t) == 0)
+      t = NULL; /* the answer frees it */
+  }
+  free(t);
+  free(argv);
+  free(lens);
+  free(keys);
+}
+
+/* Every TOPS_MS, in calls of TOPS_BATCH streams. */
+static void check_tops(redis_engine *e) {
+  rstream *v[TOPS_BATCH];
+  size_t n = 0;
+  for (size_t i = 0; i < e->streams.cap; i++) {
+    rstream *s = e->streams.slots[i].key ? e->streams.slots[i].val : NULL;
+    if (!s || s->gone || !s->ready || !s->live || s->filling) continue;
+    v[n++] = s;
+    if (n == TOPS_BATCH) {
+      send_tops(e, v, n);
+      n = 0;
+    }
+  }
+  if (n) send_tops(e, v, n);
+}
+
 /* ---- sync, housekeeping ------------------------------------------------------------------- */
 
 static void on_synced(void *ctx, int status) {
@@ -1356,6 +1436,10 @@ static void r_tick(sb_engine *be) {
     e->last_expire = now;
     expire_nodes(e);
     presence_resync(e, 0); /* groups whose last call failed */
+  }
+  if (now - e->last_tops >= TOPS_MS && sb_rconn_up(e->sub)) {
+    e->last_tops = now;
+    check_tops(e);
   }
   /* A quiet group keeps its epoch while this node has members in it: its keys would expire
    * stream_ttl_ms after their last use, so the position script touches them twice per TTL. */

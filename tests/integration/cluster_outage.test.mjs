@@ -278,3 +278,32 @@ test('a RESUME whose take timed out in a Redis stall and ran later can be retrie
   y.destroy();
   p.destroy();
 });
+
+test('a message whose pub/sub copy never came is delivered by the tops check, though nothing follows it', async () => {
+  const redis = await startRedis();
+  redises.push(redis);
+  const A = await node(redis, 'tops-a');
+  const g = `tops-${Date.now()}`, stream = `g:${g}`;
+  const m = await connect(A, 'm'), p = await connect(A, 'p');
+  await m.ok(`/join/${g}`);
+  await p.ok(`/publish/${g}`, 'one');
+  await waitPushes(m, stream, 1);
+  // Stored as the publish script stores it (offset 2, the same record bytes), published to
+  // nobody: the pub/sub copy was lost between Redis and the node, and nothing follows it.
+  const lost = `
+    local e = redis.call('HGET', KEYS[1], 'e')
+    local h = tonumber(redis.call('HGET', KEYS[1], 'h')) + 1
+    local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+    redis.call('XADD', KEYS[2], h .. '-0', 't', ARGV[1], 'd', last[1][2][4])
+    redis.call('HSET', KEYS[1], 'h', h)
+    return h`;
+  const { redisCommand } = await import('./redis.mjs');
+  assert.equal(await redisCommand(redis.port, 'EVAL', lost, '2', `sb:{${stream}}:m`, `sb:{${stream}}:x`,
+    String(Date.now())), 2);
+  const got = await waitPushes(m, stream, 2, 12000);
+  assert.deepEqual(got.map((x) => [Number(x.offset), x.body.toString()]), [[1, 'one'], [2, 'one']]);
+  assert.equal(new Set(got.map((x) => x.epoch)).size, 1);
+  assert.equal(m.log.filter((x) => x.kind === KIND.HELLO).length, 1, 'no reconnect, no resume');
+  m.destroy();
+  p.destroy();
+});
