@@ -307,3 +307,41 @@ test('a message whose pub/sub copy never came is delivered by the tops check, th
   m.destroy();
   p.destroy();
 });
+
+test('a node frozen past its TTL, its session resumed elsewhere: on waking it closes its stale connection with 4000 and leaves the session alone', async () => {
+  const redis = await startRedis();
+  redises.push(redis);
+  const A = await node(redis, 'frozen-a'), B = await node(redis, 'frozen-b');
+  const { redisCommand } = await import('./redis.mjs');
+  const g = `frozen-${Date.now()}`, stream = `g:${g}`;
+  const x = await connect(A, 'x'), p = await connect(B, 'p');
+  await x.ok(`/join/${g}`);
+  await p.ok(`/publish/${g}`, 'before');
+  const first = (await waitPushes(x, stream, 1))[0];
+  const id = x.id;
+  process.kill(A.pid, 'SIGSTOP');
+  try {
+    // Past its TTL (3 s in hubtest) and a sweep: B finds it dead and closes its sessions.
+    await until(async () => (await redisCommand(redis.port, 'HGET', `sb:{s:${id}}`, 'c')) !== '0', 10000,
+      'the frozen node\'s session closed by the sweep');
+    await p.ok(`/publish/${g}`, 'while frozen');
+    const y = await connect(B, 'y');
+    y.resume(x.hello.token, [{ stream, offset: first.offset, epoch: first.epoch }]);
+    const done = await y.take((m) => m.kind === KIND.RESUMED || m.kind === KIND.ERROR, 8000, 'RESUMED');
+    assert.equal(done.kind, KIND.RESUMED, `${done.status} ${done.body}`);
+    assert.deepEqual(bodies(pushesOf(y, stream)), ['while frozen']);
+    process.kill(A.pid, 'SIGCONT');
+    // A wakes, finds it was late, registers its sessions again: this one is B's now.
+    await x.waitClosed(10000);
+    assert.equal(x.closeFrame?.code, 4000, `closed with ${JSON.stringify(x.closeFrame)}`);
+    await sleep(1500); // A's late work, if any, would land now
+    assert.deepEqual(await redisCommand(redis.port, 'HMGET', `sb:{s:${id}}`, 'n', 'c'), ['frozen-b', '0'],
+      'the session stays open, held by B');
+    await p.ok(`/publish/${g}`, 'after');
+    await y.take((m) => m.kind === KIND.PUSH && m.body.toString() === 'after', 5000, 'after on y');
+    y.destroy();
+  } finally {
+    process.kill(A.pid, 'SIGCONT');
+  }
+  p.destroy();
+});
