@@ -178,6 +178,10 @@ typedef struct sb_server_options {
                                     dropped after twice this long without any data. 60 s */
   unsigned close_timeout_ms;     /* how long to wait for the peer's half of the close
                                     handshake. 5 s */
+  unsigned shutdown_spread_ms;   /* graceful shutdown closes the open WebSocket connections
+                                    (1001) a share at a time over this long, so that they
+                                    reconnect to other nodes without a stampede; 1: all at
+                                    once. 2 s */
   int backlog;                   /* listen(2) backlog. 1024 */
   size_t max_body_bytes;         /* a plain HTTP request's body (sb_app_new answers plain HTTP);
                                     413 past it, before any of it is read when Content-Length
@@ -244,7 +248,9 @@ SB_EXPORT int sb_server_listen(sb_server *server, const char *host, int port);
 /* The bound port after a successful listen, else 0. */
 SB_EXPORT int sb_server_port(const sb_server *server);
 
-/* Graceful shutdown: stops accepting, sends close 1001 to every client, waits for their close
+/* Graceful shutdown: stops accepting, sends close 1001 to every client (the WebSocket ones
+ * spread over shutdown_spread_ms; a hub releases their sessions at once, so that they can be
+ * resumed elsewhere however late their connection here closes), waits for their close
  * (up to close_timeout_ms each), then closes the server's own handles, so that uv_run() ends.
  * `cb` (may be NULL) fires once everything is closed; calling again has no effect beyond the
  * first call. */

@@ -783,7 +783,7 @@ static void on_close(sb_conn *c, int code, const char *reason, size_t rlen, void
     }
     if (hc->owner) {
       sb_map_del(&h->conns, hc->id, strlen(hc->id));
-      h->engine->ops->session_closed(h->engine, hc->id);
+      if (!hc->released) h->engine->ops->session_closed(h->engine, hc->id);
     }
     sb_hub_resume_detach(h, hc);
   }
@@ -793,6 +793,20 @@ static void on_close(sb_conn *c, int code, const char *reason, size_t rlen, void
   if (hc) {
     sb_free(h->a, hc);
     c->hub = NULL;
+  }
+}
+
+/* The server began a graceful shutdown: every session this node holds is closed in the engine
+ * now (its expiry clock starts), though the connections close over the drain's spread: a
+ * client resumes elsewhere as soon as it is told to go, and a process that dies before its
+ * last close leaves no session open on a node that is gone. */
+static void on_shutdown_start(void *hub) {
+  sb_hub *h = hub;
+  for (size_t i = 0; i < h->conns.cap; i++) {
+    sb_hconn *hc = h->conns.slots[i].key ? h->conns.slots[i].val : NULL;
+    if (!hc || !hc->owner || hc->released) continue;
+    hc->released = 1;
+    h->engine->ops->session_closed(h->engine, hc->id);
   }
 }
 
@@ -847,6 +861,7 @@ int sb_hub_new(sb_hub **out, uv_loop_t *loop, const sb_server_options *server_op
   h->a = &h->srv->alloc;
   h->srv->hub = h;
   h->srv->tick = on_tick;
+  h->srv->shutdown_hook = on_shutdown_start;
   h->srv->auth_event = on_auth_event;
   h->srv->hook_user = server_opts->user; /* the application's, for on_upgrade/on_subprotocol */
   sb_map_init_borrowed(&h->conns, h->a); /* the key is the sb_hconn's own id */

@@ -41,6 +41,7 @@ typedef struct sb_hconn {
   uint8_t slow;  /* already closed for being slow */
   uint8_t closing; /* the close callback runs: no more joins */
   uint8_t user_opened; /* the application's on_open ran, so its on_close must */
+  uint8_t released;    /* its session was closed in the engine at shutdown already */
   char sub_id[23]; /* the id whose direct stream this connection subscribed, or "" */
   sb_glist groups;
   sb_resume *resume; /* while resuming: pushes to the connection are held */

@@ -162,6 +162,10 @@ struct sb_server {
   unsigned sweep_ms;
   sb_shutdown_cb shutdown_cb;
   void *shutdown_user;
+  void (*shutdown_hook)(void *hub); /* shutdown began (the hub releases its sessions) */
+  uv_timer_t drain;      /* closes the open WebSocket connections over shutdown_spread_ms */
+  uint64_t drain_t0;
+  size_t drain_total, drain_done;
   char last_error[160];
 };
 

@@ -73,6 +73,7 @@ void sb_server_options_init(sb_server_options *o) {
   o->handshake_timeout_ms = 10000;
   o->idle_timeout_ms = 60000;
   o->close_timeout_ms = 5000;
+  o->shutdown_spread_ms = 2000;
   o->backlog = 1024;
   o->refresh_before_ms = 30000;
   o->max_body_bytes = 1024 * 1024;
@@ -102,6 +103,7 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
   if (!s->opts.handshake_timeout_ms) s->opts.handshake_timeout_ms = def.handshake_timeout_ms;
   if (!s->opts.idle_timeout_ms) s->opts.idle_timeout_ms = def.idle_timeout_ms;
   if (!s->opts.close_timeout_ms) s->opts.close_timeout_ms = def.close_timeout_ms;
+  if (!s->opts.shutdown_spread_ms) s->opts.shutdown_spread_ms = def.shutdown_spread_ms;
   if (s->opts.backlog <= 0) s->opts.backlog = def.backlog;
   if (!s->opts.refresh_before_ms) s->opts.refresh_before_ms = def.refresh_before_ms;
   if (!s->opts.max_body_bytes) s->opts.max_body_bytes = def.max_body_bytes;
@@ -762,6 +764,34 @@ size_t sb_server_conn_count(const sb_server *s) { return s ? s->nopen : 0; }
 
 const char *sb_server_last_error(const sb_server *s) { return s ? s->last_error : ""; }
 
+/* The drain: every 10 ms, close as many of the open WebSocket connections as their share of
+ * the time passed asks for (ceil(total x elapsed / spread) in all), so that clients reconnect
+ * to other nodes spread over the window instead of all at once. Connections that closed by
+ * themselves meanwhile count as done. */
+#define SB_DRAIN_TICK_MS 10
+
+static void drain_tick(uv_timer_t *t) {
+  sb_server *s = t->data;
+  uint64_t spread = s->opts.shutdown_spread_ms, el = uv_now(s->loop) - s->drain_t0;
+  size_t due = el >= spread ? s->drain_total
+                            : (size_t)((s->drain_total * el + spread - 1) / spread);
+  size_t left = 0;
+  for (sb_conn *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->state != SB_CONN_OPEN) continue;
+    if (s->drain_done < due) {
+      s->drain_done++;
+      sb_ws_shutdown(c);
+    } else {
+      left++;
+    }
+  }
+  if (left == 0) {
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, handle_closed);
+  }
+}
+
 int sb_server_shutdown(sb_server *s, sb_shutdown_cb cb, void *user) {
   if (!s) return SB_EINVAL;
   if (!s->listening) return SB_ESTATE;
@@ -770,9 +800,28 @@ int sb_server_shutdown(sb_server *s, sb_shutdown_cb cb, void *user) {
   s->shutdown_cb = cb;
   s->shutdown_user = user;
   uv_close((uv_handle_t *)&s->listener, handle_closed);
+  if (s->shutdown_hook) s->shutdown_hook(s->hub);
+  /* Handshakes and plain HTTP connections go at once (a request in flight is answered
+   * first); open WebSocket connections over the spread. */
+  size_t open = 0;
   for (sb_conn *c = s->conns, *next; c; c = next) {
     next = c->next;
-    if (c->state != SB_CONN_CLOSED) sb_ws_shutdown(c);
+    if (c->state == SB_CONN_OPEN) open++;
+    else if (c->state != SB_CONN_CLOSED) sb_ws_shutdown(c);
+  }
+  if (open > 1 && s->opts.shutdown_spread_ms > 1) {
+    uv_timer_init(s->loop, &s->drain);
+    s->drain.data = s;
+    s->handles_open++;
+    s->drain_t0 = uv_now(s->loop);
+    s->drain_total = open;
+    s->drain_done = 0;
+    uv_timer_start(&s->drain, drain_tick, 0, SB_DRAIN_TICK_MS);
+  } else {
+    for (sb_conn *c = s->conns, *next; c; c = next) {
+      next = c->next;
+      if (c->state == SB_CONN_OPEN) sb_ws_shutdown(c);
+    }
   }
   maybe_finish(s);
   return 0;
