@@ -146,6 +146,7 @@ typedef struct redis_engine {
   sb_map presence; /* group stream → rpres (this node's memberships) */
   int registered;  /* a heartbeat found this node registered and on time */
   unsigned opens;  /* sessions opened since the heap was last handed back */
+  int tops_now;    /* check the tops at the next tick (the commands link came back) */
   uint64_t started_ms, last_beat, last_expire, last_refresh, last_tops;
   int freeing;
   int cmd_ups;       /* times the commands link came up (> 1: a reconnect) */
@@ -1437,8 +1438,9 @@ static void r_tick(sb_engine *be) {
     expire_nodes(e);
     presence_resync(e, 0); /* groups whose last call failed */
   }
-  if (now - e->last_tops >= TOPS_MS && sb_rconn_up(e->sub)) {
+  if ((e->tops_now || now - e->last_tops >= TOPS_MS) && sb_rconn_up(e->sub)) {
     e->last_tops = now;
+    e->tops_now = 0;
     check_tops(e);
   }
   /* A quiet group keeps its epoch while this node has members in it: its keys would expire
@@ -1534,6 +1536,9 @@ static void on_cmd_state(void *user, int up) {
   if (e->cmd_ups++ > 0) {
     reregister_sessions(e);
     presence_resync(e, 1);
+    /* A fill the pub/sub link asked for while this one was still down could not be sent:
+     * the tops of every subscribed stream are checked now, not in TOPS_MS. */
+    e->tops_now = 1;
   }
 }
 
