@@ -45,7 +45,8 @@
  * (tops.lua, a hundred at a time, read only) and fills any stream whose head is past what it
  * delivered: a message whose pub/sub copy was lost (between Redis and this node, with no link
  * trouble that would have caused a fill) is delivered even when nothing follows it. After
- * link trouble the fill happens at once (on_sub_state).
+ * link trouble the fill happens at once (on_sub_state), and the tops are checked at the next
+ * tick after the commands link comes back (a fill asked for while it was down went nowhere).
  */
 #include <stdio.h>
 #include <stdlib.h>
