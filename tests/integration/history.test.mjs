@@ -8,27 +8,16 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { HUBTEST_BIN, HubClient, startServer } from './hub.mjs';
+import { HUBTEST_BIN, HubClient, servers } from './hub.mjs';
 import { KIND } from './proto.mjs';
 import { startRedis } from './redis.mjs';
 
-const started = [];
+const running = servers();
 let redis;
-after(async () => {
-  const reports = [];
-  for (const n of started) {
-    await n.stop();
-    const r = n.sanitizerReport();
-    if (r) reports.push(r);
-  }
-  await redis?.stop();
-  if (reports.length) throw new Error(`sanitizer report(s):\n${reports.join('\n---\n')}`);
-});
+after(() => running.stopAll(() => redis?.stop()));
 
 async function start(name, args = []) {
-  const n = await startServer(HUBTEST_BIN, args, { name });
-  started.push(n);
-  return n;
+  return running.start(HUBTEST_BIN, args, { name });
 }
 
 async function history(c, g, body = '') {

@@ -103,6 +103,32 @@ export async function startServer(bin, args = [], { name = path.basename(bin), r
 const CHECK = Symbol('check');
 
 /** Human-readable summary of a decoded message. */
+/**
+ * The servers a test file starts, and the end of them: `stopAll()` (for its after hook) stops
+ * each (SIGTERM), runs `more` (stopping Redis, say) and throws if any server printed a
+ * sanitizer report.
+ */
+export function servers() {
+  const list = [];
+  return {
+    async start(bin, args, opts) {
+      const n = await startServer(bin, args, opts);
+      list.push(n);
+      return n;
+    },
+    async stopAll(more) {
+      const reports = [];
+      for (const n of list) {
+        await n.stop();
+        const r = n.sanitizerReport();
+        if (r) reports.push(`${n.name}: ${r}`);
+      }
+      await more?.();
+      if (reports.length) throw new Error(`sanitizer report(s):\n${reports.join('\n---\n')}`);
+    },
+  };
+}
+
 export function show(m) {
   if (!m) return String(m);
   if (m.kind === KIND.HELLO) return `HELLO(id=${m.connId})`;
