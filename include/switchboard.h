@@ -237,7 +237,9 @@ SB_EXPORT void sb_server_options_init(sb_server_options *opts);
 
 /* Creates a server on `loop`. The options are copied. On success *out holds the server and 0
  * is returned; on failure *out is NULL and a negative code is returned. Nothing happens on the
- * loop until sb_server_listen(). */
+ * loop until sb_server_listen(). SIGPIPE, if the process left it at its default (which kills
+ * the process when a peer that hung up is written to), is set to be ignored; a handler the
+ * application installed is left alone. */
 SB_EXPORT int sb_server_new(sb_server **out, struct uv_loop_s *loop,
                             const sb_server_options *opts);
 
@@ -825,7 +827,9 @@ typedef struct sb_redis_options {
 SB_EXPORT void sb_redis_options_init(sb_redis_options *opts);
 
 /* Creates the engine and starts connecting (it is usable once connected; until then calls
- * that need Redis fail). SB_EINVAL with a reason in err for a bad url or node id. */
+ * that need Redis fail). SB_EINVAL with a reason in err for a bad url or node id. Like
+ * sb_server_new, it sets a default SIGPIPE to be ignored (a Redis that goes away must not
+ * kill the process). */
 SB_EXPORT int sb_redis_engine_new(sb_engine **out, struct uv_loop_s *loop,
                                   const sb_redis_options *opts, char *err, size_t errlen);
 SB_EXPORT void sb_redis_engine_free(sb_engine *engine);

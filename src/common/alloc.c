@@ -1,3 +1,4 @@
+#include <signal.h>
 #include <stdlib.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -41,4 +42,12 @@ void sb_alloc_give_back(const sb_allocator *a) {
 #else
   (void)a;
 #endif
+}
+
+void sb_ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
 }

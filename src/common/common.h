@@ -26,6 +26,12 @@ static inline void sb_free(const sb_allocator *a, void *p) { a->free(p, a->ctx);
  * nothing for another allocator. Costly on a large heap: call it after much was freed. */
 void sb_alloc_give_back(const sb_allocator *a);
 
+/* A write to a socket the peer has reset raises SIGPIPE, whose default action kills the
+ * process; libuv (and hiredis) leave that to the application. A library must not die of a
+ * peer hanging up, so an untouched SIGPIPE (still SIG_DFL) is set to be ignored; one the
+ * application handles is left alone (documented in the public header). */
+void sb_ignore_sigpipe(void);
+
 /* realloc-shaped adapter for parsers that take one function: n == 0 frees. */
 void *sb_allocator_realloc_fn(void *p, size_t n, void *allocator);
 

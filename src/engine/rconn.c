@@ -19,9 +19,10 @@
  * send a command: the command leaves only after one more epoll_wait (a loop turn later), and
  * every uv_poll_start re-registers the socket in epoll even when nothing changed (8 epoll_ctl
  * per published message, measured). Ours writes what the turn's callbacks queued from a
- * uv_check handle at the end of the same turn, in one write, and polls for writability only
- * while the kernel refuses part of it (or a connect is in progress); the poll is changed only
- * when what it watches changes.
+ * uv_check handle at the end of the same turn, in one write (and from a uv_prepare handle
+ * before the loop would sleep, for what timers and close callbacks queued), and polls for
+ * writability only while the kernel refuses part of it or the connect is in progress; the
+ * poll is changed only when what it watches changes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,10 +361,12 @@ static void on_connect(const redisAsyncContext *ac, int status) {
 typedef struct rc_events {
   redisAsyncContext *ac; /* NULL once hiredis let go of it */
   uv_poll_t poll;
-  uv_check_t check;
+  uv_check_t check;     /* flushes at the end of the loop turn (after the poll phase)... */
+  uv_prepare_t prepare; /* ...or before the next poll (what timers, close callbacks and later
+                           check handles queued): the loop never sleeps on unsent commands */
   int watching; /* what the poll watches now (UV_READABLE | UV_WRITABLE) */
   int read, write; /* what hiredis asked for */
-  int poll_write;  /* the kernel refused part of a write, or a connect is in progress */
+  int poll_write;  /* the kernel refused part of a write, or the connect is in progress */
   int closing;     /* handles still to close */
 } rc_events;
 
@@ -377,30 +380,41 @@ static void ev_update(rc_events *v) {
   else uv_poll_stop(&v->poll);
 }
 
+static void ev_flush_stop(rc_events *v) {
+  uv_check_stop(&v->check);
+  uv_prepare_stop(&v->prepare);
+}
+
 static void ev_poll_cb(uv_poll_t *h, int status, int events) {
   rc_events *v = h->data;
+  if (status < 0) v->watching = 0; /* libuv stopped the poll itself (POLLERR) */
   /* An error: reading finds it (and hiredis drops the connection). */
   if (v->ac && (status < 0 || (events & UV_READABLE))) redisAsyncHandleRead(v->ac);
   if (v->ac && status == 0 && (events & UV_WRITABLE)) {
+    /* Writable: the connect completed (hiredis 0.14 takes any write call for the end of the
+     * connect, so it is made only now), or the kernel takes more of a refused write. */
     redisAsyncHandleWrite(v->ac);
     if (v->ac && !v->write) {
       v->poll_write = 0;
       ev_update(v);
     }
   }
+  if (v->ac) ev_update(v); /* after POLLERR: watch again what hiredis still wants */
 }
 
-/* End of the loop turn: what the turn queued leaves in one write. */
-static void ev_check_cb(uv_check_t *h) {
-  rc_events *v = h->data;
-  uv_check_stop(h);
+/* What the turn queued leaves in one write. */
+static void ev_flush(rc_events *v) {
+  ev_flush_stop(v);
   if (!v->ac || !v->write || v->poll_write) return;
   redisAsyncHandleWrite(v->ac);
-  if (v->ac && v->write) { /* not all of it (or still connecting): wait until writable */
+  if (v->ac && v->write) { /* not all of it: wait until writable */
     v->poll_write = 1;
     ev_update(v);
   }
 }
+
+static void ev_check_cb(uv_check_t *h) { ev_flush(h->data); }
+static void ev_prepare_cb(uv_prepare_t *h) { ev_flush(h->data); }
 
 static void ev_add_read(void *p) {
   rc_events *v = p;
@@ -417,14 +431,19 @@ static void ev_del_read(void *p) {
 static void ev_add_write(void *p) {
   rc_events *v = p;
   v->write = 1;
-  if (!v->poll_write) uv_check_start(&v->check, ev_check_cb);
+  if (v->poll_write) {
+    ev_update(v);
+  } else {
+    uv_check_start(&v->check, ev_check_cb);
+    uv_prepare_start(&v->prepare, ev_prepare_cb);
+  }
 }
 
 static void ev_del_write(void *p) {
   rc_events *v = p;
   v->write = 0;
   v->poll_write = 0;
-  uv_check_stop(&v->check);
+  ev_flush_stop(v);
   ev_update(v);
 }
 
@@ -436,13 +455,16 @@ static void ev_closed(uv_handle_t *h) {
 static void ev_cleanup(void *p) {
   rc_events *v = p;
   v->ac = NULL;
-  v->closing = 2;
+  v->closing = 3;
   uv_close((uv_handle_t *)&v->poll, ev_closed);
   uv_close((uv_handle_t *)&v->check, ev_closed);
+  uv_close((uv_handle_t *)&v->prepare, ev_closed);
 }
 
 /* Attaches `ac` to the loop. Its handles do not keep the loop alive: the engine has nothing
- * to do once the application stopped its server. */
+ * to do once the application stopped its server. The connect is in progress: the first write
+ * waits for writability (hiredis 0.14 would take a write attempted before it for a completed
+ * connect). */
 static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
   rc_events *v = calloc(1, sizeof(*v));
   if (!v) return REDIS_ERR;
@@ -451,9 +473,12 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
     return REDIS_ERR;
   }
   uv_check_init(loop, &v->check);
-  v->poll.data = v->check.data = v;
+  uv_prepare_init(loop, &v->prepare);
+  v->poll.data = v->check.data = v->prepare.data = v;
   uv_unref((uv_handle_t *)&v->poll);
   uv_unref((uv_handle_t *)&v->check);
+  uv_unref((uv_handle_t *)&v->prepare);
+  v->poll_write = 1;
   v->ac = ac;
   ac->ev.data = v;
   ac->ev.addRead = ev_add_read;
@@ -555,6 +580,7 @@ int sb_rconn_new(sb_rconn **out, uv_loop_t *loop, const sb_rconn_options *opts, 
                  size_t errlen) {
   *out = NULL;
   if (!loop || !opts) return SB_EINVAL;
+  sb_ignore_sigpipe(); /* a Redis that goes away must not kill the process (hiredis writes) */
   sb_rconn *c = calloc(1, sizeof(*c));
   if (!c) return SB_ENOMEM;
   c->loop = loop;

@@ -152,14 +152,7 @@ int sb_server_new(sb_server **out, uv_loop_t *loop, const sb_server_options *opt
     sb_free(a, s);
     return SB_ENOMEM;
   }
-  /* A write to a socket the peer has reset raises SIGPIPE, whose default action kills the
-   * process. libuv leaves that to the application; a server library must not die of a client
-   * hanging up, so an untouched SIGPIPE is set to be ignored (documented in the header). */
-  struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-  }
+  sb_ignore_sigpipe(); /* a client hanging up must not kill the server */
   *out = s;
   return 0;
 }
