@@ -117,13 +117,16 @@ static pending *q_push(sb_rconn *c) {
   return p;
 }
 
+/* The oldest record. A large command's buffer is not kept in the ring: it goes with the
+ * record returned (its owner frees it, after a NOSCRIPT retry may have read it). */
 static pending q_pop(sb_rconn *c) {
   pending *p = &c->q[c->qhead];
   pending out = *p;
-  if (p->cmd_cap > KEEP_CMD_BUF) { /* a large command's buffer is not kept */
-    free(p->cmd);
+  if (p->cmd_cap > KEEP_CMD_BUF) {
     p->cmd = NULL;
     p->cmd_cap = 0;
+  } else {
+    out.cmd_cap = 0; /* borrowed from the ring */
   }
   c->qhead = (c->qhead + 1) % c->qcap;
   c->qlen--;
@@ -278,7 +281,11 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   (void)ac;
   if (c->qlen == 0) return; /* cannot happen: one record per command */
   pending p = q_pop(c);
-  if (!p.cb) return setup_reply(c, &p, r);
+  char *own = p.cmd_cap ? p.cmd : NULL; /* a large command's buffer, now ours (q_pop) */
+  if (!p.cb) {
+    free(own);
+    return setup_reply(c, &p, r);
+  }
   if (is_noscript(r) && p.script >= 0 && !p.retried && c->ac && !c->freeing) {
     /* The scripts are gone from Redis: this call goes again as EVAL (to the back of the FIFO,
      * with its own deadline), and they are loaded again for the calls after it. */
@@ -289,10 +296,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
       np->script = p.script;
       np->retried = 1;
       load_scripts(c);
+      free(own);
       return;
     }
     if (np) c->qlen--;
   }
+  free(own);
   if (c->qlen == 0 && c->qcap > Q_KEEP) q_shrink(c);
   p.cb(p.ctx, r ? 0 : SB_EIO, r);
 }

@@ -208,6 +208,19 @@ static void test_scripts_and_noscript(void **state) {
   assert_int_equal(r->type, REDIS_REPLY_ARRAY);
   assert_int_equal(r->element[0]->integer, 1);
   freeReplyObject(r);
+  /* A call larger than the ring keeps (its buffer goes with the record) retried as EVAL: the
+   * retry reads that buffer (ASan watches it). */
+  static char big[20000];
+  memset(big, 'x', sizeof big);
+  const char *kv2[] = {"key2", big};
+  size_t kvl2[] = {4, sizeof big};
+  assert_int_equal(cmd(c, &s, 2, flush), 0);
+  assert_int_equal(sb_rconn_script(c, 1, 1, 2, kv2, kvl2, on_reply, &s), 0);
+  assert_true(run_until(&s.replies, 6, 2000));
+  assert_int_equal(s.failures, 0);
+  r = redisCommand(sc, "STRLEN key2");
+  assert_int_equal(r->integer, (long long)sizeof big);
+  freeReplyObject(r);
   redisFree(sc);
   close_all(c, NULL);
 }
