@@ -343,8 +343,14 @@ static void consider(rstream *s, uint64_t epoch, uint64_t offset, uint64_t time_
     hold(s, epoch, offset, time_ms, data, len);
     return;
   }
-  if (epoch != s->epoch) { /* history lost: a new epoch starts here */
-    emit(s, epoch, offset, time_ms, data, len);
+  if (epoch != s->epoch) {
+    /* History was lost and a new epoch began: all of it is new here, from its first message
+     * (which may have been published while this node could not hear it); this one waits for
+     * the read of what came before it. */
+    s->epoch = epoch;
+    s->offset = 0;
+    if (offset == 1) emit(s, epoch, offset, time_ms, data, len);
+    else if (hold(s, epoch, offset, time_ms, data, len) == 0) start_fill(s);
     return;
   }
   if (offset <= s->offset) return; /* a duplicate */
@@ -370,13 +376,23 @@ static void on_fill(void *ctx, int status, redisReply *r) {
   if (stream_back(s) || s->e->freeing) return;
   int more = 0;
   if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
-    uint64_t epoch = reply_u64(r->element[0]), head = reply_u64(r->element[2]);
+    uint64_t epoch = reply_u64(r->element[0]), first = reply_u64(r->element[1]),
+             head = reply_u64(r->element[2]);
     redisReply *recs = r->element[3];
+    size_t nrecs = recs->elements;
     if (epoch != s->epoch) {
-      s->epoch = epoch; /* lost: go on from what is there */
-      s->offset = recs->elements >= 3 ? reply_u64(recs->element[0]) - 1 : head;
+      /* History was lost: the new epoch is new here from its start. This read began at the
+       * old epoch's position; unless its records start at the new epoch's first, read again
+       * from there (it comes back with this epoch, so this happens once). */
+      s->epoch = epoch;
+      s->offset = 0;
+      s->lookback = 0;
+      if (nrecs < 3 || reply_u64(recs->element[0]) > (first > 1 ? first : 1)) {
+        nrecs = 0;
+        more = 1;
+      }
     }
-    for (size_t i = 0; i + 3 <= recs->elements; i += 3) {
+    for (size_t i = 0; i + 3 <= nrecs; i += 3) {
       uint64_t off = reply_u64(recs->element[i]), t = reply_u64(recs->element[i + 1]);
       if (off <= s->offset) continue;
       if (off <= s->lookback && t < s->since) { /* before the first member joined */
@@ -387,7 +403,7 @@ static void on_fill(void *ctx, int status, redisReply *r) {
     }
     s->lookback = 0;
     /* What was trimmed away cannot come back: skip to the oldest held message. */
-    more = recs->elements / 3 == FILL_BATCH && s->offset < head;
+    more = more || (nrecs / 3 == FILL_BATCH && s->offset < head);
   }
   s->filling = 0;
   if (more) return start_fill(s);
