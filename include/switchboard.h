@@ -691,8 +691,8 @@ SB_EXPORT size_t sb_hub_group_size(sb_hub *hub, const char *group);
  * "user:<identity>" group the upgrade auth joins (so sb_hub_presence(hub, "user:bob", ...)
  * tells whether bob is connected anywhere). `cb` fires exactly once, later (never inside this
  * call), with status 0 and the list sorted by identity (borrowed for the call), or a negative
- * code (the engine failed: Redis unreachable). Returns 0, SB_EINVAL (bad group name, cb NULL)
- * or SB_ENOMEM (then `cb` does not fire).
+ * code (the engine failed: Redis did not answer). Returns 0, SB_EINVAL (bad group name, cb
+ * NULL), SB_ENOMEM, or SB_EIO (the engine's link is down now; then `cb` does not fire).
  *
  * Events: sb_hub_options.on_presence fires when an identity's first connection joins a group
  * or its last one leaves (closing the connection leaves its groups), on a later loop turn.
@@ -794,7 +794,8 @@ typedef void (*sb_hub_history_cb)(int status, const sb_history *h, void *user);
  * sb_hub_position cannot answer at once). Reading a group nobody published to makes its stream
  * (empty, a new epoch): an application that must not let clients make streams by reading
  * checks the name first. `cb` fires exactly once, later (never inside this call). Returns 0,
- * SB_EINVAL (bad group, max 0, cb NULL) or SB_ENOMEM (then `cb` does not fire). */
+ * SB_EINVAL (bad group, max 0, cb NULL), SB_ENOMEM, or SB_EIO (the engine's link is down now;
+ * then `cb` does not fire). */
 SB_EXPORT int sb_hub_history(sb_hub *hub, const char *group, uint64_t from, size_t max,
                              sb_hub_history_cb cb, void *user);
 

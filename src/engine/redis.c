@@ -1057,6 +1057,8 @@ static void on_taken(void *ctx, int status, redisReply *r) {
   if (status != 0 || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return cb(cctx, SB_EIO, NULL);
   if (reply_is(r->element[0], "notfound")) return cb(cctx, SB_ENOTFOUND, NULL);
   if (reply_is(r->element[0], "identity")) return cb(cctx, SB_ENGINE_EIDENTITY, NULL);
+  /* Taken moments ago and not yet confirmed: a retry too early (503, the client retries). */
+  if (reply_is(r->element[0], "pending")) return cb(cctx, SB_EIO, NULL);
   if (!reply_is(r->element[0], "ok") || r->elements != 7 ||
       r->element[6]->type != REDIS_REPLY_ARRAY || r->element[1]->len > 22)
     return cb(cctx, SB_EIO, NULL);
@@ -1540,7 +1542,9 @@ static int send_reopen(redis_engine *e, rsess *ss) {
 static void reregister_sessions(redis_engine *e) {
   for (size_t i = 0; i < e->sessions.cap; i++) {
     rsess *ss = e->sessions.slots[i].key ? e->sessions.slots[i].val : NULL;
-    if (ss && !ss->close_pending && send_reopen(e, ss) != 0) return;
+    /* An open in flight was sent after the heartbeat or the reconnect that asks for this:
+     * it registers the session itself (sending another would bump its generation). */
+    if (ss && !ss->close_pending && !ss->opening && send_reopen(e, ss) != 0) return;
   }
 }
 
@@ -1550,9 +1554,11 @@ static void on_cmd_state(void *user, int up) {
   e->last_beat = uv_now(e->loop);
   e->registered = 0; /* this beat may answer 1: what follows registers everything anyway */
   heartbeat(e); /* first, so that node_expire never sweeps a node that holds sessions */
+  /* Every time, the first too: connections that opened before Redis ever answered hold
+   * sessions that were never opened there. */
+  reregister_sessions(e);
+  presence_resync(e, 1);
   if (e->cmd_ups++ > 0) {
-    reregister_sessions(e);
-    presence_resync(e, 1);
     /* A fill the pub/sub link asked for while this one was still down could not be sent:
      * the tops of every subscribed stream are checked now, not in TOPS_MS. */
     e->tops_now = 1;

@@ -278,10 +278,13 @@ static int adopt_session(sb_hub *h, sb_hconn *hc, const char *conn_id) {
   sb_hub_take_over(h, conn_id, hc);
   char fresh[23];
   memcpy(fresh, hc->id, sizeof(fresh));
-  int close_fresh = hc->owner && strcmp(fresh, conn_id) != 0;
+  /* A shutdown that began meanwhile closed the fresh session already (hconn.released); the
+   * adopted one is this connection's to close when it goes. */
+  int close_fresh = hc->owner && !hc->released && strcmp(fresh, conn_id) != 0;
   if (hc->owner) sb_map_del(&h->conns, hc->id, strlen(hc->id));
   memcpy(hc->id, conn_id, sizeof(hc->id));
   hc->owner = 1;
+  hc->released = 0;
   int r = sb_map_put(&h->conns, hc->id, strlen(hc->id), hc);
   if (r == 0) r = h->engine->ops->session_open(h->engine, hc->id, sb_conn_identity(hc->conn));
   if (r != 0) {

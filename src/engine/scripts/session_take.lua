@@ -19,6 +19,8 @@
 --   {"notfound"}   no such token: unknown, already used, or its session expired or evicted
 --   {"identity"}   the session belongs to another identity; the token is left as it was,
 --                  so that its owner can still use it
+--   {"pending"}    (only with retry_after) taken less than retry_after ago and not confirmed
+--                  yet: retry later
 --
 -- Effects (ok): t = "", p = the token, pt = now (a pending take); g + 1; n = node; c = 0; out
 -- of Pclosed; moved from the previous node's set to this node's; the session's keys and the
@@ -65,7 +67,13 @@ if not cur[3] or (cur[5] ~= tok and not pending) then
   return {'notfound'}
 end
 if pending and not (retry_after and now - (tonumber(cur[7]) or now) >= retry_after) then
-  return {'notfound'} -- taken just now: the racing RESUME loses
+  -- Taken just now and not confirmed yet. Without retry_after: notfound (the token is as good
+  -- as spent). With it: "pending", which the node answers with "retry" (503): a client whose
+  -- own take's answer was lost may come back sooner than retry_after (its link dropped for an
+  -- older command's timeout), and must not lose its session for that; of two racing RESUMEs
+  -- the loser retries after the winner's confirmation spent the token, and gets notfound.
+  if retry_after then return {'pending'} end
+  return {'notfound'}
 end
 local c = tonumber(cur[4]) or 0
 if c ~= 0 and ttl > 0 and now - c > ttl then
