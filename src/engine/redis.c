@@ -148,6 +148,7 @@ typedef struct redis_engine {
   int registered;  /* a heartbeat found this node registered and on time */
   unsigned opens;  /* sessions opened since the heap was last handed back */
   int tops_now;    /* check the tops at the next tick (the commands link came back) */
+  int beat_answered; /* a heartbeat was answered: this run is registered as itself */
   uint64_t started_ms, last_beat, last_expire, last_refresh, last_tops;
   int freeing;
   int cmd_ups;       /* times the commands link came up (> 1: a reconnect) */
@@ -1386,6 +1387,7 @@ static void reregister_sessions(redis_engine *e);
 static void on_beat(void *ctx, int status, redisReply *r) {
   redis_engine *e = ctx;
   if (e->freeing || status != 0 || r->type != REDIS_REPLY_INTEGER) return;
+  e->beat_answered = 1;
   if (r->integer == 1 && e->registered) {
     reregister_sessions(e);
     presence_resync(e, 1);
@@ -1394,21 +1396,32 @@ static void on_beat(void *ctx, int status, redisReply *r) {
 }
 
 static void heartbeat(redis_engine *e) {
-  char nodes[KEY_MAX], info[KEY_MAX], started[24], now[24], ttl[24];
+  char nodes[KEY_MAX], info[KEY_MAX], closed[KEY_MAX], started[24], now[24], ttl[24], sttl[24];
   int l1 = snprintf(nodes, sizeof(nodes), "%snodes", e->prefix);
   size_t l2 = make_key(e, info, sizeof(info), "node:", e->node_id, strlen(e->node_id), ":i");
+  int l3 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
   snprintf(started, sizeof(started), "%llu", (unsigned long long)e->started_ms);
   snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
   snprintf(ttl, sizeof(ttl), "%u", e->o.node_ttl_ms);
+  snprintf(sttl, sizeof(sttl), "%llu", (unsigned long long)e->lim.session_ttl_ms);
+  /* This process's first beats (until one is answered) also let a previous run of this node
+   * id go of what it held (node_heartbeat.lua, "A new run of a node id"). */
+  int first = !e->beat_answered;
   call_args a = {.n = 0};
   arg(&a, nodes, (size_t)l1);
   arg(&a, info, l2);
+  if (first) arg(&a, closed, (size_t)l3);
   arg_s(&a, e->node_id);
   arg_s(&a, e->public_url);
   arg_s(&a, started);
   arg_s(&a, now);
   arg_s(&a, ttl);
-  call(e, S_node_heartbeat, 2, &a, on_beat, e);
+  if (first) {
+    arg_s(&a, "1");
+    arg_s(&a, e->prefix);
+    arg_s(&a, sttl);
+  }
+  call(e, S_node_heartbeat, first ? 3 : 2, &a, on_beat, e);
 }
 
 static void expire_nodes(redis_engine *e) {

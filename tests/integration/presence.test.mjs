@@ -152,6 +152,31 @@ describe('redis engine, three nodes', () => {
     d2.destroy();
   });
 
+  test('a node restarted with the same id lets go of what its previous run held', async () => {
+    const g = `rerun-${Date.now()}`;
+    let R = await start('pr', ['--redis', redis.url, '--node-id', 'pr']);
+    const w = await as(A, 'walt', 'w'), x = await as(R, 'xena', 'x');
+    await w.ok(`/join/${g}`);
+    await x.ok(`/join/${g}`);
+    await waitPresence(w, g, 'walt=1\nxena=1');
+    const id = x.id;
+    process.kill(R.pid, 'SIGKILL');
+    await R.exited;
+    // At once, within its TTL: the node never misses a beat, so no sweep would take it out.
+    R = await start('pr', ['--redis', redis.url, '--node-id', 'pr']);
+    await waitPresence(w, g, 'walt=1');
+    await waitEvent(w, `0|${g}|xena`);
+    const [n, c] = await redisCommand(redis.port, 'HMGET', `sb:{s:${id}}`, 'n', 'c');
+    assert.equal(n, 'pr');
+    assert.notEqual(c, '0', 'the previous run\'s session is closed (resumable, expiring)');
+    assert.equal(await redisCommand(redis.port, 'SISMEMBER', 'sb:{node:pr}:s', id), 0);
+    // The new run works as any node: a member there counts.
+    const y = await as(R, 'yuri', 'y');
+    await y.ok(`/join/${g}`);
+    await waitPresence(w, g, 'walt=1\nyuri=1');
+    for (const c2 of [w, x, y]) c2.destroy();
+  });
+
   test('Redis restarted empty: every node registers its live memberships again', async () => {
     for (const n of [A, B, C]) assert.ok(n.alive(), `${n.name} is running: ${n.stderr().slice(-2000)}`);
     const g = `again-${Date.now()}`;
