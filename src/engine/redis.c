@@ -940,6 +940,27 @@ static int r_session_open(sb_engine *be, const char *conn_id, const char *identi
   return r;
 }
 
+/* A group change or a token that was sent but not answered (the link dropped, the command
+ * timed out) may not have reached Redis: it is sent again after the reconnect (groups through
+ * the session_lost hook, the token with the re-registration). */
+static void on_group_done(void *ctx, int status, redisReply *r) {
+  sess_ctx *c = ctx;
+  if (!c->e->freeing && (status != 0 || r->type == REDIS_REPLY_ERROR)) {
+    rsess *ss = sb_map_get(&c->e->sessions, c->id, strlen(c->id));
+    if (ss) ss->groups_lost = 1;
+  }
+  free(c);
+}
+
+static void on_token_done(void *ctx, int status, redisReply *r) {
+  sess_ctx *c = ctx;
+  if (!c->e->freeing && (status != 0 || r->type == REDIS_REPLY_ERROR)) {
+    rsess *ss = sb_map_get(&c->e->sessions, c->id, strlen(c->id));
+    if (ss && ss->token[0]) ss->token_unsent = 1;
+  }
+  free(c);
+}
+
 static int r_session_group(sb_engine *be, const char *conn_id, const char *group, int joined,
                            uint64_t offset, uint64_t epoch) {
   redis_engine *e = (redis_engine *)be;
@@ -970,11 +991,16 @@ static int r_session_group(sb_engine *be, const char *conn_id, const char *group
   arg_s(&a, cand);
   arg_s(&a, sb_rconn_run_id(e->cmd));
   arg_s(&a, ttl);
-  int r = call(e, S_session_group, 4, &a, on_published_quiet, e);
-  if (r != 0) { /* recorded again once Redis is back (the session_lost hook) */
-    rsess *ss = sb_map_get(&e->sessions, conn_id, idl);
-    if (ss) ss->groups_lost = 1;
+  sess_ctx *c = idl < sizeof(c->id) ? malloc(sizeof(*c)) : NULL;
+  int r = c ? call(e, S_session_group, 4, &a, on_group_done, c) : SB_ENOMEM;
+  if (c && r == 0) {
+    c->e = e;
+    memcpy(c->id, conn_id, idl + 1);
+    return 0;
   }
+  free(c);
+  rsess *ss = sb_map_get(&e->sessions, conn_id, idl);
+  if (ss) ss->groups_lost = 1; /* recorded again once Redis is back (the session_lost hook) */
   return r;
 }
 
@@ -1035,7 +1061,14 @@ static void send_token(redis_engine *e, rsess *ss) {
   arg_s(&a, ss->token);
   arg_s(&a, e->node_id);
   arg_s(&a, gen);
-  if (call(e, S_session_token, 2, &a, on_published_quiet, e) == 0) ss->token_unsent = 0;
+  sess_ctx *c = malloc(sizeof(*c));
+  if (c && call(e, S_session_token, 2, &a, on_token_done, c) == 0) {
+    c->e = e;
+    memcpy(c->id, ss->id, idl + 1);
+    ss->token_unsent = 0;
+    return;
+  }
+  free(c);
 }
 
 static int r_session_token(sb_engine *be, const char *conn_id, const char *token) {
