@@ -37,6 +37,7 @@
 
 #include <uv.h>
 
+#include "../common/answer.h"
 #include "../common/cluster.h"
 #include "../common/strbuf.h"
 #include "switchboard.h"
@@ -109,16 +110,7 @@ static void on_nodes(int status, const sb_node *nodes, size_t n, void *user) {
   }
   strbuf b;
   strbuf_heap(&b, 1 << 20);
-  STRBUF_LIT(&b, "[");
-  for (size_t i = 0; i < n; i++) {
-    if (i) STRBUF_LIT(&b, ",");
-    STRBUF_LIT(&b, "{\"id\":");
-    strbuf_json(&b, nodes[i].id);
-    STRBUF_LIT(&b, ",\"url\":");
-    strbuf_json(&b, nodes[i].url);
-    STRBUF_LIT(&b, "}");
-  }
-  STRBUF_LIT(&b, "]");
+  nodes_json(&b, nodes, n);
   if (b.overflow) answer(c, p->request, 500, "the node list does not fit");
   else if (c) sb_hub_respond(c, p->request, 200, b.data, b.len);
   strbuf_free(&b);

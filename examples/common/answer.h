@@ -29,4 +29,19 @@ static inline void refuse(sb_req *req, uint16_t status, const char *error, const
   reply_json(req, status, &b);
 }
 
+/* The live nodes as [{"id":..,"url":..}] (sb_hub_nodes' answer) into `b`, made by the caller
+ * (strbuf_heap: the list grows with the cluster). */
+static inline void nodes_json(strbuf *b, const sb_node *nodes, size_t n) {
+  STRBUF_LIT(b, "[");
+  for (size_t i = 0; i < n; i++) {
+    if (i) STRBUF_LIT(b, ",");
+    STRBUF_LIT(b, "{\"id\":");
+    strbuf_json(b, nodes[i].id);
+    STRBUF_LIT(b, ",\"url\":");
+    strbuf_json(b, nodes[i].url);
+    STRBUF_LIT(b, "}");
+  }
+  STRBUF_LIT(b, "]");
+}
+
 #endif

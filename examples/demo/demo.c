@@ -267,16 +267,7 @@ static void on_nodes(int status, const sb_node *nodes, size_t n, void *user) {
   if (status != 0) return sb_fail(req, 503, "the node list is unavailable");
   strbuf b;
   strbuf_heap(&b, 1 << 20);
-  STRBUF_LIT(&b, "[");
-  for (size_t i = 0; i < n; i++) {
-    if (i) STRBUF_LIT(&b, ",");
-    STRBUF_LIT(&b, "{\"id\":");
-    strbuf_json(&b, nodes[i].id);
-    STRBUF_LIT(&b, ",\"url\":");
-    strbuf_json(&b, nodes[i].url);
-    STRBUF_LIT(&b, "}");
-  }
-  STRBUF_LIT(&b, "]");
+  nodes_json(&b, nodes, n);
   reply_json(req, 200, &b);
   strbuf_free(&b);
 }
