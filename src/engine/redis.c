@@ -908,29 +908,8 @@ static int r_session_open(sb_engine *be, const char *conn_id, const char *identi
       return SB_ENOMEM;
     }
   }
-  char s1[KEY_MAX], s2[KEY_MAX], closed[KEY_MAX];
-  size_t l1 = make_key(e, s1, sizeof(s1), "s:", conn_id, idl, "");
-  size_t l2 = make_key(e, s2, sizeof(s2), "s:", conn_id, idl, ":g");
-  int l3 = snprintf(closed, sizeof(closed), "%sclosed", e->prefix);
-  call_args a = {.n = 0};
-  arg(&a, s1, l1);
-  arg(&a, s2, l2);
-  arg(&a, closed, (size_t)l3);
-  arg_s(&a, e->prefix);
-  arg(&a, conn_id, idl);
-  arg_s(&a, identity ? identity : "");
-  arg_s(&a, e->node_id);
-  arg_s(&a, "");
-  sess_ctx *c = malloc(sizeof(*c));
-  if (!c) return SB_ENOMEM;
-  c->e = e;
-  memcpy(c->id, conn_id, idl + 1);
-  int r = call(e, S_session_open, 3, &a, on_opened, c);
-  if (r == 0) {
-    ss->opening = 1;
-    return 0;
-  }
-  free(c);
+  int r = send_reopen(e, ss); /* generation 0: a first open, with ss->identity */
+  if (r == 0) return 0;
   if (r == SB_EIO) { /* Redis is unreachable: the connection opens all the same, and the */
     ss->groups_lost = 1; /* session is opened after the reconnect (reregister_sessions) */
     return 0;
@@ -1194,9 +1173,12 @@ static int presence_call(redis_engine *e, rpres *p, const char *op, const char *
   size_t l3 = make_key(e, set, sizeof(set), "node:", e->node_id, strlen(e->node_id), ":p");
   size_t l4 = channel_of(e, ch, sizeof(ch), p->name, p->name_len);
   if (!l1 || !l2 || !l3 || !l4) return SB_EINVAL;
+  /* An add or a remove (one pair) fits on the stack; a sync's whole set is allocated. */
   size_t argc = 6 + 2 * npairs;
-  const char **v = malloc(argc * sizeof(*v));
-  size_t *l = malloc(argc * sizeof(*l));
+  const char *sv[8];
+  size_t sl[8];
+  const char **v = argc <= 8 ? sv : malloc(argc * sizeof(*v));
+  size_t *l = argc <= 8 ? sl : malloc(argc * sizeof(*l));
   int r = SB_ENOMEM;
   if (v && l) {
     const char *head[6] = {mine, counts, set, ch, p->name, op};
@@ -1208,8 +1190,8 @@ static int presence_call(redis_engine *e, rpres *p, const char *op, const char *
     r = sb_rconn_script(e->cmd, S_presence, 4, (int)argc, v, l, on_presence_done, p);
     if (r == 0) p->pending++;
   }
-  free(v);
-  free(l);
+  if (v != sv) free(v);
+  if (l != sl) free(l);
   return r;
 }
 
